@@ -1,0 +1,181 @@
+/**
+ * The admin API (contract: "Admin API"). Bearer-token auth compared in constant time;
+ * bodies validated with zod; every answer JSON; errors in the contract's shape.
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import { constantTimeEqual, newId } from "@portcullis/shared";
+import type { Logger } from "pino";
+import type { Outcome, TenantService } from "../tenants/service.ts";
+import { isCidr } from "../tenants/validation.ts";
+import { adminError } from "./errors.ts";
+
+type Env = { Variables: { requestId: string } };
+
+const Limits = z
+  .object({
+    requestsPerSecond: z.number().positive().max(1e6).nullable(),
+    burst: z.number().int().positive().max(1e7).nullable(),
+    monthlyRequests: z.number().int().positive().nullable(),
+    concurrency: z.number().int().positive().max(1e6).nullable(),
+    maxBodyBytes: z.number().int().nonnegative().nullable(),
+  })
+  .partial()
+  .strict();
+
+const Settings = z
+  .object({
+    allowedIps: z.array(z.string().refine(isCidr, "must be an IPv4 or IPv6 address or CIDR range")).max(1000),
+    branding: z
+      .object({
+        displayName: z.string().min(1).max(200),
+        logoUrl: z.string().url().max(2000).refine((u) => /^https?:/.test(u), "must be http(s)"),
+        primaryColor: z.string().regex(/^#[0-9a-fA-F]{6}$/, "must be #rrggbb"),
+      })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+
+const schemas = {
+  createTenant: z.object({ slug: z.string().min(1).max(40), name: z.string().min(1).max(200), plan: z.string().optional() }).strict(),
+  patchTenant: z
+    .object({
+      status: z.enum(["active", "suspended"]),
+      plan: z.string(),
+      limits: Limits,
+      features: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), z.boolean()),
+      settings: Settings,
+    })
+    .partial()
+    .strict(),
+  database: z.object({ server: z.string().min(3).max(300), database: z.string().min(1).max(63) }).strict(),
+  upstreams: z.object({ urls: z.array(z.string().max(2000)).min(1).max(64) }).strict(),
+  hostname: z.object({ hostname: z.string().min(1).max(300) }).strict(),
+  key: z.object({ name: z.string().max(200).optional(), expiresAt: z.string().datetime({ offset: true }).optional() }).strict(),
+  user: z.object({ email: z.string().email().max(320) }).strict(),
+};
+
+export interface AdminAppDeps {
+  tenants: TenantService;
+  adminToken: string;
+  log: Logger;
+  /** Extra routes (audit, usage, explain) mounted by later modules. */
+  extend?: (app: Hono<Env>) => void;
+}
+
+async function body<T extends z.ZodType>(c: Context<Env>, schema: T): Promise<{ ok: true; value: z.infer<T> } | { ok: false; res: Response }> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    return { ok: false, res: adminError(c, "invalid_json") };
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ");
+    return { ok: false, res: adminError(c, "validation_failed", detail) };
+  }
+  return { ok: true, value: parsed.data };
+}
+
+function answer<T>(c: Context<Env>, outcome: Outcome<T>, status: 200 | 201 | 204 = 200) {
+  if (!outcome.ok) return adminError(c, outcome.code, outcome.detail);
+  if (status === 204) return c.body(null, 204);
+  return c.json(outcome.value as object, status);
+}
+
+export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
+  const app = new Hono<Env>();
+  const { tenants } = deps;
+
+  app.use(async function requestId(c, next) {
+    c.set("requestId", newId("request"));
+    c.header("x-request-id", c.get("requestId"));
+    await next();
+  });
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  app.use("/v1/*", async function bearerAuth(c, next) {
+    const header = c.req.header("authorization") ?? "";
+    const token = header.startsWith("Bearer ") ? header.slice(7) : "";
+    if (!token || !constantTimeEqual(token, deps.adminToken)) {
+      c.header("www-authenticate", 'Bearer realm="portcullis-admin"');
+      return adminError(c, "unauthorized");
+    }
+    await next();
+  });
+
+  app.post("/v1/tenants", async (c) => {
+    const b = await body(c, schemas.createTenant);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.create(b.value), 201);
+  });
+  app.get("/v1/tenants", async (c) => c.json({ tenants: await tenants.list() }));
+  app.get("/v1/tenants/:tenant", async (c) => answer(c, await tenants.get(c.req.param("tenant"))));
+  app.patch("/v1/tenants/:tenant", async (c) => {
+    const b = await body(c, schemas.patchTenant);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.patch(c.req.param("tenant"), b.value));
+  });
+  app.delete("/v1/tenants/:tenant", async (c) => answer(c, await tenants.delete(c.req.param("tenant")), 204));
+
+  app.put("/v1/tenants/:tenant/database", async (c) => {
+    const b = await body(c, schemas.database);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.putDatabase(c.req.param("tenant"), b.value));
+  });
+  app.put("/v1/tenants/:tenant/upstreams", async (c) => {
+    const b = await body(c, schemas.upstreams);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.putUpstreams(c.req.param("tenant"), b.value.urls));
+  });
+
+  app.post("/v1/tenants/:tenant/hostnames", async (c) => {
+    const b = await body(c, schemas.hostname);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.addHostname(c.req.param("tenant"), b.value.hostname), 201);
+  });
+  app.post("/v1/tenants/:tenant/hostnames/:hostname/verify", async (c) =>
+    answer(c, await tenants.verifyHostname(c.req.param("tenant"), c.req.param("hostname"))),
+  );
+  app.delete("/v1/tenants/:tenant/hostnames/:hostname", async (c) =>
+    answer(c, await tenants.deleteHostname(c.req.param("tenant"), c.req.param("hostname")), 204),
+  );
+
+  app.post("/v1/tenants/:tenant/keys", async (c) => {
+    const b = await body(c, schemas.key);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.createKey(c.req.param("tenant"), b.value), 201);
+  });
+  app.get("/v1/tenants/:tenant/keys", async (c) => {
+    const outcome = await tenants.listKeys(c.req.param("tenant"));
+    return outcome.ok ? c.json({ keys: outcome.value }) : adminError(c, outcome.code, outcome.detail);
+  });
+  app.delete("/v1/tenants/:tenant/keys/:keyId", async (c) =>
+    answer(c, await tenants.revokeKey(c.req.param("tenant"), c.req.param("keyId")), 204),
+  );
+
+  app.post("/v1/tenants/:tenant/users", async (c) => {
+    const b = await body(c, schemas.user);
+    if (!b.ok) return b.res;
+    return answer(c, await tenants.createUser(c.req.param("tenant"), b.value), 201);
+  });
+  app.post("/v1/tenants/:tenant/users/:userId/sessions", async (c) =>
+    answer(c, await tenants.createSession(c.req.param("tenant"), c.req.param("userId")), 201),
+  );
+  app.delete("/v1/tenants/:tenant/sessions/:sessionId", async (c) =>
+    answer(c, await tenants.revokeSession(c.req.param("tenant"), c.req.param("sessionId")), 204),
+  );
+
+  deps.extend?.(app);
+
+  app.notFound((c) => adminError(c, "not_found"));
+  app.onError((error, c) => {
+    deps.log.error({ err: error, requestId: c.get("requestId") }, "admin API error");
+    return adminError(c, "internal");
+  });
+  return app;
+}

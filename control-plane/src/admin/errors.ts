@@ -1,0 +1,12 @@
+import type { Context } from "hono";
+import { ADMIN_ERRORS, type AdminErrorCode } from "@portcullis/shared";
+
+/** The contract's error body, with an optional `detail` for the operator. */
+export function adminError(c: Context, code: AdminErrorCode, detail?: string) {
+  const e = ADMIN_ERRORS[code];
+  const requestId = c.get("requestId" as never) ?? "";
+  return c.json(
+    { error: { code, message: e.message, requestId, ...(detail ? { detail } : {}) } },
+    e.status as 400,
+  );
+}

@@ -1,0 +1,80 @@
+/** Control plane and key service settings, parsed once from the environment. */
+import { z } from "zod";
+import { csv, normalizeHostname, parseEnv, port, secret } from "@portcullis/shared";
+
+const Env = z.object({
+  ADMIN_PORT: port(8081),
+  KEY_SERVICE_PORT: port(8082),
+  ADMIN_HOST: z.string().default("127.0.0.1"),
+  KEY_SERVICE_HOST: z.string().default("127.0.0.1"),
+  DATABASE_URL: z.string().url().optional(),
+  REDIS_URL: z.string().url().optional(),
+  REDIS_PREFIX: z.string().default("pc:v1:"),
+  PLATFORM_DOMAIN: z.string().default("localhost"),
+  API_HOSTNAME: z.string().optional(),
+  SESSION_COOKIE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("portcullis_session"),
+  SESSION_TTL_SECONDS: z.coerce.number().int().positive().default(7 * 24 * 3600),
+  DNS_SERVERS: csv,
+  ALERT_WEBHOOK_URL: z.string().url().optional(),
+  DATA_DIR: z.string().default("./.data"),
+  LOG_LEVEL: z.string().default("info"),
+});
+
+export interface ControlPlaneConfig {
+  adminPort: number;
+  adminHost: string;
+  keyServicePort: number;
+  keyServiceHost: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  platformDomain: string;
+  apiHostname: string;
+  adminToken: string;
+  keyServiceToken: string;
+  sessionSecret: string;
+  sessionCookie: string;
+  sessionTtlSeconds: number;
+  dnsServers: string[];
+  alertWebhookUrl: string | undefined;
+  dataDir: string;
+  logLevel: string;
+  /** Names of secrets generated for this process because they were not set. */
+  generatedSecrets: string[];
+}
+
+function hostSetting(name: string, value: string): string {
+  const result = normalizeHostname(value);
+  if (!result.ok) throw new Error(`${name} is not a valid hostname (${result.code})`);
+  return result.hostname;
+}
+
+export function loadControlPlaneConfig(env: Record<string, string | undefined>): Readonly<ControlPlaneConfig> {
+  const e = parseEnv(Env, env);
+  const generated: string[] = [];
+  const platformDomain = hostSetting("PLATFORM_DOMAIN", e.PLATFORM_DOMAIN);
+  return Object.freeze({
+    adminPort: e.ADMIN_PORT,
+    adminHost: e.ADMIN_HOST,
+    keyServicePort: e.KEY_SERVICE_PORT,
+    keyServiceHost: e.KEY_SERVICE_HOST,
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    platformDomain,
+    apiHostname: hostSetting("API_HOSTNAME", e.API_HOSTNAME ?? `api.${platformDomain}`),
+    adminToken: secret(env, "ADMIN_TOKEN", generated),
+    keyServiceToken: secret(env, "KEY_SERVICE_TOKEN", generated),
+    sessionSecret: secret(env, "SESSION_SECRET", generated),
+    sessionCookie: e.SESSION_COOKIE,
+    sessionTtlSeconds: e.SESSION_TTL_SECONDS,
+    dnsServers: e.DNS_SERVERS,
+    alertWebhookUrl: e.ALERT_WEBHOOK_URL,
+    dataDir: e.DATA_DIR,
+    logLevel: e.LOG_LEVEL,
+    generatedSecrets: generated,
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * The key service: the router's only source of truth on a cache miss. It answers
+ * host resolutions, tenant records, API key verifications and session states from
+ * the control plane's database. It is reached only by routers (KEY_SERVICE_TOKEN),
+ * never sees an API key (routers send its SHA-256), and bounds its own work so a
+ * flood of invented keys costs one indexed lookup each, then a fast 503.
+ */
+import { Hono } from "hono";
+import { constantTimeEqual, normalizeHostname, type KeyEntry, VerifyKeyRequest } from "@portcullis/shared";
+import type { Logger } from "pino";
+import { sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
+import type { TenantService } from "../tenants/service.ts";
+
+export interface KeyServiceDeps {
+  db: Db;
+  token: string;
+  log: Logger;
+  tenants: TenantService;
+  /** Most database lookups in flight at once; beyond it, answer 503 at once. */
+  maxInFlight?: number;
+}
+
+export function createKeyServiceApp(deps: KeyServiceDeps) {
+  const app = new Hono();
+  const maxInFlight = deps.maxInFlight ?? 64;
+  let inFlight = 0;
+  const used = new Set<string>();
+
+  // Last use of keys: collected from verifications and router reports, written in
+  // one statement a minute instead of one write per request.
+  const flushUsed = async () => {
+    if (used.size === 0) return;
+    const ids = [...used];
+    used.clear();
+    try {
+      await deps.tenants.touchKeys(ids, new Date());
+    } catch (error) {
+      deps.log.warn({ err: error }, "recording key last use failed");
+    }
+  };
+  const timer = setInterval(flushUsed, 60_000);
+  timer.unref();
+
+  app.get("/healthz", async (c) => {
+    try {
+      await deps.db.execute(sql`select 1`);
+      return c.json({ ok: true });
+    } catch {
+      return c.json({ ok: false }, 503);
+    }
+  });
+
+  app.use("/v1/*", async function routerAuth(c, next) {
+    const header = c.req.header("authorization") ?? "";
+    if (!header.startsWith("Bearer ") || !constantTimeEqual(header.slice(7), deps.token)) {
+      return c.json({ error: { code: "unauthorized", message: "unauthorized", requestId: "" } }, 401);
+    }
+    if (inFlight >= maxInFlight) {
+      return c.json({ error: { code: "overloaded", message: "overloaded", requestId: "" } }, 503);
+    }
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
+
+  app.get("/v1/resolve/host/:host", async (c) => {
+    const n = normalizeHostname(c.req.param("host"));
+    if (!n.ok) return c.json({ host: { v: 0, tenantId: null }, tenant: null });
+    const host = await hostEntry(deps.db, n.hostname);
+    const tenant = host.tenantId ? await tenantEntry(deps.db, host.tenantId) : null;
+    return c.json({ host, tenant });
+  });
+
+  app.get("/v1/resolve/tenant/:id", async (c) => c.json(await tenantEntry(deps.db, c.req.param("id"))));
+
+  app.post("/v1/keys/verify", async (c) => {
+    const parsed = VerifyKeyRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) return c.json({ error: { code: "validation_failed", message: "bad request", requestId: "" } }, 400);
+    const entry: KeyEntry = await keyEntry(deps.db, parsed.data.hash);
+    const tenant = entry.key ? await tenantEntry(deps.db, entry.key.tenantId) : null;
+    if (entry.key) used.add(entry.key.keyId);
+    return c.json({ entry, tenant });
+  });
+
+  app.post("/v1/keys/used", async (c) => {
+    const ids = (await c.req.json().catch(() => null)) as { ids?: unknown } | null;
+    if (ids && Array.isArray(ids.ids)) {
+      for (const id of ids.ids.slice(0, 10_000)) if (typeof id === "string" && id.startsWith("key_")) used.add(id);
+    }
+    return c.body(null, 204);
+  });
+
+  app.get("/v1/sessions/:id", async (c) => c.json(await sessionEntry(deps.db, c.req.param("id"))));
+
+  app.notFound((c) => c.json({ error: { code: "not_found", message: "not found", requestId: "" } }, 404));
+  app.onError((error, c) => {
+    deps.log.error({ err: error }, "key service error");
+    return c.json({ error: { code: "internal", message: "internal error", requestId: "" } }, 500);
+  });
+
+  return { app, flushUsed, close: () => clearInterval(timer) };
+}

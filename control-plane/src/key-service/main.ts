@@ -1,0 +1,16 @@
+/** `npm run start:key-service -w @portcullis/control-plane`: the key service on its own. */
+import { serve } from "@hono/node-server";
+import { createControlPlane, loadControlPlaneConfig } from "../index.ts";
+
+const config = loadControlPlaneConfig(process.env);
+if (config.generatedSecrets.includes("KEY_SERVICE_TOKEN")) {
+  console.error("KEY_SERVICE_TOKEN must be set so routers can reach the key service");
+  process.exit(2);
+}
+const cp = await createControlPlane(config);
+const server = serve({ fetch: cp.keyService.fetch, port: config.keyServicePort, hostname: config.keyServiceHost }, (info) =>
+  console.log(`key service on :${info.port}`),
+);
+const stop = () => server.close(() => void cp.close().then(() => process.exit(0)));
+process.once("SIGTERM", stop);
+process.once("SIGINT", stop);

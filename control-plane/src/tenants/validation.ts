@@ -1,0 +1,60 @@
+/** Input rules of the admin API: slugs, database servers, upstream URLs, CIDRs. */
+import { isIP } from "node:net";
+import { normalizeHostname } from "@portcullis/shared";
+
+export const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+
+/** Names that stay the platform's: they would collide with its own hostnames. */
+export const RESERVED_SLUGS = new Set([
+  "api", "admin", "www", "ops", "metrics", "health", "status", "internal", "static", "assets",
+  "cdn", "mail", "smtp", "imap", "pop", "ftp", "ns", "ns1", "ns2", "dns", "mx", "portcullis",
+  "root", "support", "billing", "login", "logout", "auth", "sso", "oauth", "docs", "blog",
+  "dashboard", "console", "app", "apps", "help", "security", "abuse", "postmaster", "hostmaster",
+  "webmaster", "autoconfig", "autodiscover", "wpad", "localhost", "_dmarc", "keys", "key-service",
+]);
+
+export function checkSlug(slug: string): "ok" | "invalid" | "reserved" {
+  if (!SLUG.test(slug) || slug.includes("--")) return "invalid";
+  if (RESERVED_SLUGS.has(slug)) return "reserved";
+  return "ok";
+}
+
+/** `host:port` of a database server, normalized: lower-case host, explicit port. */
+export function normalizeServer(input: string): string | null {
+  const match = /^(.+):(\d{1,5})$/.exec(input.trim());
+  if (!match) return null;
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) return null;
+  let host = (match[1] as string).toLowerCase();
+  if (host.startsWith("[") && host.endsWith("]")) {
+    return isIP(host.slice(1, -1)) === 6 ? `[${host.slice(1, -1)}]:${port}` : null;
+  }
+  if (isIP(host) === 4) return `${host}:${port}`;
+  if (host.endsWith(".")) host = host.slice(0, -1);
+  const named = normalizeHostname(host);
+  return named.ok ? `${named.hostname}:${port}` : null;
+}
+
+/** An upstream is an origin: http(s), host, optional port; no credentials, path or query. */
+export function normalizeUpstream(input: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  if (url.username || url.password || url.search || url.hash) return null;
+  if (url.pathname !== "/" && url.pathname !== "") return null;
+  return url.origin;
+}
+
+export function isCidr(input: string): boolean {
+  const [addr, bits, ...rest] = input.split("/");
+  if (rest.length > 0 || !addr) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}

@@ -1,0 +1,97 @@
+/**
+ * `npm start`: the whole stack in one process — migrations, key service, control
+ * plane, router, and two demo tenants with demo upstreams. With no DATABASE_URL it
+ * runs on embedded PGlite under ./.data; with no REDIS_URL on the in-process store.
+ * Set both to run the same stack against real Postgres and Redis.
+ */
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import { getRequestListener } from "@hono/node-server";
+import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase } from "@portcullis/control-plane";
+import { loadRouterConfig, startRouter } from "@portcullis/router";
+import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { startEchoUpstream } from "./demo-upstream.ts";
+
+const env: Record<string, string | undefined> = { ...process.env };
+// One set of secrets for every service of this process.
+for (const name of ["ADMIN_TOKEN", "KEY_SERVICE_TOKEN", "CONTEXT_SIGNING_SECRET", "SESSION_SECRET"]) {
+  if (!env[name]) env[name] = randomBytes(24).toString("base64url");
+}
+const cpConfig = loadControlPlaneConfig(env);
+const routerConfig = loadRouterConfig(env);
+
+const database = await openDatabase({ url: cpConfig.databaseUrl, dataDir: `${cpConfig.dataDir}/pglite` });
+console.log(`migrate: applying migrations (${database.kind})`);
+await migrate(database);
+
+let store: Store;
+if (cpConfig.redisUrl) {
+  const redis = new RedisStore({ url: cpConfig.redisUrl, prefix: cpConfig.redisPrefix });
+  await redis.ready();
+  store = redis;
+} else store = new MemoryStore();
+
+const cp = await createControlPlane(cpConfig, { store, database });
+const listen = (fetch: Parameters<typeof getRequestListener>[0], port: number, host: string) =>
+  new Promise<ReturnType<typeof createServer>>((resolve) => {
+    const server = createServer(getRequestListener(fetch));
+    server.listen(port, host, () => resolve(server));
+  });
+const keyServiceServer = await listen(cp.keyService.fetch, cpConfig.keyServicePort, cpConfig.keyServiceHost);
+const adminServer = await listen(cp.admin.fetch, cpConfig.adminPort, cpConfig.adminHost);
+const router = await startRouter(routerConfig, { store });
+
+// Demo tenants, each with its own upstream that echoes the context it received.
+const secret = routerConfig.contextSigningSecret;
+const demos = [
+  { slug: "acme", name: "Acme Corp", plan: "pro", db: { server: "pg-acme.internal:5432", database: "acme" } },
+  { slug: "globex", name: "Globex Inc", plan: "free", db: { server: "pg-globex.internal:5432", database: "globex" } },
+];
+const upstreams = [];
+const keys: Record<string, string> = {};
+for (const demo of demos) {
+  const upstream = await startEchoUpstream({ name: `${demo.slug}-app`, secret });
+  upstreams.push(upstream);
+  const existing = await cp.tenants.get(demo.slug);
+  if (!existing.ok) {
+    const created = await cp.tenants.create({ slug: demo.slug, name: demo.name, plan: demo.plan });
+    if (!created.ok) throw new Error(`creating demo tenant ${demo.slug}: ${created.code}`);
+    await cp.tenants.putDatabase(demo.slug, demo.db);
+  }
+  await cp.tenants.putUpstreams(demo.slug, [upstream.url]);
+  const key = await cp.tenants.createKey(demo.slug, { name: "quickstart" });
+  if (key.ok) keys[demo.slug] = key.value.key;
+}
+
+const r = routerConfig.port;
+const a = cpConfig.adminPort;
+const d = cpConfig.platformDomain;
+console.log(`
+Portcullis is running (${database.kind}, ${store.kind} store).
+  router   http://127.0.0.1:${r}     ops http://127.0.0.1:${router.opsPort}/readyz
+  admin    http://127.0.0.1:${a}     key service :${cpConfig.keyServicePort}
+
+Try:
+  curl -s http://acme.${d}:${r}/hello                       # acme's app, with signed tenant context
+  curl -s http://globex.${d}:${r}/hello                     # globex's app
+  curl -s http://nobody.${d}:${r}/                          # 404 unknown_host: no default tenant
+  curl -s -H 'Authorization: Bearer ${keys.acme}' http://${routerConfig.apiHostname}:${r}/v1/orders
+  curl -s -H 'Authorization: Bearer ${keys.acme}' http://globex.${d}:${r}/   # 401: acme's key on globex
+  curl -s -H 'Authorization: Bearer ${cpConfig.adminToken}' http://127.0.0.1:${a}/v1/tenants
+
+ADMIN_TOKEN=${cpConfig.adminToken}
+(curl resolves *.localhost to 127.0.0.1 itself; with another client add: -H 'Host: acme.${d}' http://127.0.0.1:${r}/)
+`);
+
+const shutdown = async () => {
+  await router.drain();
+  adminServer.close();
+  keyServiceServer.close();
+  for (const u of upstreams) await u.close();
+  await cp.close();
+  await store.close();
+  await database.close();
+  process.exit(0);
+};
+process.once("SIGTERM", () => void shutdown());
+process.once("SIGINT", () => void shutdown());

@@ -1,0 +1,98 @@
+/** Router settings, parsed once from the environment and frozen. */
+import { z } from "zod";
+import { csv, normalizeHostname, parseEnv, port, secret } from "@portcullis/shared";
+
+const Env = z.object({
+  ROUTER_PORT: port(8080),
+  ROUTER_OPS_PORT: port(9090),
+  ROUTER_HOST: z.string().default("0.0.0.0"),
+  ROUTER_OPS_HOST: z.string().default("127.0.0.1"),
+  KEY_SERVICE_PORT: port(8082),
+  KEY_SERVICE_URL: z.string().url().optional(),
+  REDIS_URL: z.string().url().optional(),
+  REDIS_PREFIX: z.string().default("pc:v1:"),
+  PLATFORM_DOMAIN: z.string().default("localhost"),
+  API_HOSTNAME: z.string().optional(),
+  SESSION_COOKIE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("portcullis_session"),
+  TRUSTED_PROXIES: csv,
+  UPSTREAM_CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(2_000),
+  UPSTREAM_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  UPSTREAM_BODY_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  UPSTREAM_CONNECTIONS: z.coerce.number().int().positive().default(128),
+  REQUEST_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  MAX_HEADER_BYTES: z.coerce.number().int().positive().default(16_384),
+  MAX_HEADER_COUNT: z.coerce.number().int().positive().default(100),
+  DRAIN_TIMEOUT_MS: z.coerce.number().int().positive().default(25_000),
+  LOG_LEVEL: z.string().default("info"),
+});
+
+export interface RouterConfig {
+  port: number;
+  opsPort: number;
+  host: string;
+  opsHost: string;
+  keyServiceUrl: string;
+  keyServiceToken: string;
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  platformDomain: string;
+  apiHostname: string;
+  contextSigningSecret: string;
+  sessionSecret: string;
+  sessionCookie: string;
+  trustedProxies: string[];
+  upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
+  requestHeadersTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  drainTimeoutMs: number;
+  logLevel: string;
+  generatedSecrets: string[];
+}
+
+function hostSetting(name: string, value: string): string {
+  const result = normalizeHostname(value);
+  if (!result.ok) throw new Error(`${name} is not a valid hostname (${result.code})`);
+  return result.hostname;
+}
+
+export function loadRouterConfig(env: Record<string, string | undefined>, overrides: Partial<RouterConfig> = {}): Readonly<RouterConfig> {
+  const e = parseEnv(Env, env);
+  const generated: string[] = [];
+  const platformDomain = hostSetting("PLATFORM_DOMAIN", e.PLATFORM_DOMAIN);
+  return Object.freeze({
+    port: e.ROUTER_PORT,
+    opsPort: e.ROUTER_OPS_PORT,
+    host: e.ROUTER_HOST,
+    opsHost: e.ROUTER_OPS_HOST,
+    keyServiceUrl: e.KEY_SERVICE_URL ?? `http://127.0.0.1:${e.KEY_SERVICE_PORT}`,
+    keyServiceToken: secret(env, "KEY_SERVICE_TOKEN", generated),
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    platformDomain,
+    apiHostname: hostSetting("API_HOSTNAME", e.API_HOSTNAME ?? `api.${platformDomain}`),
+    contextSigningSecret: secret(env, "CONTEXT_SIGNING_SECRET", generated),
+    sessionSecret: secret(env, "SESSION_SECRET", generated),
+    sessionCookie: e.SESSION_COOKIE,
+    trustedProxies: e.TRUSTED_PROXIES,
+    upstream: {
+      connectTimeoutMs: e.UPSTREAM_CONNECT_TIMEOUT_MS,
+      headersTimeoutMs: e.UPSTREAM_HEADERS_TIMEOUT_MS,
+      bodyTimeoutMs: e.UPSTREAM_BODY_TIMEOUT_MS,
+      connections: e.UPSTREAM_CONNECTIONS,
+    },
+    requestHeadersTimeoutMs: e.REQUEST_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    maxHeaderBytes: e.MAX_HEADER_BYTES,
+    maxHeaderCount: e.MAX_HEADER_COUNT,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    logLevel: e.LOG_LEVEL,
+    generatedSecrets: generated,
+    ...overrides,
+  });
+}

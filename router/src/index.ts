@@ -1,0 +1,6 @@
+export { createRouterApp, type RouterDeps } from "./app.ts";
+export { type AuditEvent, type AuditWriter, memoryWriter } from "./audit/index.ts";
+export { loadRouterConfig, type RouterConfig } from "./config.ts";
+export { decide, type Decision, type DecisionInput } from "./policy/index.ts";
+export { type RunningRouter, startRouter } from "./server.ts";
+export { createKeyServiceClient } from "./tenant-cache/index.ts";

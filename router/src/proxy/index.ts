@@ -1,0 +1,202 @@
+/**
+ * Forwarding to a tenant's upstream with undici's dispatcher API, straight between
+ * the Node request/response streams (no Web Request/Response on the path; see
+ * PERF-NOTES). Streams both ways with backpressure; retries another upstream only
+ * when the connection could not be made and no body byte was read; a framing or
+ * protocol error from an upstream destroys that upstream connection (undici does)
+ * and, if the response had started, the client connection too, so no byte of one
+ * response can reach another request.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Transform } from "node:stream";
+import { Agent, type Dispatcher } from "undici";
+import type { RefusalReason } from "@portcullis/shared";
+import { connectionTokens, RESPONSE_DROP } from "./headers.ts";
+
+export { H, isBlockedRequestHeader, connectionTokens } from "./headers.ts";
+
+export interface UpstreamOptions {
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  connections: number;
+}
+
+export function createDispatcher(o: UpstreamOptions): Agent {
+  return new Agent({
+    connect: { timeout: o.connectTimeoutMs },
+    connections: o.connections,
+    headersTimeout: o.headersTimeoutMs,
+    bodyTimeout: o.bodyTimeoutMs,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 60_000,
+    pipelining: 1,
+  });
+}
+
+export interface ForwardRequest {
+  origins: readonly string[];
+  start: number;
+  method: string;
+  path: string;
+  headers: string[];
+  /** The client request, streamed as the body when it has one. */
+  body: IncomingMessage | null;
+  maxBodyBytes: number | null;
+  responseHeaders: Record<string, string>;
+}
+
+export interface ForwardResult {
+  /** Status sent to the client (0 when the client went away first). */
+  status: number;
+  /** Set when the router answered for the upstream (502/504/413). */
+  failure: RefusalReason | null;
+  bytesIn: number;
+  bytesOut: number;
+  upstream: string | null;
+  upstreamMs: number;
+}
+
+const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+const RESET_ERRORS = new Set(["ECONNRESET", "UND_ERR_SOCKET", "EPIPE"]);
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+
+class BodyTooLarge extends Error {
+  override name = "BodyTooLarge";
+  constructor() {
+    super("request body exceeds the tenant's limit");
+    // Expected outcome, thrown only to stop the body stream: no stack needed.
+    this.stack = "";
+  }
+}
+
+function failureFor(error: Error & { code?: string }): RefusalReason {
+  if (error instanceof BodyTooLarge) return "body_too_large";
+  const code = error.code ?? "";
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return "upstream_timeout";
+  return "upstream_unavailable";
+}
+
+export type RefuseWriter = (res: ServerResponse, reason: RefusalReason) => void;
+
+export function forward(
+  dispatcher: Dispatcher,
+  req: IncomingMessage,
+  res: ServerResponse,
+  f: ForwardRequest,
+  refuse: RefuseWriter,
+): Promise<ForwardResult> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let attempt = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let done = false;
+    let controllerRef: Dispatcher.DispatchController | null = null;
+    let current = "";
+    let bodyError: Error | null = null;
+
+    const finish = (status: number, failure: RefusalReason | null) => {
+      if (done) return;
+      done = true;
+      res.off("close", onClientClose);
+      resolve({ status, failure, bytesIn, bytesOut, upstream: current || null, upstreamMs: performance.now() - started });
+    };
+    const onClientClose = () => {
+      if (!res.writableFinished) {
+        controllerRef?.abort(new Error("client went away"));
+        finish(0, null);
+      }
+    };
+    res.on("close", onClientClose);
+
+    // The body goes through a counting stream: bytes in for metering, and the
+    // tenant's size limit enforced while streaming (a declared length over the
+    // limit was refused before any upstream contact).
+    let body: Transform | null = null;
+    if (f.body !== null) {
+      const max = f.maxBodyBytes ?? Number.POSITIVE_INFINITY;
+      const source = f.body;
+      body = new Transform({
+        transform(chunk: Buffer, _enc, callback) {
+          bytesIn += chunk.length;
+          if (bytesIn > max) {
+            bodyError = new BodyTooLarge();
+            source.unpipe(body as Transform);
+            callback(bodyError);
+            return;
+          }
+          callback(null, chunk);
+        },
+      });
+      source.pipe(body);
+    }
+
+    const dispatch = () => {
+      const origin = f.origins[(f.start + attempt) % f.origins.length] as string;
+      current = origin;
+      dispatcher.dispatch(
+        { origin, path: f.path, method: f.method as Dispatcher.HttpMethod, headers: f.headers, body },
+        {
+          onRequestStart(controller) {
+            controllerRef = controller;
+          },
+          onResponseStart(controller, statusCode, headers) {
+            if (statusCode < 200) return; // 1xx informational: not forwarded
+            const drop = connectionTokens(headers.connection);
+            const out: Record<string, string | string[]> = {};
+            for (const name in headers) {
+              if (RESPONSE_DROP.has(name) || (drop.length > 0 && drop.includes(name))) continue;
+              const value = headers[name];
+              if (value !== undefined) out[name] = value;
+            }
+            for (const name in f.responseHeaders) out[name] = f.responseHeaders[name] as string;
+            try {
+              res.writeHead(statusCode, out);
+            } catch {
+              // Headers Node will not send (invalid characters): refuse instead.
+              controller.abort(new Error("invalid upstream response headers"));
+              return;
+            }
+            res.on("drain", () => controller.resume());
+          },
+          onResponseData(controller, chunk) {
+            bytesOut += chunk.length;
+            if (!res.write(chunk)) controller.pause();
+          },
+          onResponseEnd() {
+            res.end();
+            finish(res.statusCode, null);
+          },
+          onResponseError(_controller, error: Error & { code?: string }) {
+            if (done) return;
+            if (res.headersSent) {
+              // Mid-response failure: the client must not mistake a truncated body
+              // for a complete one. Close its connection.
+              res.destroy(error);
+              finish(res.statusCode, failureFor(error));
+              return;
+            }
+            const code = error.code ?? "";
+            const untouched = body === null || !body.readableDidRead;
+            const retryable =
+              untouched &&
+              attempt + 1 < f.origins.length &&
+              (CONNECT_ERRORS.has(code) || (RESET_ERRORS.has(code) && IDEMPOTENT.has(f.method) && body === null));
+            if (retryable) {
+              attempt++;
+              dispatch();
+              return;
+            }
+            const failure = bodyError ? "body_too_large" : failureFor(error);
+            // The rest of an oversized body is not read: close the connection after.
+            if (bodyError) res.shouldKeepAlive = false;
+            refuse(res, failure);
+            finish(res.statusCode, failure);
+          },
+        },
+      );
+    };
+    dispatch();
+  });
+}

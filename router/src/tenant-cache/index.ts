@@ -1,0 +1,187 @@
+/**
+ * The router's view of the control plane: host → tenant, tenant records, API keys
+ * (by hash) and session states, each a TieredCache, kept coherent by the control
+ * plane's invalidation events. Declared TTLs live in shared/src/cache/keys.ts.
+ */
+import {
+  CACHE,
+  HostEntry,
+  INVALIDATION_CHANNEL,
+  Invalidation,
+  KeyEntry,
+  L1_MAX_ENTRIES,
+  SessionEntry,
+  type Store,
+  TenantEntry,
+  type TenantRecord,
+} from "@portcullis/shared";
+import type { z } from "zod";
+import type { KeyServiceClient } from "./key-service-client.ts";
+import { type Lookup, TieredCache } from "./tiered.ts";
+
+export { createKeyServiceClient, type KeyServiceClient } from "./key-service-client.ts";
+export type { Lookup } from "./tiered.ts";
+
+type HostE = z.infer<typeof HostEntry>;
+type TenantE = z.infer<typeof TenantEntry>;
+type KeyE = z.infer<typeof KeyEntry>;
+type SessionE = z.infer<typeof SessionEntry>;
+
+function parser<S extends z.ZodType>(schema: S) {
+  return (json: string): z.infer<S> | null => {
+    try {
+      const parsed = schema.safeParse(JSON.parse(json));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  };
+}
+
+export type TenantLookup = { ok: true; tenant: TenantRecord | null } | { ok: false; code: "unavailable" };
+
+export interface ResolverOptions {
+  store: Store;
+  keyService: KeyServiceClient;
+  now?: () => number;
+  maxEntries?: number;
+  onLookup?: (cache: string, tier: string) => void;
+}
+
+export class Resolver {
+  readonly hosts: TieredCache<HostE>;
+  readonly tenants: TieredCache<TenantE>;
+  readonly keys: TieredCache<KeyE>;
+  readonly sessions: TieredCache<SessionE>;
+  readonly #store: Store;
+  #unsubscribe: (() => Promise<void>) | null = null;
+  #invalidations = 0;
+
+  constructor(options: ResolverOptions) {
+    const now = options.now ?? Date.now;
+    const max = options.maxEntries ?? L1_MAX_ENTRIES;
+    const ks = options.keyService;
+    this.#store = options.store;
+    const common = { store: options.store, now, maxEntries: max };
+    this.tenants = new TieredCache<TenantE>({
+      ...common,
+      name: "tenant",
+      ttl: CACHE.tenant,
+      storeKey: CACHE.tenant.key,
+      parse: parser(TenantEntry),
+      load: (id) => ks.tenant(id),
+      isNegative: (e) => e.tenant === null,
+      onLookup: (tier) => options.onLookup?.("tenant", tier),
+    });
+    this.hosts = new TieredCache<HostE>({
+      ...common,
+      name: "host",
+      ttl: CACHE.host,
+      storeKey: CACHE.host.key,
+      parse: parser(HostEntry),
+      load: async (hostname) => {
+        const epoch = this.tenants.epoch;
+        const answer = await ks.resolveHost(hostname);
+        if (answer.tenant && answer.host.tenantId) this.tenants.prime(answer.host.tenantId, answer.tenant, epoch);
+        return answer.host;
+      },
+      isNegative: (e) => e.tenantId === null,
+      onLookup: (tier) => options.onLookup?.("host", tier),
+    });
+    this.keys = new TieredCache<KeyE>({
+      ...common,
+      name: "key",
+      ttl: CACHE.apiKey,
+      storeKey: CACHE.apiKey.key,
+      parse: parser(KeyEntry),
+      load: async (hash) => {
+        const epoch = this.tenants.epoch;
+        const answer = await ks.verifyKey(hash);
+        if (answer.tenant && answer.entry.key) this.tenants.prime(answer.entry.key.tenantId, answer.tenant, epoch);
+        return answer.entry;
+      },
+      isNegative: (e) => e.key === null,
+      onLookup: (tier) => options.onLookup?.("key", tier),
+    });
+    this.sessions = new TieredCache<SessionE>({
+      ...common,
+      name: "session",
+      ttl: CACHE.session,
+      storeKey: CACHE.session.key,
+      parse: parser(SessionEntry),
+      load: (id) => ks.session(id),
+      isNegative: (e) => e.session === null,
+      onLookup: (tier) => options.onLookup?.("session", tier),
+    });
+  }
+
+  /** Invalidation events applied so far (for tests and metrics). */
+  get invalidations(): number {
+    return this.#invalidations;
+  }
+
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#store.subscribe(
+      INVALIDATION_CHANNEL,
+      (message) => this.apply(message),
+      () => this.clear(),
+    );
+  }
+
+  apply(message: string): void {
+    let event: Invalidation;
+    try {
+      event = Invalidation.parse(JSON.parse(message));
+    } catch {
+      // An event we cannot read may have been about anything: drop everything.
+      this.clear();
+      return;
+    }
+    for (const h of event.hosts) this.hosts.invalidate(h);
+    for (const t of event.tenants) this.tenants.invalidate(t);
+    for (const k of event.keys) this.keys.invalidate(k);
+    for (const s of event.sessions) this.sessions.invalidate(s);
+    this.#invalidations++;
+  }
+
+  clear(): void {
+    this.hosts.clear();
+    this.tenants.clear();
+    this.keys.clear();
+    this.sessions.clear();
+  }
+
+  /** Synchronous hot path: host → tenant from memory only; undefined when not fresh. */
+  peekHost(hostname: string): TenantRecord | null | undefined {
+    const host = this.hosts.peek(hostname);
+    if (host === undefined) return undefined;
+    if (host.tenantId === null) return null;
+    const tenant = this.tenants.peek(host.tenantId);
+    return tenant === undefined ? undefined : tenant.tenant;
+  }
+
+  async resolveHost(hostname: string): Promise<TenantLookup> {
+    const host = await this.hosts.get(hostname);
+    if (!host.ok) return host;
+    if (host.value.tenantId === null) return { ok: true, tenant: null };
+    return this.tenant(host.value.tenantId);
+  }
+
+  async tenant(id: string): Promise<TenantLookup> {
+    const tenant = await this.tenants.get(id);
+    if (!tenant.ok) return tenant;
+    return { ok: true, tenant: tenant.value.tenant };
+  }
+
+  key(hash: string): Promise<Lookup<KeyE>> {
+    return this.keys.get(hash);
+  }
+
+  session(id: string): Promise<Lookup<SessionE>> {
+    return this.sessions.get(id);
+  }
+
+  async close(): Promise<void> {
+    await this.#unsubscribe?.();
+  }
+}

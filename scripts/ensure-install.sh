@@ -1,0 +1,9 @@
+#!/bin/sh
+# Installs dependencies when they are missing or older than the lock file, so the
+# README's two commands work on a fresh clone.
+set -e
+cd "$(dirname "$0")/.."
+if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "installing dependencies (npm ci)..." >&2
+  npm ci --no-audit --no-fund >&2
+fi

@@ -1,0 +1,27 @@
+/**
+ * Every cache namespace, its key format and its TTLs, in one place. Redis is a cache:
+ * every entry can be rebuilt from the control plane's database, and a flushed Redis
+ * refills on demand.
+ *
+ * Staleness bounds (documented in README "Caching and staleness"):
+ * - with invalidation working, a change reaches every router in one pub/sub hop;
+ * - with invalidation lost, an in-process entry is trusted for `freshMs`, then
+ *   re-read from Redis; Redis entries written by the control plane live `redisTtlMs`;
+ * - when neither Redis nor the key service answers, an entry is served until
+ *   `maxStaleMs` after it was fetched, then the router answers 503.
+ */
+export const CACHE = {
+  host: { key: (hostname: string) => `host:${hostname}`, freshMs: 10_000, negativeMs: 2_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 },
+  tenant: { key: (tenantId: string) => `tenant:${tenantId}`, freshMs: 10_000, negativeMs: 2_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 },
+  apiKey: { key: (hash: string) => `key:${hash}`, freshMs: 10_000, negativeMs: 5_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 10_000 },
+  session: { key: (sessionId: string) => `session:${sessionId}`, freshMs: 10_000, negativeMs: 5_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 10_000 },
+} as const;
+
+/** Pub/sub channel of invalidation events (prefixed like every key). */
+export const INVALIDATION_CHANNEL = "invalidate";
+
+/** Default prefix of every Redis key and channel; tests use one prefix per file. */
+export const DEFAULT_PREFIX = "pc:v1:";
+
+/** Bound of each in-process cache table (entries). */
+export const L1_MAX_ENTRIES = 200_000;

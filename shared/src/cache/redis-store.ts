@@ -1,0 +1,162 @@
+/**
+ * The Redis store (ioredis). Commands fail fast when Redis is down (no offline
+ * queue, short command timeout), so a router can fall back to the key service or
+ * refuse with 503 instead of hanging. Pub/sub uses its own connection; when it
+ * reconnects, messages may have been missed, so `onReset` tells the subscriber to
+ * drop what it cached.
+ */
+import { Redis } from "ioredis";
+import type { Store, SetMode } from "./store.ts";
+
+const SET_IF_NEWER = `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if ok and type(obj) == 'table' and tonumber(obj.v) then
+    local have = tonumber(obj.v)
+    local want = tonumber(ARGV[2])
+    if have > want or (have == want and ARGV[4] == 'fill') then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`;
+
+// GCRA (generic cell rate algorithm) on Redis' own clock so routers' clocks do not
+// matter: one round trip, atomic. Stores the theoretical arrival time (µs).
+const GCRA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if allow_at > now then
+  return {0, math.ceil((allow_at - now) / 1000), 0}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0, math.floor((now - allow_at) / interval)}`;
+
+const INCR = `
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n`;
+
+type Scripted = Redis & {
+  setIfNewer(key: string, value: string, version: number, ttl: number, mode: string): Promise<number>;
+  gcra(key: string, intervalUs: number, burst: number): Promise<[number, number, number]>;
+  incrTtl(key: string, by: number, ttl: number): Promise<number>;
+};
+
+export interface RedisStoreOptions {
+  url: string;
+  prefix: string;
+  commandTimeoutMs?: number;
+}
+
+export class RedisStore implements Store {
+  readonly kind = "redis" as const;
+  readonly #prefix: string;
+  readonly #redis: Scripted;
+  readonly #url: string;
+  readonly #subscribers = new Set<Redis>();
+
+  constructor(options: RedisStoreOptions) {
+    this.#prefix = options.prefix;
+    this.#url = options.url;
+    this.#redis = new Redis(options.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: options.commandTimeoutMs ?? 500,
+      connectTimeout: 1_000,
+      lazyConnect: false,
+      retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+    }) as Scripted;
+    this.#redis.on("error", () => {
+      // Reported through ping() and failed commands; reconnects on its own.
+    });
+    this.#redis.defineCommand("setIfNewer", { numberOfKeys: 1, lua: SET_IF_NEWER });
+    this.#redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
+    this.#redis.defineCommand("incrTtl", { numberOfKeys: 1, lua: INCR });
+  }
+
+  /** Resolves once connected (or rejects after `timeoutMs`). */
+  async ready(timeoutMs = 5_000): Promise<void> {
+    if (this.#redis.status === "ready") return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Redis at ${this.#url} not ready`)), timeoutMs);
+      this.#redis.once("ready", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  get(key: string): Promise<string | null> {
+    return this.#redis.get(this.#prefix + key);
+  }
+
+  async setIfNewer(key: string, value: string, version: number, ttlMs: number, mode: SetMode): Promise<boolean> {
+    return (await this.#redis.setIfNewer(this.#prefix + key, value, version, Math.max(1, Math.ceil(ttlMs)), mode)) === 1;
+  }
+
+  async del(...keys: string[]): Promise<void> {
+    if (keys.length > 0) await this.#redis.del(...keys.map((k) => this.#prefix + k));
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.#redis.publish(this.#prefix + channel, message);
+  }
+
+  async subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void) {
+    const sub = new Redis(this.#url, {
+      connectTimeout: 1_000,
+      retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+    });
+    sub.on("error", () => {});
+    this.#subscribers.add(sub);
+    const name = this.#prefix + channel;
+    let readyOnce = false;
+    sub.on("ready", () => {
+      // ioredis re-subscribes on reconnect; anything published meanwhile is lost.
+      if (readyOnce) onReset();
+      readyOnce = true;
+    });
+    sub.on("message", (ch: string, message: string) => {
+      if (ch === name) onMessage(message);
+    });
+    await sub.subscribe(name);
+    return async () => {
+      this.#subscribers.delete(sub);
+      sub.disconnect();
+    };
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      return (await this.#redis.ping()) === "PONG";
+    } catch {
+      return false;
+    }
+  }
+
+  async gcra(key: string, emissionIntervalMs: number, burst: number) {
+    const [allowed, retryAfterMs, remaining] = await this.#redis.gcra(
+      this.#prefix + key,
+      Math.max(1, Math.round(emissionIntervalMs * 1000)),
+      burst,
+    );
+    return { allowed: allowed === 1, retryAfterMs, remaining };
+  }
+
+  incr(key: string, by: number, ttlMs: number): Promise<number> {
+    return this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs));
+  }
+
+  async close(): Promise<void> {
+    for (const sub of this.#subscribers) sub.disconnect();
+    this.#subscribers.clear();
+    this.#redis.disconnect();
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Helpers for parsing settings from the environment. Each service parses its
+ * environment once, at start, into a frozen object (see each config.ts).
+ */
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+
+export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+export const csv = z
+  .string()
+  .optional()
+  .transform((v) =>
+    (v ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+
+/**
+ * A secret: required when NODE_ENV is production; otherwise generated for this
+ * process (and reported in `generated`, so the caller can print it).
+ */
+export function secret(env: Record<string, string | undefined>, name: string, generated: string[]): string {
+  const value = env[name];
+  if (value && value.length > 0) {
+    if (value.length < 16) throw new Error(`${name} must be at least 16 characters`);
+    return value;
+  }
+  if (env.NODE_ENV === "production") throw new Error(`${name} is required when NODE_ENV=production`);
+  generated.push(name);
+  return randomBytes(24).toString("base64url");
+}
+
+export function parseEnv<T extends z.ZodType>(schema: T, env: Record<string, string | undefined>): z.infer<T> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid settings:\n${lines.join("\n")}`);
+  }
+  return result.data;
+}

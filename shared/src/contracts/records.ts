@@ -1,0 +1,95 @@
+/**
+ * The records the control plane publishes and the router caches. Every cache value
+ * is an envelope `{v, …}` where `v` is the routing version (a Postgres sequence):
+ * a newer write always wins over an older one, so a slow reader can never put
+ * back a record that a write has replaced (see cache/store.ts, setIfNewer).
+ */
+import { z } from "zod";
+
+export const TENANT_STATUS = ["active", "suspended"] as const;
+export type TenantStatus = (typeof TENANT_STATUS)[number];
+
+export const Limits = z.object({
+  requestsPerSecond: z.number().positive().nullable(),
+  burst: z.number().int().positive().nullable(),
+  monthlyRequests: z.number().int().positive().nullable(),
+  concurrency: z.number().int().positive().nullable(),
+  maxBodyBytes: z.number().int().nonnegative().nullable(),
+});
+export type Limits = z.infer<typeof Limits>;
+
+export const Branding = z.object({
+  displayName: z.string().max(200).optional(),
+  logoUrl: z.string().url().max(2000).optional(),
+  primaryColor: z
+    .string()
+    .regex(/^#[0-9a-fA-F]{6}$/)
+    .optional(),
+});
+export type Branding = z.infer<typeof Branding>;
+
+export const DatabaseBinding = z.object({ server: z.string(), database: z.string() });
+export type DatabaseBinding = z.infer<typeof DatabaseBinding>;
+
+export const TenantRecord = z.object({
+  id: z.string(),
+  slug: z.string(),
+  status: z.enum(TENANT_STATUS),
+  plan: z.string(),
+  binding: DatabaseBinding.nullable(),
+  upstreams: z.array(z.string()),
+  limits: Limits,
+  features: z.record(z.string(), z.boolean()),
+  settings: z.object({ allowedIps: z.array(z.string()), branding: Branding }),
+});
+export type TenantRecord = z.infer<typeof TenantRecord>;
+
+export const HostEntry = z.object({ v: z.number(), tenantId: z.string().nullable() });
+export type HostEntry = z.infer<typeof HostEntry>;
+
+export const TenantEntry = z.object({ v: z.number(), tenant: TenantRecord.nullable() });
+export type TenantEntry = z.infer<typeof TenantEntry>;
+
+/** What the key service says of one API key (cached by the key's SHA-256). */
+export const KeyEntry = z.object({
+  v: z.number(),
+  key: z
+    .object({
+      keyId: z.string(),
+      tenantId: z.string(),
+      expiresAt: z.number().nullable(),
+      binding: DatabaseBinding.nullable(),
+    })
+    .nullable(),
+});
+export type KeyEntry = z.infer<typeof KeyEntry>;
+
+/** Session revocation state (cached by session id). */
+export const SessionEntry = z.object({
+  v: z.number(),
+  session: z
+    .object({ tenantId: z.string(), userId: z.string(), revoked: z.boolean(), expiresAt: z.number() })
+    .nullable(),
+});
+export type SessionEntry = z.infer<typeof SessionEntry>;
+
+/** Published after every write that changes routing: routers drop these entries. */
+export const Invalidation = z.object({
+  v: z.number(),
+  hosts: z.array(z.string()).default([]),
+  tenants: z.array(z.string()).default([]),
+  keys: z.array(z.string()).default([]),
+  sessions: z.array(z.string()).default([]),
+});
+export type Invalidation = z.infer<typeof Invalidation>;
+
+/** Key service: answer to a host resolution. */
+export const ResolveHostResponse = z.object({ host: HostEntry, tenant: TenantEntry.nullable() });
+export type ResolveHostResponse = z.infer<typeof ResolveHostResponse>;
+
+/** Key service: verify an API key (the router sends its hash, never the key). */
+export const VerifyKeyRequest = z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/) });
+export const VerifyKeyResponse = z.object({ entry: KeyEntry, tenant: TenantEntry.nullable() });
+export type VerifyKeyResponse = z.infer<typeof VerifyKeyResponse>;
+
+export const SessionStateResponse = SessionEntry;
