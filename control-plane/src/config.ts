@@ -16,7 +16,11 @@ const Env = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("portcullis_session"),
-  SESSION_TTL_SECONDS: z.coerce.number().int().positive().default(7 * 24 * 3600),
+  SESSION_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(7 * 24 * 3600),
   DNS_SERVERS: csv,
   ALERT_WEBHOOK_URL: z.string().url().optional(),
   DATA_DIR: z.string().default("./.data"),

@@ -3,7 +3,8 @@ import { serve } from "@hono/node-server";
 import { createControlPlane, loadControlPlaneConfig } from "./index.ts";
 
 const config = loadControlPlaneConfig(process.env);
-if (config.generatedSecrets.includes("ADMIN_TOKEN")) console.log(`ADMIN_TOKEN (generated for this process): ${config.adminToken}`);
+if (config.generatedSecrets.includes("ADMIN_TOKEN"))
+  console.log(`ADMIN_TOKEN (generated for this process): ${config.adminToken}`);
 const cp = await createControlPlane(config);
 const server = serve({ fetch: cp.admin.fetch, port: config.adminPort, hostname: config.adminHost }, (info) =>
   console.log(`control plane admin API on :${info.port}`),

@@ -22,7 +22,12 @@ export interface EchoUpstream {
   close(): Promise<void>;
 }
 
-export async function startEchoUpstream(options: { name: string; secret: string; port?: number; host?: string }): Promise<EchoUpstream> {
+export async function startEchoUpstream(options: {
+  name: string;
+  secret: string;
+  port?: number;
+  host?: string;
+}): Promise<EchoUpstream> {
   const requests: SeenRequest[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -32,7 +37,9 @@ export async function startEchoUpstream(options: { name: string; secret: string;
       requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body });
       const verified = verifyTenantContext(req.headers, options.secret);
       const context: Record<string, string | string[] | undefined> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (k.startsWith("x-tenant-") || k.startsWith("x-forwarded-") || k === "x-user-id" || k === "x-request-id") context[k] = v;
+      for (const [k, v] of Object.entries(req.headers))
+        if (k.startsWith("x-tenant-") || k.startsWith("x-forwarded-") || k === "x-user-id" || k === "x-request-id")
+          context[k] = v;
       const payload = JSON.stringify({
         app: options.name,
         method: req.method,

@@ -47,7 +47,7 @@ const demos = [
   { slug: "acme", name: "Acme Corp", plan: "pro", db: { server: "pg-acme.internal:5432", database: "acme" } },
   { slug: "globex", name: "Globex Inc", plan: "free", db: { server: "pg-globex.internal:5432", database: "globex" } },
 ];
-const upstreams = [];
+const upstreams: Awaited<ReturnType<typeof startEchoUpstream>>[] = [];
 const keys: Record<string, string> = {};
 for (const demo of demos) {
   const upstream = await startEchoUpstream({ name: `${demo.slug}-app`, secret });

@@ -18,7 +18,14 @@ import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import type { Dispatcher } from "undici";
-import { REFUSALS, type RefusalReason, refusalBody, signContext, type TenantContext, type TenantRecord } from "@portcullis/shared";
+import {
+  REFUSALS,
+  type RefusalReason,
+  refusalBody,
+  signContext,
+  type TenantContext,
+  type TenantRecord,
+} from "@portcullis/shared";
 import type { AuditEvent, AuditSink } from "./audit/index.ts";
 import type { ClientIp } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
@@ -92,7 +99,14 @@ export function createRouterApp(deps: RouterDeps) {
 
   function recordAudit(s: RequestState, method: string) {
     const d = s.decision;
-    const reason = d === null ? "resolution_unavailable" : d.allow ? (s.status >= 500 && s.status !== 0 ? "upstream_error" : "allowed") : d.reason;
+    const reason =
+      d === null
+        ? "resolution_unavailable"
+        : d.allow
+          ? s.status >= 500 && s.status !== 0
+            ? "upstream_error"
+            : "allowed"
+          : d.reason;
     const event: AuditEvent = {
       time: new Date(now()).toISOString(),
       requestId: s.requestId,
@@ -113,7 +127,11 @@ export function createRouterApp(deps: RouterDeps) {
     metrics.decisions.inc({ decision: event.decision, reason: event.reason });
   }
 
-  function refuse(c: { body: (b: string, s: number, h: Record<string, string>) => Response }, s: RequestState, reason: RefusalReason) {
+  function refuse(
+    c: { body: (b: string, s: number, h: Record<string, string>) => Response },
+    s: RequestState,
+    reason: RefusalReason,
+  ) {
     s.status = REFUSALS[reason].status;
     return c.body(refusalBody(reason, s.requestId), s.status, refusalHeaders(reason, s.requestId));
   }
@@ -159,7 +177,9 @@ export function createRouterApp(deps: RouterDeps) {
       if (hit !== undefined) s.host = { kind: "tenant", ok: true, tenant: hit };
       else {
         const lookup = await resolver.resolveHost(s.hostname);
-        s.host = lookup.ok ? { kind: "tenant", ok: true, tenant: lookup.tenant } : { kind: "tenant", ok: false, code: "unavailable" };
+        s.host = lookup.ok
+          ? { kind: "tenant", ok: true, tenant: lookup.tenant }
+          : { kind: "tenant", ok: false, code: "unavailable" };
       }
     }
     // An unknown host is refused before any credential is looked at.
@@ -178,10 +198,9 @@ export function createRouterApp(deps: RouterDeps) {
     const t = now();
     const cookie = incoming.headers.cookie;
     const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t) : null;
-    const sessionWork =
-      cookie !== undefined && cookie.includes(config.sessionCookie)
-        ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
-        : null;
+    const sessionWork = cookie?.includes(config.sessionCookie)
+      ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
+      : null;
     if (keyWork) s.key = await keyWork;
     if (sessionWork) s.session = await sessionWork;
     await next();
@@ -262,7 +281,6 @@ export function createRouterApp(deps: RouterDeps) {
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
     const result = await forward(
       deps.dispatcher,
-      incoming,
       outgoing,
       {
         origins: tenant.upstreams,

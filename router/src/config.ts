@@ -61,7 +61,10 @@ function hostSetting(name: string, value: string): string {
   return result.hostname;
 }
 
-export function loadRouterConfig(env: Record<string, string | undefined>, overrides: Partial<RouterConfig> = {}): Readonly<RouterConfig> {
+export function loadRouterConfig(
+  env: Record<string, string | undefined>,
+  overrides: Partial<RouterConfig> = {},
+): Readonly<RouterConfig> {
   const e = parseEnv(Env, env);
   const generated: string[] = [];
   const platformDomain = hostSetting("PLATFORM_DOMAIN", e.PLATFORM_DOMAIN);

@@ -160,4 +160,3 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     close,
   };
 }
-

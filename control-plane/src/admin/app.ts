@@ -29,7 +29,11 @@ const Settings = z
     branding: z
       .object({
         displayName: z.string().min(1).max(200),
-        logoUrl: z.string().url().max(2000).refine((u) => /^https?:/.test(u), "must be http(s)"),
+        logoUrl: z
+          .string()
+          .url()
+          .max(2000)
+          .refine((u) => /^https?:/.test(u), "must be http(s)"),
         primaryColor: z.string().regex(/^#[0-9a-fA-F]{6}$/, "must be #rrggbb"),
       })
       .partial()
@@ -39,7 +43,9 @@ const Settings = z
   .strict();
 
 const schemas = {
-  createTenant: z.object({ slug: z.string().min(1).max(40), name: z.string().min(1).max(200), plan: z.string().optional() }).strict(),
+  createTenant: z
+    .object({ slug: z.string().min(1).max(40), name: z.string().min(1).max(200), plan: z.string().optional() })
+    .strict(),
   patchTenant: z
     .object({
       status: z.enum(["active", "suspended"]),
@@ -65,7 +71,10 @@ export interface AdminAppDeps {
   extend?: (app: Hono<Env>) => void;
 }
 
-async function body<T extends z.ZodType>(c: Context<Env>, schema: T): Promise<{ ok: true; value: z.infer<T> } | { ok: false; res: Response }> {
+async function body<T extends z.ZodType>(
+  c: Context<Env>,
+  schema: T,
+): Promise<{ ok: true; value: z.infer<T> } | { ok: false; res: Response }> {
   let raw: unknown;
   try {
     raw = await c.req.json();

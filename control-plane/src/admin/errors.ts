@@ -5,8 +5,5 @@ import { ADMIN_ERRORS, type AdminErrorCode } from "@portcullis/shared";
 export function adminError(c: Context, code: AdminErrorCode, detail?: string) {
   const e = ADMIN_ERRORS[code];
   const requestId = c.get("requestId" as never) ?? "";
-  return c.json(
-    { error: { code, message: e.message, requestId, ...(detail ? { detail } : {}) } },
-    e.status as 400,
-  );
+  return c.json({ error: { code, message: e.message, requestId, ...(detail ? { detail } : {}) } }, e.status as 400);
 }

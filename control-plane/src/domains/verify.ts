@@ -10,7 +10,9 @@ export const VERIFY_LABEL = "_portcullis-verify";
 export const verificationName = (hostname: string) => `${VERIFY_LABEL}.${hostname}`;
 export const verificationValue = (token: string) => `portcullis-verify=${token}`;
 
-export type TxtLookup = (name: string) => Promise<{ ok: true; records: string[] } | { ok: false; code: "not_found" | "dns_error" }>;
+export type TxtLookup = (
+  name: string,
+) => Promise<{ ok: true; records: string[] } | { ok: false; code: "not_found" | "dns_error" }>;
 
 export function dnsTxtLookup(servers: string[], timeoutMs = 2_000): TxtLookup {
   const resolver = new Resolver({ timeout: timeoutMs, tries: 2 });

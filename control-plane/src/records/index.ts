@@ -25,7 +25,10 @@ export function effectiveFeatures(row: Pick<TenantRow, "plan" | "features">): Re
   return { ...plan.features, ...(row.features ?? {}) };
 }
 
-export async function loadTenantRecords(db: Executor, ids: string[]): Promise<Map<string, { record: TenantRecord; version: number }>> {
+export async function loadTenantRecords(
+  db: Executor,
+  ids: string[],
+): Promise<Map<string, { record: TenantRecord; version: number }>> {
   const out = new Map<string, { record: TenantRecord; version: number }>();
   if (ids.length === 0) return out;
   const rows = await db.select().from(tenants).where(inArray(tenants.id, ids));

@@ -236,7 +236,10 @@ export class TenantService {
     return ok({ id: result.id });
   }
 
-  async putDatabase(ref: string, input: { server: string; database: string }): Promise<Outcome<{ server: string; database: string }>> {
+  async putDatabase(
+    ref: string,
+    input: { server: string; database: string },
+  ): Promise<Outcome<{ server: string; database: string }>> {
     const server = normalizeServer(input.server);
     if (!server) return fail("validation_failed", "server must be host:port");
     if (!/^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$/.test(input.database)) {
@@ -254,12 +257,18 @@ export class TenantService {
           await tx.insert(databaseServers).values({ id: serverId, address: server });
         }
         if (current) {
-          await tx.update(databaseBindings).set({ serverId, database: input.database }).where(eq(databaseBindings.tenantId, row.id));
+          await tx
+            .update(databaseBindings)
+            .set({ serverId, database: input.database })
+            .where(eq(databaseBindings.tenantId, row.id));
           if (current.serverId !== serverId) await tx.delete(databaseServers).where(eq(databaseServers.id, current.serverId));
         } else {
           await tx.insert(databaseBindings).values({ tenantId: row.id, serverId, database: input.database });
         }
-        await tx.update(tenants).set({ version: await nextVersion(tx), updatedAt: this.#now() }).where(eq(tenants.id, row.id));
+        await tx
+          .update(tenants)
+          .set({ version: await nextVersion(tx), updatedAt: this.#now() })
+          .where(eq(tenants.id, row.id));
         const keys = await tx.select({ h: apiKeys.hash }).from(apiKeys).where(eq(apiKeys.tenantId, row.id));
         return { id: row.id, keys: keys.map((k) => k.h) };
       });
@@ -288,7 +297,10 @@ export class TenantService {
           .insert(upstreams)
           .values(normalized.map((url, position) => ({ id: newId("upstream"), tenantId: row.id, url, position })));
       }
-      await tx.update(tenants).set({ version: await nextVersion(tx), updatedAt: this.#now() }).where(eq(tenants.id, row.id));
+      await tx
+        .update(tenants)
+        .set({ version: await nextVersion(tx), updatedAt: this.#now() })
+        .where(eq(tenants.id, row.id));
       return row.id;
     });
     if (!id) return fail("not_found");
@@ -373,7 +385,13 @@ export class TenantService {
     if (!answer.records.includes(expected)) return fail("verification_failed", "the TXT record does not hold the expected value");
     await this.#db
       .update(hostnames)
-      .set({ status: "verified", verifiedAt: this.#now(), lastCheckedAt: this.#now(), missingSince: null, version: await nextVersion(this.#db) })
+      .set({
+        status: "verified",
+        verifiedAt: this.#now(),
+        lastCheckedAt: this.#now(),
+        missingSince: null,
+        version: await nextVersion(this.#db),
+      })
       .where(eq(hostnames.id, host.id));
     await this.#publisher.publish({ hosts: [host.hostname] });
     return ok({ hostname: host.hostname, status: "verified" });
@@ -397,7 +415,8 @@ export class TenantService {
     if (input.expiresAt !== undefined) {
       expiresAt = new Date(input.expiresAt);
       if (Number.isNaN(expiresAt.getTime())) return fail<never>("validation_failed", "expiresAt must be an ISO 8601 time");
-      if (expiresAt.getTime() <= this.#now().getTime()) return fail<never>("validation_failed", "expiresAt must be in the future");
+      if (expiresAt.getTime() <= this.#now().getTime())
+        return fail<never>("validation_failed", "expiresAt must be in the future");
     }
     const generated = generateApiKey();
     const id = newId("key");

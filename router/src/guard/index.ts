@@ -8,9 +8,7 @@
 import type { IncomingMessage } from "node:http";
 import { normalizeHostname, type RefusalReason } from "@portcullis/shared";
 
-export type GuardResult =
-  | { ok: true; hostname: string; path: string }
-  | { ok: false; reason: RefusalReason; host?: string };
+export type GuardResult = { ok: true; hostname: string; path: string } | { ok: false; reason: RefusalReason; host?: string };
 
 export interface GuardLimits {
   maxHeaderCount: number;

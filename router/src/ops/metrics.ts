@@ -34,8 +34,16 @@ export function createRouterMetrics() {
     labelNames: ["reason"] as const,
     registers: [registry],
   });
-  const auditDepth = new Gauge({ name: "portcullis_audit_queue_depth", help: "Audit events waiting to be written.", registers: [registry] });
-  const auditDropped = new Gauge({ name: "portcullis_audit_dropped_total", help: "Audit events dropped because the queue was full.", registers: [registry] });
+  const auditDepth = new Gauge({
+    name: "portcullis_audit_queue_depth",
+    help: "Audit events waiting to be written.",
+    registers: [registry],
+  });
+  const auditDropped = new Gauge({
+    name: "portcullis_audit_dropped_total",
+    help: "Audit events dropped because the queue was full.",
+    registers: [registry],
+  });
   const inFlight = new Gauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registers: [registry] });
   return { registry, decisions, added, upstream, cacheLookups, upstreamErrors, auditDepth, auditDropped, inFlight };
 }

@@ -84,7 +84,11 @@ export function decide(input: DecisionInput): Decision {
   let keyId: string | undefined;
   if (key.presented) {
     if (!key.ok) {
-      return { allow: false, reason: key.code === "unavailable" ? "resolution_unavailable" : key.code, ...(tenant ? { tenantId: tenant.id } : {}) };
+      return {
+        allow: false,
+        reason: key.code === "unavailable" ? "resolution_unavailable" : key.code,
+        ...(tenant ? { tenantId: tenant.id } : {}),
+      };
     }
     if (tenant !== null && key.tenantId !== tenant.id) return { allow: false, reason: "key_other_tenant", tenantId: tenant.id };
     if (key.tenant === null || key.tenant.id !== key.tenantId) return { allow: false, reason: "key_unknown" };
@@ -103,7 +107,11 @@ export function decide(input: DecisionInput): Decision {
   let userId: string | undefined;
   if (session.presented) {
     if (!session.ok) {
-      return { allow: false, reason: session.code === "unavailable" ? "resolution_unavailable" : "session_invalid", tenantId: tenant.id };
+      return {
+        allow: false,
+        reason: session.code === "unavailable" ? "resolution_unavailable" : "session_invalid",
+        tenantId: tenant.id,
+      };
     }
     if (session.tenantId !== tenant.id) return { allow: false, reason: "session_other_tenant", tenantId: tenant.id };
     userId = session.userId;

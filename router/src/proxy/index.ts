@@ -57,7 +57,14 @@ export interface ForwardResult {
   upstreamMs: number;
 }
 
-const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT"]);
+const CONNECT_ERRORS = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
 const RESET_ERRORS = new Set(["ECONNRESET", "UND_ERR_SOCKET", "EPIPE"]);
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
@@ -73,7 +80,8 @@ class BodyTooLarge extends Error {
 function failureFor(error: Error & { code?: string }): RefusalReason {
   if (error instanceof BodyTooLarge) return "body_too_large";
   const code = error.code ?? "";
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") return "upstream_timeout";
+  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT")
+    return "upstream_timeout";
   return "upstream_unavailable";
 }
 
@@ -81,7 +89,6 @@ export type RefuseWriter = (res: ServerResponse, reason: RefusalReason) => void;
 
 export function forward(
   dispatcher: Dispatcher,
-  req: IncomingMessage,
   res: ServerResponse,
   f: ForwardRequest,
   refuse: RefuseWriter,

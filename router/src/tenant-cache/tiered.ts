@@ -21,7 +21,9 @@ interface Slot<T> {
   staleUntil: number;
 }
 
-export type Lookup<T> = { ok: true; value: T; tier: "memory" | "store" | "origin" | "stale" } | { ok: false; code: "unavailable" };
+export type Lookup<T> =
+  | { ok: true; value: T; tier: "memory" | "store" | "origin" | "stale" }
+  | { ok: false; code: "unavailable" };
 
 export interface TieredOptions<T extends { v: number }> {
   name: string;

@@ -11,10 +11,38 @@
  *   `maxStaleMs` after it was fetched, then the router answers 503.
  */
 export const CACHE = {
-  host: { key: (hostname: string) => `host:${hostname}`, freshMs: 10_000, negativeMs: 2_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 },
-  tenant: { key: (tenantId: string) => `tenant:${tenantId}`, freshMs: 10_000, negativeMs: 2_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 },
-  apiKey: { key: (hash: string) => `key:${hash}`, freshMs: 10_000, negativeMs: 5_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 10_000 },
-  session: { key: (sessionId: string) => `session:${sessionId}`, freshMs: 10_000, negativeMs: 5_000, maxStaleMs: 30_000, redisTtlMs: 60_000, redisNegativeTtlMs: 10_000 },
+  host: {
+    key: (hostname: string) => `host:${hostname}`,
+    freshMs: 10_000,
+    negativeMs: 2_000,
+    maxStaleMs: 30_000,
+    redisTtlMs: 60_000,
+    redisNegativeTtlMs: 5_000,
+  },
+  tenant: {
+    key: (tenantId: string) => `tenant:${tenantId}`,
+    freshMs: 10_000,
+    negativeMs: 2_000,
+    maxStaleMs: 30_000,
+    redisTtlMs: 60_000,
+    redisNegativeTtlMs: 5_000,
+  },
+  apiKey: {
+    key: (hash: string) => `key:${hash}`,
+    freshMs: 10_000,
+    negativeMs: 5_000,
+    maxStaleMs: 30_000,
+    redisTtlMs: 60_000,
+    redisNegativeTtlMs: 10_000,
+  },
+  session: {
+    key: (sessionId: string) => `session:${sessionId}`,
+    freshMs: 10_000,
+    negativeMs: 5_000,
+    maxStaleMs: 30_000,
+    redisTtlMs: 60_000,
+    redisNegativeTtlMs: 10_000,
+  },
 } as const;
 
 /** Pub/sub channel of invalidation events (prefixed like every key). */

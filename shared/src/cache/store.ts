@@ -19,7 +19,12 @@ export interface Store {
   subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void): Promise<() => Promise<void>>;
   ping(): Promise<boolean>;
   /** Generic cell rate limiter; returns allowed and when to retry. See limits. */
-  gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
+  gcra(
+    key: string,
+    emissionIntervalMs: number,
+    burst: number,
+    nowMs: number,
+  ): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
   /** Increment a counter, setting its expiry on first use; returns the new value. */
   incr(key: string, by: number, ttlMs: number): Promise<number>;
   close(): Promise<void>;

@@ -67,9 +67,7 @@ export type KeyEntry = z.infer<typeof KeyEntry>;
 /** Session revocation state (cached by session id). */
 export const SessionEntry = z.object({
   v: z.number(),
-  session: z
-    .object({ tenantId: z.string(), userId: z.string(), revoked: z.boolean(), expiresAt: z.number() })
-    .nullable(),
+  session: z.object({ tenantId: z.string(), userId: z.string(), revoked: z.boolean(), expiresAt: z.number() }).nullable(),
 });
 export type SessionEntry = z.infer<typeof SessionEntry>;
 

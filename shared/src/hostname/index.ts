@@ -26,9 +26,7 @@ export type HostnameError =
   | "wildcard"
   | "invalid_idn";
 
-export type HostnameResult =
-  | { ok: true; hostname: string; port: number | null }
-  | { ok: false; code: HostnameError };
+export type HostnameResult = { ok: true; hostname: string; port: number | null } | { ok: false; code: HostnameError };
 
 export interface NormalizeOptions {
   /** Accept Unicode input and convert it to A-labels (control plane, preflight). */
@@ -128,10 +126,44 @@ export function isUnder(hostname: string, suffix: string): boolean {
  * and `acme.com` share a skeleton. Input is a normalized (A-label) hostname.
  */
 const CONFUSABLES: Record<string, string> = {
-  а: "a", в: "b", с: "c", е: "e", һ: "h", і: "i", ј: "j", к: "k", м: "m", н: "h",
-  о: "o", р: "p", ѕ: "s", т: "t", у: "y", х: "x", ԁ: "d", ɡ: "g", ӏ: "l", ο: "o",
-  α: "a", ν: "v", ρ: "p", τ: "t", υ: "u", χ: "x", κ: "k", ι: "i", ϲ: "c", ɑ: "a",
-  "0": "o", "1": "l", ı: "i", ł: "l", ø: "o", ß: "ss", rn: "m", vv: "w",
+  а: "a",
+  в: "b",
+  с: "c",
+  е: "e",
+  һ: "h",
+  і: "i",
+  ј: "j",
+  к: "k",
+  м: "m",
+  н: "h",
+  о: "o",
+  р: "p",
+  ѕ: "s",
+  т: "t",
+  у: "y",
+  х: "x",
+  ԁ: "d",
+  ɡ: "g",
+  ӏ: "l",
+  ο: "o",
+  α: "a",
+  ν: "v",
+  ρ: "p",
+  τ: "t",
+  υ: "u",
+  χ: "x",
+  κ: "k",
+  ι: "i",
+  ϲ: "c",
+  ɑ: "a",
+  "0": "o",
+  "1": "l",
+  ı: "i",
+  ł: "l",
+  ø: "o",
+  ß: "ss",
+  rn: "m",
+  vv: "w",
 };
 export function confusableSkeleton(hostname: string): string {
   let text = hostnameToUnicode(hostname).normalize("NFKD").replace(/\p{M}/gu, "");

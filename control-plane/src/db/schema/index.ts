@@ -7,3 +7,6 @@ export * from "./sessions.ts";
 export * from "./tenants.ts";
 export * from "./upstreams.ts";
 export * from "./users.ts";
+export * from "./admin-changes.ts";
+export * from "./audit-events.ts";
+export * from "./usage.ts";

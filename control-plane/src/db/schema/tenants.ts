@@ -20,7 +20,9 @@ export const tenants = pgTable(
     id: text("id").primaryKey(),
     slug: text("slug").notNull().unique(),
     name: text("name").notNull(),
-    status: text("status", { enum: ["active", "suspended"] }).notNull().default("active"),
+    status: text("status", { enum: ["active", "suspended"] })
+      .notNull()
+      .default("active"),
     plan: text("plan").notNull().default("free"),
     limits: jsonb("limits").$type<TenantLimitsOverride>().notNull().default({}),
     features: jsonb("features").$type<Record<string, boolean>>().notNull().default({}),

@@ -1,0 +1,249 @@
+/**
+ * A whole Portcullis stack for tests: control plane (admin API and key service on
+ * real sockets, port 0), one or more routers, real Postgres and Redis — or the
+ * embedded defaults (PGlite, in-process store) when `backend: "embedded"`.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { getRequestListener } from "@hono/node-server";
+import pino from "pino";
+import {
+  type ControlPlane,
+  createControlPlane,
+  loadControlPlaneConfig,
+  migrate,
+  openDatabase,
+  type Database,
+} from "@portcullis/control-plane";
+import {
+  type AuditEvent,
+  loadRouterConfig,
+  memoryWriter,
+  type RouterConfig,
+  type RunningRouter,
+  startRouter,
+} from "@portcullis/router";
+import { MemoryStore, type Store } from "@portcullis/shared";
+import { type EchoUpstream, startEchoUpstream } from "../../deploy/local/demo-upstream.ts";
+import { type Answer, send } from "./http.ts";
+import { createTestDatabase, type TestDatabase } from "./postgres.ts";
+import { createTestStore, deleteKeys } from "./redis.ts";
+
+export type Backend = "real" | "embedded";
+
+export interface TestStackOptions {
+  backend?: Backend;
+  routers?: number;
+  router?: Partial<RouterConfig>;
+  env?: Record<string, string>;
+  txtLookup?: Parameters<typeof createControlPlane>[1] extends infer D ? (D extends { txtLookup?: infer T } ? T : never) : never;
+}
+
+export const SECRETS = {
+  ADMIN_TOKEN: "test-admin-token-0123456789",
+  KEY_SERVICE_TOKEN: "test-key-service-token-0123456789",
+  CONTEXT_SIGNING_SECRET: "test-context-signing-secret-0123456789",
+  SESSION_SECRET: "test-session-secret-0123456789",
+};
+
+function listen(fetch: Parameters<typeof getRequestListener>[0]): Promise<Server> {
+  return new Promise((resolve) => {
+    const server = createServer(getRequestListener(fetch));
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
+}
+const portOf = (s: Server) => (s.address() as AddressInfo).port;
+const closeServer = (s: Server) =>
+  new Promise<void>((r) => {
+    s.closeAllConnections();
+    s.close(() => r());
+  });
+
+export class TestStack {
+  readonly backend: Backend;
+  cp!: ControlPlane;
+  store!: Store;
+  routers: RunningRouter[] = [];
+  audit: AuditEvent[] = [];
+  upstreams: EchoUpstream[] = [];
+  keyServicePort = 0;
+  adminPort = 0;
+  readonly secrets = SECRETS;
+  #options: TestStackOptions;
+  #testDb: TestDatabase | null = null;
+  #database: Database | null = null;
+  #dataDir: string | null = null;
+  #keyServer: Server | null = null;
+  #adminServer: Server | null = null;
+  #prefix: string | null = null;
+
+  /** The Redis key prefix of this stack (real backend). */
+  get prefix(): string {
+    return this.#prefix ?? "";
+  }
+
+  constructor(options: TestStackOptions = {}) {
+    this.backend = options.backend ?? "real";
+    this.#options = options;
+  }
+
+  get router(): RunningRouter {
+    return this.routers[0] as RunningRouter;
+  }
+
+  get port(): number {
+    return this.router.port;
+  }
+
+  get env(): Record<string, string> {
+    return { ...SECRETS, PLATFORM_DOMAIN: "localhost", LOG_LEVEL: "silent", ...(this.#options.env ?? {}) };
+  }
+
+  async start(): Promise<this> {
+    const log = pino({ level: "silent" });
+    if (this.backend === "real") {
+      this.#testDb = await createTestDatabase();
+      this.#database = this.#testDb.database;
+      const store = await createTestStore();
+      this.#prefix = store.prefix;
+      this.store = store;
+    } else {
+      this.#dataDir = mkdtempSync(join(tmpdir(), "pc-embedded-"));
+      this.#database = await openDatabase({ dataDir: this.#dataDir });
+      await migrate(this.#database);
+      this.store = new MemoryStore();
+    }
+    const cpConfig = loadControlPlaneConfig(this.env);
+    this.cp = await createControlPlane(cpConfig, {
+      store: this.store,
+      database: this.#database,
+      log,
+      ...(this.#options.txtLookup ? { txtLookup: this.#options.txtLookup } : {}),
+    });
+    this.#adminServer = await listen(this.cp.admin.fetch);
+    this.adminPort = portOf(this.#adminServer);
+    await this.startKeyService();
+    for (let i = 0; i < (this.#options.routers ?? 1); i++) await this.addRouter();
+    return this;
+  }
+
+  async startKeyService(port = this.keyServicePort): Promise<void> {
+    const server = createServer(getRequestListener(this.cp.keyService.fetch));
+    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
+    this.#keyServer = server;
+    this.keyServicePort = portOf(server);
+  }
+
+  async stopKeyService(): Promise<void> {
+    if (this.#keyServer) await closeServer(this.#keyServer);
+    this.#keyServer = null;
+  }
+
+  async addRouter(
+    overrides: Partial<RouterConfig> = {},
+    deps: { store?: Store; now?: () => number; keyServiceUrl?: string } = {},
+  ): Promise<RunningRouter> {
+    const config = loadRouterConfig(
+      { ...this.env, KEY_SERVICE_URL: deps.keyServiceUrl ?? `http://127.0.0.1:${this.keyServicePort}` },
+      { port: 0, opsPort: 0, host: "127.0.0.1", ...this.#options.router, ...overrides },
+    );
+    const { events, writer } = memoryWriter();
+    this.audit = events;
+    const router = await startRouter(config, {
+      store: deps.store ?? this.store,
+      auditWriter: writer,
+      log: pino({ level: "silent" }),
+      ...(deps.now ? { now: deps.now } : {}),
+    });
+    this.routers.push(router);
+    return router;
+  }
+
+  /** Admin API call with the admin token. */
+  admin(method: string, path: string, body?: unknown): Promise<Answer> {
+    return send(this.adminPort, "127.0.0.1", path, {
+      method,
+      headers: {
+        authorization: `Bearer ${SECRETS.ADMIN_TOKEN}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+  }
+
+  /** A request through the (first) router. */
+  request(host: string, path = "/", options: Parameters<typeof send>[3] = {}, router = this.router): Promise<Answer> {
+    return send(router.port, host, path, options);
+  }
+
+  async upstream(name: string): Promise<EchoUpstream> {
+    const u = await startEchoUpstream({ name, secret: SECRETS.CONTEXT_SIGNING_SECRET });
+    this.upstreams.push(u);
+    return u;
+  }
+
+  /** Create a routable tenant: subdomain, database binding and its own upstream. */
+  async tenant(slug: string, options: { plan?: string; bind?: boolean } = {}) {
+    const created = await this.admin("POST", "/v1/tenants", {
+      slug,
+      name: `${slug} inc`,
+      ...(options.plan ? { plan: options.plan } : {}),
+    });
+    if (created.status !== 201) throw new Error(`create ${slug}: ${created.status} ${created.text}`);
+    const upstream = await this.upstream(`${slug}-app`);
+    const db = { server: `pg-${slug}.internal:5432`, database: slug };
+    if (options.bind !== false) {
+      const b = await this.admin("PUT", `/v1/tenants/${slug}/database`, db);
+      if (b.status !== 200) throw new Error(`bind ${slug}: ${b.status} ${b.text}`);
+    }
+    const u = await this.admin("PUT", `/v1/tenants/${slug}/upstreams`, { urls: [upstream.url] });
+    if (u.status !== 200) throw new Error(`upstreams ${slug}: ${u.status} ${u.text}`);
+    await this.cp.publisher.flush();
+    return { id: created.json().id as string, slug, host: `${slug}.localhost`, upstream, db };
+  }
+
+  /** Total requests all upstreams of this stack have received. */
+  get upstreamContacts(): number {
+    return this.upstreams.reduce((n, u) => n + u.requests.length, 0);
+  }
+
+  async auditFor(requestId: string, timeoutMs = 3_000): Promise<AuditEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await Promise.all(this.routers.map((r) => r.audit.flush()));
+      const found = this.audit.filter((e) => e.requestId === requestId);
+      if (found.length > 0 || Date.now() > deadline) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const r of this.routers) await r.close();
+    await this.stopKeyService();
+    if (this.#adminServer) await closeServer(this.#adminServer);
+    for (const u of this.upstreams) await u.close();
+    await this.cp?.close();
+    await this.store?.close();
+    if (this.#prefix) await deleteKeys(this.#prefix);
+    if (this.#testDb) await this.#testDb.drop();
+    else await this.#database?.close();
+    if (this.#dataDir) rmSync(this.#dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  return new TestStack(options).start();
+}
+
+/** Poll until `check` passes or the time runs out; returns the elapsed milliseconds. */
+export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 2_000, stepMs = 10): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - start;
+    if (performance.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
