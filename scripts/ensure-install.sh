@@ -4,6 +4,6 @@
 set -e
 cd "$(dirname "$0")/.."
 if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "installing dependencies (npm ci)..." >&2
-  npm ci --no-audit --no-fund >&2
+  echo "installing dependencies (npm install)..." >&2
+  npm install --no-audit --no-fund >&2
 fi
