@@ -15,7 +15,7 @@ import { startEchoUpstream } from "./demo-upstream.ts";
 const env: Record<string, string | undefined> = { ...process.env };
 // One set of secrets for every service of this process.
 for (const name of ["ADMIN_TOKEN", "KEY_SERVICE_TOKEN", "CONTEXT_SIGNING_SECRET", "SESSION_SECRET"]) {
-  if (!env[name]) env[name] = randomBytes(24).toString("base64url");
+  if (!env[name]) env[name] = randomBytes(24).toString("hex");
 }
 const cpConfig = loadControlPlaneConfig(env);
 const routerConfig = loadRouterConfig(env);

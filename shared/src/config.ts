@@ -29,7 +29,7 @@ export function secret(env: Record<string, string | undefined>, name: string, ge
   }
   if (env.NODE_ENV === "production") throw new Error(`${name} is required when NODE_ENV=production`);
   generated.push(name);
-  return randomBytes(24).toString("base64url");
+  return randomBytes(24).toString("hex");
 }
 
 export function parseEnv<T extends z.ZodType>(schema: T, env: Record<string, string | undefined>): z.infer<T> {
