@@ -77,6 +77,29 @@ describe("limits across router processes sharing one Redis", () => {
     expect(t.upstream.requests.length).toBe(allowed);
   });
 
+  it("a plan change and an override reach both processes within 1 s", async () => {
+    const t = await tenant("replanned", {});
+    const policy = async (port: number) => {
+      const res = await request(`http://127.0.0.1:${port}/`, { headers: { host: t.host } });
+      await res.body.dump();
+      return res.headers["ratelimit-policy"];
+    };
+    expect([await policy(a.port), await policy(b.port)]).toEqual(['"tenant";q=40;w=2', '"tenant";q=40;w=2']);
+    expect((await stack.admin("PATCH", "/v1/tenants/replanned", { plan: "enterprise" })).status).toBe(200);
+    const elapsed = await eventually(
+      async () => (await policy(a.port)) === '"tenant";q=4000;w=2' && (await policy(b.port)) === '"tenant";q=4000;w=2',
+      1_000,
+    );
+    expect(elapsed).toBeLessThan(1_000);
+    expect((await stack.admin("PATCH", "/v1/tenants/replanned", { limits: { burst: 7, requestsPerSecond: 7 } })).status).toBe(
+      200,
+    );
+    await eventually(
+      async () => (await policy(a.port)) === '"tenant";q=7;w=1' && (await policy(b.port)) === '"tenant";q=7;w=1',
+      1_000,
+    );
+  });
+
   it("the monthly quota is exact across both processes", async () => {
     const t = await tenant("quota2", { limits: { requestsPerSecond: null, monthlyRequests: 7 } });
     const codes = await Promise.all(Array.from({ length: 20 }, (_, i) => get(i % 2 ? a.port : b.port, t.host)));

@@ -7,6 +7,7 @@
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningRouter } from "@portcullis/router";
+import { raw, statuses } from "../helpers/http.ts";
 import { eventually, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 type Tenant = Awaited<ReturnType<TestStack["tenant"]>>;
@@ -115,6 +116,26 @@ describe("IP allowlists and trusted proxies (real Redis, real Postgres)", () => 
       await expectRefused(family, proxied, { "x-forwarded-for": "not-an-ip" });
     }
   });
+  it("raw bytes: split or repeated X-Forwarded-For headers cannot smuggle an allowed address past a trusted proxy", async () => {
+    await allow(["203.0.113.0/24"]);
+    await eventually(async () => (await from(4, proxied, t.host, { "x-forwarded-for": "203.0.113.7" })).status === 200, 1_000);
+    const contacts = stack.upstreamContacts;
+    const attempts = [
+      // Repeated headers are one list (RFC 9110 §5.3): the right-most hop is the client.
+      `X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.9\r\n`,
+      `X-Forwarded-For: 203.0.113.7, 198.51.100.9\r\n`,
+      `X-Forwarded-For: 198.51.100.9 203.0.113.7\r\n`,
+      `X-Forwarded-For: [203.0.113.7]\r\n`,
+      `X-Forwarded-For: 203.0.113.7:443\r\n`,
+    ];
+    for (const extra of attempts) {
+      const out = await raw(proxied.port, `GET / HTTP/1.1\r\nHost: ${t.host}\r\n${extra}Connection: close\r\n\r\n`);
+      expect(statuses(out), extra).toEqual([403]);
+      expect(out).toContain('"code":"ip_not_allowed"');
+    }
+    expect(stack.upstreamContacts).toBe(contacts);
+  });
+
   // Last: adding routers moves stack.audit to the newest router's trail.
   it("routers bound to one family apply the same list", async () => {
     const v6only = await stack.addRouter({ host: "::1" });
