@@ -29,8 +29,16 @@ import {
 } from "@portcullis/shared";
 import type { AuditEvent, AuditSink } from "./audit/index.ts";
 import type { ClientIp } from "./client-ip.ts";
-import { BRANDING_PATH, brandedRefusalPage, brandingJson, type Limiter, type UsageMeter, wantsHtml } from "./limits/index.ts";
-import { HTML_HEADERS, isBranded } from "./limits/branding.ts";
+import {
+  BRANDING_PATH,
+  brandedRefusalPage,
+  brandingJson,
+  HTML_HEADERS,
+  isBranded,
+  type Limiter,
+  type UsageMeter,
+  wantsHtml,
+} from "./limits/index.ts";
 import type { RouterConfig } from "./config.ts";
 import { refusalHeaders, writeRefusal } from "./errors.ts";
 import { inspectRequest } from "./guard/index.ts";

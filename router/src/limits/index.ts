@@ -35,7 +35,7 @@ import type { TenantRecord } from "@portcullis/shared";
 import type { RouterMetrics } from "../ops/index.ts";
 
 export { UsageMeter } from "./usage.ts";
-export { brandingJson, brandedRefusalPage, BRANDING_PATH, wantsHtml } from "./branding.ts";
+export { BRANDING_PATH, brandedRefusalPage, brandingJson, HTML_HEADERS, isBranded, wantsHtml } from "./branding.ts";
 
 /** How long the limiter stays local after a store failure before trying the store again. */
 export const FALLBACK_MS = 1_000;
