@@ -12,12 +12,14 @@ import { createAdminApp } from "./admin/app.ts";
 import { createKeyServiceApp } from "./key-service/app.ts";
 import { Publisher } from "./publish/index.ts";
 import { TenantService } from "./tenants/service.ts";
+import { mountUsageRoutes, UsageCollector } from "./usage/index.ts";
 
 export { loadControlPlaneConfig, type ControlPlaneConfig } from "./config.ts";
 export { migrate, openDatabase, type Database } from "./db/client.ts";
 export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
 export { PLANS } from "./plans.ts";
+export { UsageCollector, type UsageView } from "./usage/index.ts";
 
 export interface ControlPlaneDeps {
   store?: Store;
@@ -26,6 +28,8 @@ export interface ControlPlaneDeps {
   txtLookup?: TxtLookup;
   /** Apply migrations on open (the embedded quickstart and tests; never the router). */
   migrate?: boolean;
+  /** How often metered usage moves from the store into Postgres (default 5 s). */
+  usageIntervalMs?: number;
 }
 
 export async function createControlPlane(config: Readonly<ControlPlaneConfig>, deps: ControlPlaneDeps = {}) {
@@ -49,17 +53,30 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     txtLookup: deps.txtLookup ?? dnsTxtLookup(config.dnsServers),
   });
   const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants });
-  const admin = createAdminApp({ tenants, adminToken: config.adminToken, log });
+  const usage = new UsageCollector({
+    db: database.db,
+    store,
+    log,
+    ...(deps.usageIntervalMs ? { intervalMs: deps.usageIntervalMs } : {}),
+  });
+  const admin = createAdminApp({
+    tenants,
+    adminToken: config.adminToken,
+    log,
+    extend: (app) => mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) }),
+  });
   return {
     admin,
     keyService: keyService.app,
     tenants,
     publisher,
+    usage,
     database,
     store,
     log,
     async close() {
       keyService.close();
+      await usage.close();
       await keyService.flushUsed();
       await publisher.flush();
       if (ownsStore) await store.close();

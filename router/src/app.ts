@@ -7,7 +7,8 @@
  *   resolve    exact Host → tenant (memory → Redis → key service)  tenant-cache/
  *   credential API key (Authorization / X-API-Key) and session cookie  keys/ sessions/
  *   decide     one fail-closed decision from all outcomes          policy/
- *   limits     declared body size                                  limits/
+ *   limits     body size, concurrency, rate + monthly quota (one store
+ *              round trip), tenant branding at BRANDING_PATH        limits/
  *   proxy      signed tenant context, streamed to the upstream     proxy/
  *
  * Every refusal ends the chain before `proxy`, so no refused request reaches an
@@ -28,6 +29,16 @@ import {
 } from "@portcullis/shared";
 import type { AuditEvent, AuditSink } from "./audit/index.ts";
 import type { ClientIp } from "./client-ip.ts";
+import {
+  BRANDING_PATH,
+  brandedRefusalPage,
+  brandingJson,
+  HTML_HEADERS,
+  isBranded,
+  type Limiter,
+  type UsageMeter,
+  wantsHtml,
+} from "./limits/index.ts";
 import type { RouterConfig } from "./config.ts";
 import { refusalHeaders, writeRefusal } from "./errors.ts";
 import { inspectRequest } from "./guard/index.ts";
@@ -46,6 +57,10 @@ export interface RouterDeps {
   audit: AuditSink;
   metrics: RouterMetrics;
   clientIp: ClientIp;
+  /** Rate, quota and concurrency limits; without it only body size is limited. */
+  limiter?: Limiter;
+  /** Usage metering; without it nothing is metered. */
+  meter?: UsageMeter;
   now?: () => number;
 }
 
@@ -62,6 +77,11 @@ interface RequestState {
   decision: Decision | null;
   status: number;
   upstreamMs: number;
+  /** Tenant holding a concurrency slot of this router for this exchange. */
+  slot: string | null;
+  bytesIn: number;
+  bytesOut: number;
+  rateHeaders: Record<string, string> | null;
 }
 
 type Env = { Bindings: HttpBindings; Variables: { state: RequestState } };
@@ -87,7 +107,7 @@ function featuresOf(tenant: TenantRecord): string {
 }
 
 export function createRouterApp(deps: RouterDeps) {
-  const { config, resolver, metrics, audit } = deps;
+  const { config, resolver, metrics, audit, limiter, meter } = deps;
   const now = deps.now ?? Date.now;
   const app = new Hono<Env>();
   let rr = 0;
@@ -127,13 +147,37 @@ export function createRouterApp(deps: RouterDeps) {
     metrics.decisions.inc({ decision: event.decision, reason: event.reason });
   }
 
+  /** The tenant a refusal is about, when the router knows its record (for branding). */
+  function tenantOf(s: RequestState): TenantRecord | null {
+    const d = s.decision;
+    if (d === null) return null;
+    if (d.allow) return d.tenant;
+    if (s.host.ok && s.host.kind === "tenant" && s.host.tenant?.id === d.tenantId) return s.host.tenant;
+    if (s.key.presented && s.key.ok && s.key.tenant?.id === d.tenantId) return s.key.tenant;
+    return null;
+  }
+
   function refuse(
-    c: { body: (b: string, s: number, h: Record<string, string>) => Response },
+    c: {
+      body: (b: string, s: number, h: Record<string, string>) => Response;
+      env: HttpBindings;
+    },
     s: RequestState,
     reason: RefusalReason,
+    extra?: Record<string, string>,
   ) {
     s.status = REFUSALS[reason].status;
-    return c.body(refusalBody(reason, s.requestId), s.status, refusalHeaders(reason, s.requestId));
+    // A person in a browser gets the tenant's branded page for limits and suspension.
+    if (isBranded(reason) && wantsHtml(c.env.incoming.headers.accept)) {
+      const tenant = tenantOf(s);
+      if (tenant !== null) {
+        const headers: Record<string, string> = { ...HTML_HEADERS, "x-request-id": s.requestId, ...extra };
+        return c.body(brandedRefusalPage(tenant, reason, s.requestId), s.status, headers);
+      }
+    }
+    const headers = refusalHeaders(reason, s.requestId);
+    if (extra !== undefined) Object.assign(headers, extra);
+    return c.body(refusalBody(reason, s.requestId), s.status, headers);
   }
 
   // ---- context ---------------------------------------------------------------------
@@ -153,6 +197,10 @@ export function createRouterApp(deps: RouterDeps) {
       decision: null,
       status: 0,
       upstreamMs: 0,
+      slot: null,
+      bytesIn: 0,
+      bytesOut: 0,
+      rateHeaders: null,
     };
     c.set("state", state);
     metrics.inFlight.inc();
@@ -160,6 +208,10 @@ export function createRouterApp(deps: RouterDeps) {
       await next();
     } finally {
       metrics.inFlight.dec();
+      if (state.slot !== null) limiter?.release(state.slot);
+      const d = state.decision;
+      const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
+      if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, state.bytesIn, state.bytesOut);
       recordAudit(state, incoming.method ?? "");
       const total = performance.now() - state.started;
       metrics.added.observe(Math.max(0, total - state.upstreamMs) / 1000);
@@ -231,6 +283,34 @@ export function createRouterApp(deps: RouterDeps) {
       c.header("connection", "close");
       return refuse(c, s, "body_too_large");
     }
+    if (limiter !== undefined) {
+      const limit = await limiter.check(d.tenant, d.keyId);
+      if (!limit.ok) {
+        s.decision = { allow: false, reason: limit.reason, tenantId: d.tenant.id };
+        return refuse(c, s, limit.reason, limit.headers);
+      }
+      if (d.tenant.limits.concurrency !== null) s.slot = d.tenant.id;
+      s.rateHeaders = limit.headers;
+    }
+    await next();
+  });
+
+  // ---- branding: answered by the router on the tenant's own hostnames ------------------
+  app.use(async function branding(c, next) {
+    const s = c.get("state");
+    if (s.host.kind === "tenant" && pathOnly(s.path) === BRANDING_PATH) {
+      const d = s.decision as Extract<Decision, { allow: true }>;
+      const method = c.env.incoming.method;
+      if (method === "GET" || method === "HEAD") {
+        s.status = 200;
+        return c.body(brandingJson(d.tenant), 200, {
+          "content-type": "application/json",
+          "cache-control": "public, max-age=60",
+          "x-request-id": s.requestId,
+          ...(s.rateHeaders ?? {}),
+        });
+      }
+    }
     await next();
   });
 
@@ -290,12 +370,15 @@ export function createRouterApp(deps: RouterDeps) {
         headers,
         body: hasBody ? incoming : null,
         maxBodyBytes: tenant.limits.maxBodyBytes,
-        responseHeaders: { "x-request-id": s.requestId },
+        responseHeaders:
+          s.rateHeaders === null ? { "x-request-id": s.requestId } : { "x-request-id": s.requestId, ...s.rateHeaders },
       },
       (res, reason) => writeRefusal(res, reason, s.requestId),
     );
     s.status = result.status;
     s.upstreamMs = result.upstreamMs;
+    s.bytesIn = result.bytesIn;
+    s.bytesOut = result.bytesOut;
     if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
   });
@@ -335,6 +418,10 @@ export function createRouterApp(deps: RouterDeps) {
           decision: { allow: false, reason: verdict.reason },
           status: REFUSALS[verdict.reason].status,
           upstreamMs: 0,
+          slot: null,
+          bytesIn: 0,
+          bytesOut: 0,
+          rateHeaders: null,
         },
         incoming.method ?? "",
       );
@@ -372,6 +459,10 @@ export function createRouterApp(deps: RouterDeps) {
         decision: { allow: false, reason },
         status: REFUSALS[reason].status,
         upstreamMs: 0,
+        slot: null,
+        bytesIn: 0,
+        bytesOut: 0,
+        rateHeaders: null,
       },
       "",
     );

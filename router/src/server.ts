@@ -11,6 +11,7 @@ import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
+import { Limiter, UsageMeter } from "./limits/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
 import { createDispatcher } from "./proxy/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
@@ -29,6 +30,8 @@ export interface RunningRouter {
   resolver: Resolver;
   audit: AuditSink;
   store: Store;
+  limiter: Limiter;
+  meter: UsageMeter;
   /** SIGTERM behaviour: unready, finish in-flight requests, close. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -69,7 +72,11 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       }),
     onError: (error) => log.warn({ err: error }, "audit write failed; will retry"),
   });
+  const limiter = new Limiter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
+  const meter = new UsageMeter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
   const { listener, clientError } = createRouterApp({
+    limiter,
+    meter,
     config,
     resolver,
     dispatcher,
@@ -118,6 +125,8 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     beforeScrape: () => {
       metrics.auditDepth.set(audit.depth);
       metrics.auditDropped.set(audit.dropped);
+      metrics.usagePending.set(meter.depth);
+      metrics.limiterDegraded.set(limiter.degraded ? 1 : 0);
     },
   });
   const opsServer = createServer(getRequestListener(opsApp.fetch));
@@ -134,6 +143,9 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     opsServer.closeAllConnections();
     await new Promise<void>((r) => opsServer.close(() => r()));
     await audit.close();
+    // Counted usage goes to the shared store before the process lets go of it.
+    await meter.close();
+    await limiter.close();
     await resolver.close();
     await dispatcher.close();
     if (!deps.keyService) await keyService.close();
@@ -146,6 +158,8 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     resolver,
     audit,
     store,
+    limiter,
+    meter,
     async drain() {
       draining = true;
       // Stop accepting, let in-flight requests finish, then close what is idle.

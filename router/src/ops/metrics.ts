@@ -45,7 +45,53 @@ export function createRouterMetrics() {
     registers: [registry],
   });
   const inFlight = new Gauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registers: [registry] });
-  return { registry, decisions, added, upstream, cacheLookups, upstreamErrors, auditDepth, auditDropped, inFlight };
+  const limiterDegraded = new Gauge({
+    name: "portcullis_limiter_degraded",
+    help: "1 while rate limits are decided in this router's memory because the shared store failed (quota not enforced).",
+    registers: [registry],
+  });
+  const limiterStoreErrors = new Counter({
+    name: "portcullis_limiter_store_errors_total",
+    help: "Rate-limit checks the shared store could not answer.",
+    registers: [registry],
+  });
+  const limiterLocalDecisions = new Counter({
+    name: "portcullis_limiter_local_decisions_total",
+    help: "Rate-limit decisions made in this router's memory (store unavailable).",
+    registers: [registry],
+  });
+  const usageFlushErrors = new Counter({
+    name: "portcullis_usage_flush_errors_total",
+    help: "Usage batches that could not be written to the shared store (kept and retried).",
+    registers: [registry],
+  });
+  const usageDropped = new Counter({
+    name: "portcullis_usage_dropped_total",
+    help: "Exchanges not metered because too many tenant-months were pending.",
+    registers: [registry],
+  });
+  const usagePending = new Gauge({
+    name: "portcullis_usage_pending",
+    help: "Tenant-months of usage waiting to be flushed to the shared store.",
+    registers: [registry],
+  });
+  return {
+    registry,
+    decisions,
+    added,
+    upstream,
+    cacheLookups,
+    upstreamErrors,
+    auditDepth,
+    auditDropped,
+    inFlight,
+    limiterDegraded,
+    limiterStoreErrors,
+    limiterLocalDecisions,
+    usageFlushErrors,
+    usageDropped,
+    usagePending,
+  };
 }
 
 export type RouterMetrics = ReturnType<typeof createRouterMetrics>;

@@ -53,3 +53,28 @@ export const DEFAULT_PREFIX = "pc:v1:";
 
 /** Bound of each in-process cache table (entries). */
 export const L1_MAX_ENTRIES = 200_000;
+
+/**
+ * Limits and usage (router/src/limits, control-plane/src/usage). Rate buckets live
+ * as long as they matter (their own TTL, set by the store); a quota counter lives
+ * until after its month ends; pending usage is one hash that routers add to and the
+ * control plane takes atomically.
+ */
+export const LIMIT_KEYS = {
+  tenantRate: (tenantId: string) => `rl:t:${tenantId}`,
+  keyRate: (keyId: string) => `rl:k:${keyId}`,
+  quota: (tenantId: string, period: string) => `quota:${period}:${tenantId}`,
+  usagePending: "usage:pending",
+} as const;
+
+/** The calendar month (UTC) of a time, `YYYY-MM`: the period of quotas and usage. */
+export function periodOf(timeMs: number): string {
+  const d = new Date(timeMs);
+  return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
+}
+
+/** Milliseconds from `timeMs` to the start of the next UTC month. */
+export function msToNextPeriod(timeMs: number): number {
+  const d = new Date(timeMs);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) - timeMs;
+}

@@ -3,7 +3,7 @@
  * (the embedded quickstart). Not shared across processes, so valid only when the
  * router, control plane and key service run together.
  */
-import type { SetMode, Store } from "./store.ts";
+import type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "./store.ts";
 
 interface Cell {
   value: string;
@@ -15,6 +15,7 @@ export class MemoryStore implements Store {
   readonly kind = "memory" as const;
   readonly #cells = new Map<string, Cell>();
   readonly #counters = new Map<string, { n: number; expiresAt: number }>();
+  readonly #hashes = new Map<string, Map<string, number>>();
   readonly #channels = new Map<string, Set<(message: string) => void>>();
   readonly #now: () => number;
 
@@ -86,6 +87,61 @@ export class MemoryStore implements Store {
     const n = (cur && cur.expiresAt > now ? cur.n : 0) + by;
     this.#counters.set(key, { n, expiresAt: cur && cur.expiresAt > now ? cur.expiresAt : now + ttlMs });
     return n;
+  }
+
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission> {
+    // Same algorithm as the Redis script (redis-store.ts), on this process' clock.
+    const now = this.#now();
+    const next: number[] = [];
+    let retryAfterMs = 0;
+    let remaining = -1;
+    let resetMs = 0;
+    for (const r of rates) {
+      const cur = this.#counters.get(r.key);
+      let tat = cur && cur.expiresAt > now ? cur.n : now;
+      if (tat < now) tat = now;
+      const newTat = tat + r.emissionIntervalMs;
+      const allowAt = newTat - r.burst * r.emissionIntervalMs;
+      next.push(newTat);
+      if (allowAt > now) retryAfterMs = Math.max(retryAfterMs, allowAt - now);
+      else {
+        const left = Math.floor((now - allowAt) / r.emissionIntervalMs);
+        if (remaining < 0 || left < remaining) {
+          remaining = left;
+          resetMs = newTat - now;
+        }
+      }
+    }
+    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs) };
+    let used = 0;
+    if (quota !== null) {
+      const cur = this.#counters.get(quota.key);
+      const live = cur && cur.expiresAt > now ? cur : null;
+      used = live ? live.n : 0;
+      if (used >= quota.limit) return { ok: false, code: "quota", used };
+      used++;
+      this.#counters.set(quota.key, { n: used, expiresAt: live ? live.expiresAt : now + quota.ttlMs });
+    }
+    rates.forEach((r, i) => {
+      const newTat = next[i] as number;
+      this.#counters.set(r.key, { n: newTat, expiresAt: newTat + 1 });
+    });
+    return { ok: true, remaining: Math.max(0, remaining), resetMs: Math.ceil(resetMs), used };
+  }
+
+  async addCounters(key: string, increments: Record<string, number>): Promise<void> {
+    let hash = this.#hashes.get(key);
+    if (!hash) {
+      hash = new Map();
+      this.#hashes.set(key, hash);
+    }
+    for (const field in increments) hash.set(field, (hash.get(field) ?? 0) + (increments[field] as number));
+  }
+
+  async takeCounters(key: string): Promise<Record<string, number>> {
+    const hash = this.#hashes.get(key);
+    this.#hashes.delete(key);
+    return hash ? Object.fromEntries(hash) : {};
   }
 
   async close(): Promise<void> {

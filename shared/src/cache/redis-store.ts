@@ -6,7 +6,7 @@
  * drop what it cached.
  */
 import { Redis } from "ioredis";
-import type { Store, SetMode } from "./store.ts";
+import type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "./store.ts";
 
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
@@ -43,7 +43,59 @@ local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
+// Several GCRA buckets and a monthly quota in one atomic step (see Store.admit).
+// KEYS: the n bucket keys, then the quota key if any. ARGV: n, then interval (µs)
+// and burst per bucket, then the quota's limit and TTL (ms). Times are kept as
+// integers (string.format %d): Lua's default number format would round them.
+const ADMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[1])
+local retry = 0
+local remaining = -1
+local reset = 0
+local tats = {}
+for i = 1, n do
+  local interval = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - burst * interval
+  tats[i] = new_tat
+  if allow_at > now then
+    if allow_at - now > retry then retry = allow_at - now end
+  else
+    local left = math.floor((now - allow_at) / interval)
+    if remaining < 0 or left < remaining then
+      remaining = left
+      reset = new_tat - now
+    end
+  end
+end
+if retry > 0 then return {1, math.ceil(retry / 1000), 0} end
+local used = 0
+if #KEYS > n then
+  local limit = tonumber(ARGV[2 * n + 2])
+  used = tonumber(redis.call('GET', KEYS[n + 1])) or 0
+  if used >= limit then return {2, 0, used} end
+  used = redis.call('INCR', KEYS[n + 1])
+  if used == 1 then redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 3]) end
+end
+for i = 1, n do
+  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1)
+end
+if remaining < 0 then remaining = 0 end
+return {0, remaining, math.ceil(reset / 1000), used}`;
+
+const TAKE = `
+local v = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return v`;
+
 type Scripted = Redis & {
+  admit(...args: (string | number)[]): Promise<number[]>;
+  takeHash(key: string): Promise<string[]>;
   setIfNewer(key: string, value: string, version: number, ttl: number, mode: string): Promise<number>;
   gcra(key: string, intervalUs: number, burst: number): Promise<[number, number, number]>;
   incrTtl(key: string, by: number, ttl: number): Promise<number>;
@@ -79,6 +131,8 @@ export class RedisStore implements Store {
     this.#redis.defineCommand("setIfNewer", { numberOfKeys: 1, lua: SET_IF_NEWER });
     this.#redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
     this.#redis.defineCommand("incrTtl", { numberOfKeys: 1, lua: INCR });
+    this.#redis.defineCommand("admit", { lua: ADMIT });
+    this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
   }
 
   /** Resolves once connected (or rejects after `timeoutMs`). */
@@ -152,6 +206,41 @@ export class RedisStore implements Store {
 
   incr(key: string, by: number, ttlMs: number): Promise<number> {
     return this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs));
+  }
+
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [rates.length];
+    for (const r of rates) {
+      keys.push(this.#prefix + r.key);
+      args.push(Math.max(1, Math.round(r.emissionIntervalMs * 1000)), r.burst);
+    }
+    if (quota !== null) {
+      keys.push(this.#prefix + quota.key);
+      args.push(quota.limit, Math.max(1, Math.ceil(quota.ttlMs)));
+    }
+    // ioredis: a command defined without numberOfKeys takes the key count first.
+    const [code, a, b, c] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [number, number, number, number?];
+    if (code === 1) return { ok: false, code: "rate", retryAfterMs: a };
+    if (code === 2) return { ok: false, code: "quota", used: b };
+    return { ok: true, remaining: a, resetMs: b, used: c ?? 0 };
+  }
+
+  async addCounters(key: string, increments: Record<string, number>): Promise<void> {
+    const fields = Object.keys(increments).filter((f) => increments[f] !== 0);
+    if (fields.length === 0) return;
+    const multi = this.#redis.multi();
+    for (const field of fields) multi.hincrby(this.#prefix + key, field, increments[field] as number);
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error !== null);
+    if (!results || failed) throw failed?.[0] ?? new Error("counter transaction aborted");
+  }
+
+  async takeCounters(key: string): Promise<Record<string, number>> {
+    const flat = await this.#redis.takeHash(this.#prefix + key);
+    const out: Record<string, number> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = Number(flat[i + 1]);
+    return out;
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,110 @@
+/**
+ * Usage metering, off the request path: each exchange adds to an in-memory counter
+ * per tenant and month; a timer moves the counters into the shared store's pending
+ * hash (`LIMIT_KEYS.usagePending`, one atomic HINCRBY transaction per flush), from
+ * which the control plane takes them atomically into Postgres. A failed flush puts
+ * the counts back for the next one; `close` flushes, so a drained or closed router
+ * loses nothing it counted (a crash loses at most one interval).
+ *
+ * Fields of the pending hash: `<period>|<tenantId>|<r|x|i|o>` for requests allowed,
+ * requests refused, body bytes in and body bytes out.
+ */
+import { LIMIT_KEYS, msToNextPeriod, periodOf, type Store } from "@portcullis/shared";
+import type { RouterMetrics } from "../ops/index.ts";
+
+interface Counts {
+  r: number;
+  x: number;
+  i: number;
+  o: number;
+}
+
+/** Bound of tenants × months held between flushes; past it, counts are dropped and counted. */
+const MAX_PENDING = 100_000;
+
+export class UsageMeter {
+  readonly #store: Store;
+  readonly #metrics: RouterMetrics | undefined;
+  readonly #now: () => number;
+  readonly #timer: NodeJS.Timeout;
+  #pending = new Map<string, Counts>();
+  #flushing: Promise<void> | null = null;
+  #period = "";
+  #periodEnds = 0;
+
+  constructor(options: { store: Store; metrics?: RouterMetrics; now?: () => number; intervalMs?: number }) {
+    this.#store = options.store;
+    this.#metrics = options.metrics;
+    this.#now = options.now ?? Date.now;
+    this.#timer = setInterval(() => void this.flush(), options.intervalMs ?? 1_000);
+    this.#timer.unref();
+  }
+
+  /** One finished exchange of a tenant. */
+  record(tenantId: string, allowed: boolean, bytesIn: number, bytesOut: number): void {
+    const now = this.#now();
+    if (now >= this.#periodEnds) {
+      this.#period = periodOf(now);
+      this.#periodEnds = now + msToNextPeriod(now);
+    }
+    const key = `${this.#period}|${tenantId}`;
+    let c = this.#pending.get(key);
+    if (c === undefined) {
+      if (this.#pending.size >= MAX_PENDING) {
+        this.#metrics?.usageDropped.inc();
+        return;
+      }
+      c = { r: 0, x: 0, i: 0, o: 0 };
+      this.#pending.set(key, c);
+    }
+    if (allowed) c.r++;
+    else c.x++;
+    c.i += bytesIn;
+    c.o += bytesOut;
+  }
+
+  /** Tenant-months waiting for the next flush. */
+  get depth(): number {
+    return this.#pending.size;
+  }
+
+  flush(): Promise<void> {
+    if (this.#flushing) return this.#flushing.then(() => this.flush());
+    if (this.#pending.size === 0) return Promise.resolve();
+    const batch = this.#pending;
+    this.#pending = new Map();
+    this.#flushing = (async () => {
+      const increments: Record<string, number> = {};
+      for (const [key, c] of batch) {
+        if (c.r) increments[`${key}|r`] = c.r;
+        if (c.x) increments[`${key}|x`] = c.x;
+        if (c.i) increments[`${key}|i`] = c.i;
+        if (c.o) increments[`${key}|o`] = c.o;
+      }
+      try {
+        await this.#store.addCounters(LIMIT_KEYS.usagePending, increments);
+      } catch {
+        // The transaction is all or nothing: put the batch back for the next flush.
+        this.#metrics?.usageFlushErrors.inc();
+        for (const [key, c] of batch) {
+          const cur = this.#pending.get(key);
+          if (cur === undefined) this.#pending.set(key, c);
+          else {
+            cur.r += c.r;
+            cur.x += c.x;
+            cur.i += c.i;
+            cur.o += c.o;
+          }
+        }
+      } finally {
+        this.#flushing = null;
+      }
+    })();
+    return this.#flushing;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.flush();
+  }
+}

@@ -1,0 +1,96 @@
+/** The stores' limit and usage primitives keep one contract: Redis over a real socket, and in-process. */
+import { afterAll, describe, expect, it } from "vitest";
+import { MemoryStore, type Store } from "@portcullis/shared";
+import { createTestStore, deleteKeys } from "../helpers/redis.ts";
+
+const made: { store: Store; prefix?: string }[] = [];
+afterAll(async () => {
+  for (const m of made) {
+    await m.store.close();
+    if (m.prefix) await deleteKeys(m.prefix);
+  }
+});
+
+const factories: Record<string, () => Promise<Store>> = {
+  redis: async () => {
+    const s = await createTestStore();
+    made.push({ store: s, prefix: s.prefix });
+    return s;
+  },
+  memory: async () => {
+    const s = new MemoryStore();
+    made.push({ store: s });
+    return s;
+  },
+};
+
+// A slow refill (one request a minute) so the test's own duration cannot add requests.
+const slow = (key: string, burst: number) => ({ key, emissionIntervalMs: 60_000, burst });
+
+for (const [kind, make] of Object.entries(factories)) {
+  describe(`${kind} store: admit, counters`, () => {
+    it("admit allows a burst, then refuses with a retry time, and reports what is left", async () => {
+      const store = await make();
+      const answers = [];
+      for (let i = 0; i < 5; i++) answers.push(await store.admit([slow("b1", 3)], null));
+      expect(answers.map((a) => a.ok)).toEqual([true, true, true, false, false]);
+      const first = answers[0];
+      expect(first?.ok && first.remaining).toBe(2);
+      const third = answers[2];
+      expect(third?.ok && third.remaining).toBe(0);
+      const refused = answers[3];
+      expect(refused?.ok === false && refused.code).toBe("rate");
+      if (refused && !refused.ok && refused.code === "rate") {
+        expect(refused.retryAfterMs).toBeGreaterThan(50_000);
+        expect(refused.retryAfterMs).toBeLessThanOrEqual(60_000);
+      }
+    });
+
+    it("admit consumes nothing when any bucket refuses (all or nothing)", async () => {
+      const store = await make();
+      // Fill bucket "k" alone, then ask for "t" and "k" together: "t" must stay untouched.
+      expect((await store.admit([slow("k", 1)], null)).ok).toBe(true);
+      for (let i = 0; i < 3; i++) expect((await store.admit([slow("t", 2), slow("k", 1)], null)).ok).toBe(false);
+      expect((await store.admit([slow("t", 2)], null)).ok).toBe(true);
+      expect((await store.admit([slow("t", 2)], null)).ok).toBe(true);
+      expect((await store.admit([slow("t", 2)], null)).ok).toBe(false);
+    });
+
+    it("admit counts the quota only for admitted requests and refuses at the limit", async () => {
+      const store = await make();
+      const quota = { key: "q", limit: 3, ttlMs: 60_000 };
+      const used: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const a = await store.admit([], quota);
+        expect(a.ok).toBe(true);
+        if (a.ok) used.push(a.used);
+      }
+      expect(used).toEqual([1, 2, 3]);
+      const over = await store.admit([], quota);
+      expect(over).toEqual({ ok: false, code: "quota", used: 3 });
+      // A rate refusal does not use quota.
+      const quota2 = { key: "q2", limit: 10, ttlMs: 60_000 };
+      expect((await store.admit([slow("r", 1)], quota2)).ok).toBe(true);
+      expect((await store.admit([slow("r", 1)], quota2)).ok).toBe(false);
+      const after = await store.admit([], quota2);
+      expect(after.ok && after.used).toBe(2);
+    });
+
+    it("addCounters adds, takeCounters reads and empties atomically", async () => {
+      const store = await make();
+      await store.addCounters("h", { a: 2, b: 5 });
+      await store.addCounters("h", { a: 3, c: 1 });
+      expect(await store.takeCounters("h")).toEqual({ a: 5, b: 5, c: 1 });
+      expect(await store.takeCounters("h")).toEqual({});
+    });
+
+    it("no increment is lost or counted twice when adds and takes interleave", async () => {
+      const store = await make();
+      const adds = Array.from({ length: 200 }, () => store.addCounters("hh", { n: 1 }));
+      const takes = Array.from({ length: 20 }, () => store.takeCounters("hh"));
+      const [, parts] = await Promise.all([Promise.all(adds), Promise.all(takes)]);
+      parts.push(await store.takeCounters("hh"));
+      expect(parts.reduce((sum, p) => sum + (p.n ?? 0), 0)).toBe(200);
+    });
+  });
+}
