@@ -323,7 +323,9 @@ export function createRouterApp(deps: RouterDeps) {
     );
     s.status = result.status;
     s.upstreamMs = result.upstreamMs;
-    if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
+    // A body cut off at the tenant's limit while streaming is a refusal, not an upstream error.
+    if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
+    else if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
   });
 

@@ -15,7 +15,7 @@ const SMUGGLED = `GET /smuggled HTTP/1.1\r\nHost: ${H}\r\n\r\n`;
 const attacks: Attack[] = [
   {
     name: "CL.TE: Content-Length and Transfer-Encoding together",
-    source: "RFC 9112 §6.1 (PortSwigger CL.TE; Node CVE-2022-32215 family)",
+    source: "RFC 9112 §6.1 (CL.TE, PortSwigger "HTTP request smuggling reborn")",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
     status: 400,
     close: true,
@@ -29,7 +29,7 @@ const attacks: Attack[] = [
   },
   {
     name: "two different Content-Length values",
-    source: "RFC 9112 §6.3 item 5 (HAProxy CVE-2023-40225 class)",
+    source: "RFC 9112 §6.3 item 5; RFC 9110 §8.6",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n${SMUGGLED}`,
     status: 400,
     close: true,
@@ -50,7 +50,7 @@ const attacks: Attack[] = [
   },
   {
     name: "signed Content-Length '+5'",
-    source: "RFC 9110 §8.6 (1*DIGIT); Hono/undici parseInt leniency",
+    source: "RFC 9110 §8.6 (Content-Length = 1*DIGIT)",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nContent-Length: +5\r\n\r\nhello`,
     status: 400,
     close: true,
@@ -64,7 +64,7 @@ const attacks: Attack[] = [
   },
   {
     name: "Content-Length beyond 2^64",
-    source: "llhttp HPE_INVALID_CONTENT_LENGTH (integer overflow class, nginx CVE-2013-2028)",
+    source: "RFC 9110 §8.6 (a length that overflows is invalid); llhttp HPE_INVALID_CONTENT_LENGTH",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nContent-Length: 184467440737095516160\r\n\r\n`,
     status: 400,
     close: true,
@@ -78,7 +78,7 @@ const attacks: Attack[] = [
   },
   {
     name: "whitespace between header name and colon",
-    source: "RFC 9112 §5.1 (MUST reject); Envoy/HAProxy 'Transfer-Encoding :' advisories",
+    source: "RFC 9112 §5.1 (MUST reject with 400); PortSwigger TE.TE obfuscation",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n${SMUGGLED}`,
     status: 400,
     close: true,
@@ -148,7 +148,7 @@ const attacks: Attack[] = [
   },
   {
     name: "chunk size with a bare-LF chunk extension",
-    source: "llhttp CVE-2024-22019 class (chunk extensions); RFC 9112 §7.1.1",
+    source: "RFC 9112 §7.1 (chunk lines end in CRLF); 'Funky chunks' chunk-extension smuggling research",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nTransfer-Encoding: chunked\r\n\r\n2;\n\nxx\r\n0\r\n\r\n`,
     status: 400,
     close: true,
@@ -169,7 +169,7 @@ const attacks: Attack[] = [
   },
   {
     name: "WebSocket upgrade to reach an unguarded tunnel",
-    source: "Envoy CVE-2022-21654 / Traefik upgrade-tunnel advisories; RFC 9110 §7.8",
+    source: "RFC 9110 §7.8; 'WebSocket smuggling' through reverse proxies (0ang3el)",
     bytes: req(
       `GET /ws HTTP/1.1`,
       `Host: ${H}`,
