@@ -148,7 +148,10 @@ describe("credential confusion", () => {
       [req("GET / HTTP/1.1", `Host: ${G}`, `Authorization: Bearer ${creds.globexKey}`, "Connection: close"), "globex-app"],
     ] as const) {
       const ex = await exchange(stack.port, bytes);
-      expect(ex.responses.map((r) => r.status), bytes).toEqual([200]);
+      expect(
+        ex.responses.map((r) => r.status),
+        bytes,
+      ).toEqual([200]);
       expect(JSON.parse(ex.responses[0]!.body).app).toBe(app);
     }
   });
