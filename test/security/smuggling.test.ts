@@ -15,7 +15,7 @@ const SMUGGLED = `GET /smuggled HTTP/1.1\r\nHost: ${H}\r\n\r\n`;
 const attacks: Attack[] = [
   {
     name: "CL.TE: Content-Length and Transfer-Encoding together",
-    source: "RFC 9112 §6.1 (CL.TE, PortSwigger "HTTP request smuggling reborn")",
+    source: "RFC 9112 §6.1 (CL.TE, PortSwigger 'HTTP desync attacks')",
     bytes: `POST / HTTP/1.1\r\nHost: ${H}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${SMUGGLED}`,
     status: 400,
     close: true,

@@ -41,17 +41,19 @@ const tenant = (id: string): fc.Arbitrary<TenantRecord> =>
       apiAccess: fc.constantFrom(true, false, undefined),
       allowedIps: fc.constantFrom([] as string[], ["10.0.0.0/8"], ["192.168.0.1"]),
     })
-    .map((t) => ({
-      id,
-      slug: id.slice(4),
-      status: t.status,
-      plan: "pro",
-      binding: t.binding,
-      upstreams: t.upstreams,
-      limits: { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null },
-      features: t.apiAccess === undefined ? {} : { apiAccess: t.apiAccess },
-      settings: { allowedIps: t.allowedIps, branding: {} },
-    }));
+    .map(
+      (t): TenantRecord => ({
+        id,
+        slug: id.slice(4),
+        status: t.status,
+        plan: "pro",
+        binding: t.binding,
+        upstreams: t.upstreams,
+        limits: { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null },
+        features: t.apiAccess === undefined ? ({} as Record<string, boolean>) : { apiAccess: t.apiAccess },
+        settings: { allowedIps: t.allowedIps, branding: {} },
+      }),
+    );
 
 const world = fc.tuple(tenant(IDS[0]), tenant(IDS[1]), tenant(IDS[2]));
 
