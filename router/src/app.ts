@@ -266,6 +266,9 @@ export function createRouterApp(deps: RouterDeps) {
     const s = c.get("state");
     const d = s.decision as Extract<Decision, { allow: true }>;
     const { incoming, outgoing } = c.env;
+    // The connection failed or was refused while the request was being resolved
+    // (parser error in the body, timeout, client gone): nothing is forwarded.
+    if (s.closedBy !== null || incoming.socket.destroyed) return RESPONSE_ALREADY_SENT;
     const tenant = d.tenant;
     const binding = tenant.binding as { server: string; database: string };
 
@@ -437,8 +440,14 @@ export function createRouterApp(deps: RouterDeps) {
     const code = error.code ?? "";
     // Already refused, audited and closing: the rest of the bytes are not a request.
     // A peer that reset the connection sent no request to decide on.
-    if (closing.has(socket) || code === "ECONNRESET" || code === "EPIPE") {
+    if (code === "ECONNRESET" || code === "EPIPE") {
       socket.destroy();
+      return;
+    }
+    if (closing.has(socket)) {
+      // Let the refusal already written flush, then close.
+      if (socket.writable) socket.end(() => socket.destroy());
+      else socket.destroy();
       return;
     }
     const reason: RefusalReason =

@@ -227,4 +227,28 @@ describe("request smuggling and framing", () => {
       expect(acme.sentinel.requests.some((r) => r.url === "/smuggled")).toBe(false);
     });
   }
+
+  it("an invalid chunk arriving after the body began streaming: 400, connection closed, one audit event, no complete request upstream — RFC 9112 §7.1, 'Funky chunks'", async () => {
+    const before = acme.sentinel.requests.length;
+    const auditBefore = stack.audit.length;
+    const { exchange } = await import("./lib.ts");
+    const ex = await exchange(
+      stack.port,
+      `POST /mid HTTP/1.1\r\nHost: ${H}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+      {
+        drip: { chunks: [`zz\r\n${SMUGGLED}`], everyMs: 300 },
+        timeoutMs: 4_000,
+      },
+    );
+    expect(ex.responses.map((r) => r.status)).toEqual([400]);
+    expect(ex.closed).toBe(true);
+    const requestId = ex.responses[0]!.headers["x-request-id"] as string;
+    const events = await stack.auditFor(requestId);
+    expect(events).toHaveLength(1);
+    expect(events[0]?.reason).toBe("malformed_request");
+    expect(events[0]?.tenantId).toBe(acme.id);
+    await Promise.all(stack.routers.map((r) => r.audit.flush()));
+    expect(stack.audit.length - auditBefore).toBe(1);
+    expect(acme.sentinel.requests.length).toBe(before);
+  });
 });
