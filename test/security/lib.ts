@@ -46,7 +46,7 @@ export function parseResponses(raw: string): ParsedResponse[] {
 }
 
 export interface ExchangeOptions {
-  /** Milliseconds of silence after which the exchange is over. */
+  /** Milliseconds of silence after the last byte received, after which the exchange is over. */
   quietMs?: number;
   timeoutMs?: number;
   /** Further writes, each after a pause (slow clients). */
@@ -102,7 +102,9 @@ export function exchange(port: number, bytes: string | Buffer, options: Exchange
           if (next === undefined) clearInterval(drip);
           else if (!socket.destroyed) socket.write(next);
         }, options.drip.everyMs);
-      } else if (!options.silent) armQuiet();
+      }
+      // The quiet period starts at the first byte received: a cold first lookup on a
+      // loaded machine may take a while to answer, and that is not silence.
     });
   });
 }
