@@ -14,10 +14,11 @@
  * Every refusal ends the chain before `proxy`, so no refused request reaches an
  * upstream. Resolvers return outcomes; only `decide` and the edges send responses.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import type { Dispatcher } from "undici";
 import {
   REFUSALS,
@@ -82,6 +83,8 @@ interface RequestState {
   bytesIn: number;
   bytesOut: number;
   rateHeaders: Record<string, string> | null;
+  /** Set when the connection failed under this request (timeout, parser error). */
+  closedBy: RefusalReason | null;
 }
 
 type Env = { Bindings: HttpBindings; Variables: { state: RequestState } };
@@ -111,6 +114,11 @@ export function createRouterApp(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   const app = new Hono<Env>();
   let rr = 0;
+  // Connections refused and closing: nothing more is read from them as a request.
+  const closing = new WeakSet<object>();
+  // The request being served on each connection, so that a timeout or parser error
+  // on that connection is refused and audited as that request, once.
+  const inflight = new WeakMap<object, RequestState>();
 
   function pathOnly(path: string): string {
     const q = path.indexOf("?");
@@ -180,6 +188,16 @@ export function createRouterApp(deps: RouterDeps) {
     return c.body(refusalBody(reason, s.requestId), s.status, headers);
   }
 
+  /** Refuse; close the connection when a body is still unread (never wait for it). */
+  function refuseRequest(c: Context<Env>, s: RequestState, reason: RefusalReason) {
+    const incoming = c.env.incoming;
+    if (!incoming.complete) {
+      closing.add(incoming.socket);
+      c.header("connection", "close");
+    }
+    return refuse(c, s, reason);
+  }
+
   // ---- context ---------------------------------------------------------------------
   app.use(async function context(c, next) {
     const incoming = c.env.incoming as Guarded;
@@ -201,14 +219,24 @@ export function createRouterApp(deps: RouterDeps) {
       bytesIn: 0,
       bytesOut: 0,
       rateHeaders: null,
+      closedBy: null,
     };
     c.set("state", state);
+    const socket = incoming.socket;
+    inflight.set(socket, state);
     metrics.inFlight.inc();
     try {
       await next();
     } finally {
       metrics.inFlight.dec();
       if (state.slot !== null) limiter?.release(state.slot);
+      if (inflight.get(socket) === state) inflight.delete(socket);
+      if (state.closedBy !== null) {
+        const d = state.decision;
+        const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
+        state.decision = { allow: false, reason: state.closedBy, ...(tenantId ? { tenantId } : {}) };
+        state.status = REFUSALS[state.closedBy].status;
+      }
       const d = state.decision;
       const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
       if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, state.bytesIn, state.bytesOut);
@@ -237,7 +265,7 @@ export function createRouterApp(deps: RouterDeps) {
     // An unknown host is refused before any credential is looked at.
     if (s.host.ok && s.host.kind === "tenant" && s.host.tenant === null) {
       s.decision = { allow: false, reason: "unknown_host" };
-      return refuse(c, s, "unknown_host");
+      return refuseRequest(c, s, "unknown_host");
     }
     await next();
   });
@@ -268,7 +296,7 @@ export function createRouterApp(deps: RouterDeps) {
       credentialError: s.extracted.kind === "error" ? s.extracted.code : null,
       clientIp: s.clientIp,
     });
-    if (!s.decision.allow) return refuse(c, s, s.decision.reason);
+    if (!s.decision.allow) return refuseRequest(c, s, s.decision.reason);
     await next();
   });
 
@@ -280,8 +308,7 @@ export function createRouterApp(deps: RouterDeps) {
     const declared = c.env.incoming.headers["content-length"];
     if (max !== null && declared !== undefined && Number(declared) > max) {
       s.decision = { allow: false, reason: "body_too_large", tenantId: d.tenant.id };
-      c.header("connection", "close");
-      return refuse(c, s, "body_too_large");
+      return refuseRequest(c, s, "body_too_large");
     }
     if (limiter !== undefined) {
       const limit = await limiter.check(d.tenant, d.keyId);
@@ -319,6 +346,9 @@ export function createRouterApp(deps: RouterDeps) {
     const s = c.get("state");
     const d = s.decision as Extract<Decision, { allow: true }>;
     const { incoming, outgoing } = c.env;
+    // The connection failed or was refused while the request was being resolved
+    // (parser error in the body, timeout, client gone): nothing is forwarded.
+    if (s.closedBy !== null || incoming.socket.destroyed) return RESPONSE_ALREADY_SENT;
     const tenant = d.tenant;
     const binding = tenant.binding as { server: string; database: string };
 
@@ -379,7 +409,9 @@ export function createRouterApp(deps: RouterDeps) {
     s.upstreamMs = result.upstreamMs;
     s.bytesIn = result.bytesIn;
     s.bytesOut = result.bytesOut;
-    if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
+    // A body cut off at the tenant's limit while streaming is a refusal, not an upstream error.
+    if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
+    else if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
   });
 
@@ -397,61 +429,15 @@ export function createRouterApp(deps: RouterDeps) {
 
   const honoListener = getRequestListener(app.fetch, { hostname: "invalid.invalid" });
 
-  /** The Node request listener: the guard, then the Hono app. */
-  function listener(incoming: IncomingMessage, outgoing: ServerResponse) {
-    const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
-    if (!verdict.ok) {
-      const requestId = nextRequestId();
-      const malformed = REFUSALS[verdict.reason].status === 400;
-      writeRefusal(outgoing, verdict.reason, requestId, malformed);
-      recordAudit(
-        {
-          requestId,
-          started: 0,
-          hostname: verdict.host ?? "",
-          path: incoming.url ?? "",
-          clientIp: deps.clientIp(incoming),
-          host: UNRESOLVED,
-          extracted: { kind: "none" },
-          key: NOT_PRESENTED,
-          session: NOT_PRESENTED,
-          decision: { allow: false, reason: verdict.reason },
-          status: REFUSALS[verdict.reason].status,
-          upstreamMs: 0,
-          slot: null,
-          bytesIn: 0,
-          bytesOut: 0,
-          rateHeaders: null,
-        },
-        incoming.method ?? "",
-      );
-      return;
-    }
-    (incoming as Guarded)[GUARDED] = verdict;
-    void honoListener(incoming, outgoing);
-  }
-
-  /** Refuse what Node's parser could not read (it never reaches `listener`). */
-  function clientError(error: Error & { code?: string }, socket: import("node:stream").Duplex) {
-    const reason: RefusalReason = error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "malformed_request";
-    const requestId = nextRequestId();
-    if (socket.writable) {
-      const body = refusalBody(reason, requestId);
-      const status = REFUSALS[reason].status;
-      socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
-          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n` +
-          `x-request-id: ${requestId}\r\n\r\n${body}`,
-      );
-    } else socket.destroy();
-    const peer = (socket as unknown as { remoteAddress?: string }).remoteAddress ?? "";
+  /** Records one refusal decided at the edge, before any request state existed. */
+  function auditEdge(requestId: string, reason: RefusalReason, hostname: string, path: string, method: string, ip: string) {
     recordAudit(
       {
         requestId,
         started: 0,
-        hostname: "",
-        path: "",
-        clientIp: peer,
+        hostname,
+        path,
+        clientIp: ip,
         host: UNRESOLVED,
         extracted: { kind: "none" },
         key: NOT_PRESENTED,
@@ -463,10 +449,115 @@ export function createRouterApp(deps: RouterDeps) {
         bytesIn: 0,
         bytesOut: 0,
         rateHeaders: null,
+        closedBy: null,
       },
-      "",
+      method,
     );
   }
 
-  return { app, listener, clientError };
+  /**
+   * Writes a refusal straight onto a socket Node no longer drives (parser errors,
+   * upgrades, CONNECT) and closes it: after an unreadable or tunnelled request no
+   * further byte on that connection can be trusted as the start of a request.
+   */
+  function refuseOnSocket(socket: Duplex, reason: RefusalReason, requestId: string) {
+    closing.add(socket);
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const body = refusalBody(reason, requestId);
+    const status = REFUSALS[reason].status;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`;
+    const headers = refusalHeaders(reason, requestId);
+    for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    // Flushed, then closed whatever the peer does (no half-open linger).
+    socket.end(`${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
+  }
+
+  /** The Node request listener: the guard, then the Hono app. */
+  function listener(incoming: IncomingMessage, outgoing: ServerResponse) {
+    // A request pipelined behind a refusal that closes the connection is not read:
+    // it is not a request of its own but the bytes an ambiguity left behind.
+    if (closing.has(incoming.socket)) return;
+    const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
+    if (!verdict.ok) {
+      const requestId = nextRequestId();
+      // Every edge refusal closes the connection: whatever follows (an unread body,
+      // a smuggled request) is never parsed as a request (RFC 9112 §9.6, §11.2).
+      closing.add(incoming.socket);
+      writeRefusal(outgoing, verdict.reason, requestId, true);
+      auditEdge(
+        requestId,
+        verdict.reason,
+        verdict.host ?? "",
+        incoming.url ?? "",
+        incoming.method ?? "",
+        deps.clientIp(incoming),
+      );
+      return;
+    }
+    (incoming as Guarded)[GUARDED] = verdict;
+    void honoListener(incoming, outgoing);
+  }
+
+  /** Protocol upgrades (WebSocket, h2c) are not proxied: refuse, audit and close. */
+  function upgrade(incoming: IncomingMessage, socket: Duplex) {
+    const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
+    const reason: RefusalReason = verdict.ok ? "upgrade_not_supported" : verdict.reason;
+    const requestId = nextRequestId();
+    refuseOnSocket(socket, reason, requestId);
+    const host = verdict.ok ? verdict.hostname : (verdict.host ?? "");
+    auditEdge(requestId, reason, host, incoming.url ?? "", incoming.method ?? "", deps.clientIp(incoming));
+  }
+
+  /** CONNECT would make the edge an open tunnel (RFC 9110 §9.3.6): refused. */
+  function connect(incoming: IncomingMessage, socket: Duplex) {
+    const requestId = nextRequestId();
+    refuseOnSocket(socket, "method_not_allowed", requestId);
+    auditEdge(requestId, "method_not_allowed", "", incoming.url ?? "", incoming.method ?? "", deps.clientIp(incoming));
+  }
+
+  /**
+   * Refuse what Node's parser could not read or what ran out of time (it never
+   * reaches `listener`). A request already being served on the socket owns the
+   * failure: it is refused and audited once, as that request.
+   */
+  function clientError(error: Error & { code?: string }, socket: Duplex) {
+    const code = error.code ?? "";
+    // Already refused, audited and closing: the rest of the bytes are not a request.
+    // A peer that reset the connection sent no request to decide on.
+    if (code === "ECONNRESET" || code === "EPIPE") {
+      socket.destroy();
+      return;
+    }
+    if (closing.has(socket)) {
+      // Let the refusal already written flush, then close.
+      if (socket.writable) socket.end(() => socket.destroy());
+      else socket.destroy();
+      return;
+    }
+    const reason: RefusalReason =
+      code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? "request_timeout"
+        : code === "HPE_HEADER_OVERFLOW"
+          ? "headers_too_large"
+          : "malformed_request";
+    const active = inflight.get(socket);
+    if (active !== undefined) {
+      active.closedBy = reason;
+      const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (res?.headersSent) {
+        // The answer has begun: a truncated response must not look complete.
+        closing.add(socket);
+        socket.destroy();
+      } else refuseOnSocket(socket, reason, active.requestId);
+      return;
+    }
+    const requestId = nextRequestId();
+    refuseOnSocket(socket, reason, requestId);
+    auditEdge(requestId, reason, "", "", "", (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? "");
+  }
+
+  return { app, listener, clientError, upgrade, connect };
 }

@@ -74,7 +74,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   });
   const limiter = new Limiter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
   const meter = new UsageMeter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
-  const { listener, clientError } = createRouterApp({
+  const { listener, clientError, upgrade, connect } = createRouterApp({
     limiter,
     meter,
     config,
@@ -90,7 +90,11 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     {
       // Slow clients: the whole header block must arrive within this time.
       headersTimeout: config.requestHeadersTimeoutMs,
+      // The whole request, body included (slow bodies: Traefik CVE-2024-28869).
       requestTimeout: config.requestTimeoutMs,
+      // Node checks both timeouts on this interval (default 30 s, which would let a
+      // slow client hold a connection 30 s past its deadline).
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.requestHeadersTimeoutMs / 4))),
       maxHeaderSize: config.maxHeaderBytes,
       keepAliveTimeout: 5_000,
       requireHostHeader: false,
@@ -102,13 +106,9 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   // (and maxHeaderSize bounds their bytes).
   server.maxHeadersCount = 0;
   server.on("clientError", clientError);
-  server.on("upgrade", (_req, socket) => {
-    // Protocol upgrades (WebSocket, h2c) are not proxied: refuse and close.
-    const body = '{"error":{"code":"upgrade_not_supported","message":"Protocol upgrades are not supported.","requestId":""}}';
-    socket.end(
-      `HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
+  // Protocol upgrades (WebSocket, h2c) and CONNECT tunnels are refused, audited, closed.
+  server.on("upgrade", upgrade);
+  server.on("connect", connect);
 
   let draining = false;
   let keyServiceUp = true;

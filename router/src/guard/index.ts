@@ -20,6 +20,19 @@ const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 // Origin-form target: printable ASCII, no space, no backslash before the query, no fragment.
 const TARGET_BAD = /[^\x21-\x7e]|#/;
 
+/**
+ * True when the path holds a `.` or `..` segment, literally or percent-encoded
+ * (`%2e`), with `/`, `%2f` or `%5c` as separators. A browser never sends one
+ * (RFC 3986 §5.2.4 removes them); an attacker sends them so that the edge and the
+ * app disagree about the path (Envoy CVE-2019-9901, CVE-2021-29492; nginx
+ * alias traversal). Tenant apps never see a traversal from the edge.
+ */
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+function hasDotSegment(path: string): boolean {
+  if (path.indexOf("%") === -1) return path.includes("/.") && DOT_SEGMENT.test(path);
+  return DOT_SEGMENT.test(path.replace(/%2e/gi, ".").replace(/%2f|%5c/gi, "/"));
+}
+
 function refuse(reason: RefusalReason, host?: string): GuardResult {
   return host === undefined ? { ok: false, reason } : { ok: false, reason, host };
 }
@@ -66,6 +79,9 @@ export function inspectRequest(req: IncomingMessage, limits: GuardLimits): Guard
   if (transferEncoding > 1 || contentLength > 1) return refuse("conflicting_framing", host);
   if (transferEncoding === 1 && teValue.trim().toLowerCase() !== "chunked") return refuse("conflicting_framing", host);
   if (contentLength === 1 && !/^[0-9]{1,15}$/.test(clValue)) return refuse("conflicting_framing", host);
+  // Chunked framing does not exist in HTTP/1.0: a 1.0 request carrying it is faulty
+  // framing, and a downstream 1.0 parser would read the body differently (RFC 9112 §6.1).
+  if (transferEncoding === 1 && req.httpVersionMinor === 0) return refuse("conflicting_framing", host);
 
   const method = req.method ?? "";
   if (!ALLOWED_METHODS.has(method)) return refuse("method_not_allowed", host);
@@ -88,6 +104,7 @@ export function inspectRequest(req: IncomingMessage, limits: GuardLimits): Guard
   const q = path.indexOf("?");
   const bs = path.indexOf("\\");
   if (bs !== -1 && (q === -1 || bs < q)) return refuse("invalid_target", host);
+  if (hasDotSegment(q === -1 ? path : path.slice(0, q))) return refuse("invalid_target", host);
 
   return { ok: true, hostname: normalized.hostname, path };
 }

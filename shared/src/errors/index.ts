@@ -20,6 +20,7 @@ export const REFUSALS = {
   upgrade_not_supported: { status: 501, code: "upgrade_not_supported", message: "Protocol upgrades are not supported." },
   ambiguous_credentials: { status: 400, code: "ambiguous_credentials", message: "Present one credential." },
   key_in_query: { status: 400, code: "key_in_query", message: "API keys are not accepted in the URL." },
+  request_timeout: { status: 408, code: "request_timeout", message: "The request did not arrive in time." },
   headers_too_large: { status: 431, code: "headers_too_large", message: "Request headers are too large." },
   body_too_large: { status: 413, code: "body_too_large", message: "The request body is too large." },
   // Host resolution (rule 1).

@@ -103,9 +103,15 @@ export function normalizeHostname(input: string, options: NormalizeOptions = {})
     }
   }
   if (hasIdn) {
-    // An A-label must round-trip through Unicode unchanged.
-    const unicode = domainToUnicode(name);
-    if (unicode === "" || domainToASCII(unicode) !== name) return fail("invalid_idn");
+    // An A-label must decode to a U-label holding non-ASCII (RFC 5891 §5.4) and
+    // round-trip unchanged. WHATWG `domainToUnicode` hands an undecodable label back
+    // as it was, so "still xn--" or "all ASCII" means it did not decode.
+    for (const label of labels) {
+      if (!label.startsWith("xn--")) continue;
+      const unicode = domainToUnicode(label);
+      if (unicode === "" || unicode.startsWith("xn--") || !/[^\x00-\x7f]/.test(unicode)) return fail("invalid_idn");
+      if (domainToASCII(unicode) !== label) return fail("invalid_idn");
+    }
   }
   return { ok: true, hostname: name, port };
 }
