@@ -103,9 +103,13 @@ export function normalizeHostname(input: string, options: NormalizeOptions = {})
     }
   }
   if (hasIdn) {
-    // An A-label must round-trip through Unicode unchanged.
+    // An A-label must decode and round-trip through Unicode unchanged. WHATWG's
+    // domainToUnicode leaves an undecodable label as it was (`xn--zz` stays
+    // `xn--zz`), so a label still starting with `xn--` after decoding is invalid
+    // punycode (RFC 3492), not a name.
     const unicode = domainToUnicode(name);
     if (unicode === "" || domainToASCII(unicode) !== name) return fail("invalid_idn");
+    if (unicode.startsWith("xn--") || unicode.includes(".xn--")) return fail("invalid_idn");
   }
   return { ok: true, hostname: name, port };
 }
