@@ -111,7 +111,9 @@ describe("custom domains (real DNS on loopback)", () => {
     expect(broken.status).toBe(422);
 
     await refusedAt("blog.acme-corp.test");
-    const row = (await stack.admin("GET", "/v1/tenants/acme")).json().hostnames.find((h: any) => h.hostname === "blog.acme-corp.test");
+    const row = (await stack.admin("GET", "/v1/tenants/acme"))
+      .json()
+      .hostnames.find((h: any) => h.hostname === "blog.acme-corp.test");
     expect(row.status).toBe("pending");
   });
 
@@ -205,7 +207,12 @@ describe("custom domains (real DNS on loopback)", () => {
     expect(alert.contentType).toMatch(/application\/json/);
     expect(alert.body).toMatchObject({ source: "portcullis", type: "custom_domains_failed", severity: "critical" });
     expect(alert.body.domains).toEqual([
-      expect.objectContaining({ hostname: "www.globex-corp.test", tenantId: globex.id, tenantSlug: "globex", reason: "no TXT record" }),
+      expect.objectContaining({
+        hostname: "www.globex-corp.test",
+        tenantId: globex.id,
+        tenantSlug: "globex",
+        reason: "no TXT record",
+      }),
     ]);
 
     // A later run neither fails it again nor alerts again.

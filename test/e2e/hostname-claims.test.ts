@@ -62,7 +62,10 @@ describe("hostname claims", () => {
         spellings.flatMap((s, i) => [claim(i % 2 === 0 ? "acme" : "globex", s), claim(i % 2 === 0 ? "globex" : "acme", s)]),
       );
       const statuses = answers.map((a) => a.status).sort();
-      expect(statuses.filter((s) => s === 201), `round ${round}: ${statuses}`).toHaveLength(1);
+      expect(
+        statuses.filter((s) => s === 201),
+        `round ${round}: ${statuses}`,
+      ).toHaveLength(1);
       expect(statuses.filter((s) => s === 409)).toHaveLength(answers.length - 1);
       const owners = [];
       for (const t of ["acme", "globex"]) {
@@ -74,7 +77,16 @@ describe("hostname claims", () => {
   });
 
   it("refuses names under the platform domain and the API hostname", async () => {
-    for (const name of ["globex.localhost", "acme.localhost", "new.localhost", "localhost", "api.localhost", "x.api.localhost", "a.b.localhost.", "GLOBEX.LOCALHOST:8080"]) {
+    for (const name of [
+      "globex.localhost",
+      "acme.localhost",
+      "new.localhost",
+      "localhost",
+      "api.localhost",
+      "x.api.localhost",
+      "a.b.localhost.",
+      "GLOBEX.LOCALHOST:8080",
+    ]) {
       const res = await claim("acme", name);
       expect([422], name).toContain(res.status);
       expect(["hostname_reserved", "hostname_invalid"], name).toContain(res.json().error.code);

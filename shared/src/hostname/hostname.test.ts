@@ -42,7 +42,11 @@ describe("hostname normalizer", () => {
       expect(normalizeHostname(n, options), n).toEqual({ ok: false, code: "invalid_idn" });
     }
     expect(normalizeHostname("xn--.example.com", options).ok).toBe(false);
-    expect(normalizeHostname("xn--bcher-kva.example", options)).toEqual({ ok: true, hostname: "xn--bcher-kva.example", port: null });
+    expect(normalizeHostname("xn--bcher-kva.example", options)).toEqual({
+      ok: true,
+      hostname: "xn--bcher-kva.example",
+      port: null,
+    });
   });
 
   it("refuses wildcards and IP literals in every spelling", () => {
