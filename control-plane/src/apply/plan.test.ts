@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type LiveState, planApply } from "./plan.ts";
 import { normalizeTenantFile, parseTenantFile } from "./spec.ts";
@@ -124,5 +125,12 @@ tenants:
     expect(parseTenantFile("tenants: [").ok).toBe(false);
     expect(parseTenantFile("tenants:\n  - {slug: a, name: A, extra: 1}").ok).toBe(false);
     expect(parseTenantFile("tenants: []\ntenants: []").ok).toBe(false);
+  });
+
+  it("accepts the example file in deploy/ as valid and free of conflicts", () => {
+    const text = readFileSync(new URL("../../../deploy/tenants.example.yaml", import.meta.url), "utf8");
+    const plan = planApply(file(text), empty);
+    expect(plan.conflicts).toEqual([]);
+    expect(plan.changes.filter((c) => c.action === "create_tenant").map((c) => c.tenant)).toEqual(["acme", "globex"]);
   });
 });
