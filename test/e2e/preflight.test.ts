@@ -272,6 +272,18 @@ tenants:
     expect((await stack.request("portal.initech.com")).status).toBe(404);
     expect(stack.upstreamContacts).toBe(contacts);
 
+    // Recorded per tenant in admin_changes, with what it was before.
+    const recorded = await stack.cp.database.db.execute(
+      sql`select target, actor, before, after from admin_changes where action = 'apply' order by id`,
+    );
+    const rows = ((recorded as any).rows ?? recorded) as { target: string; actor: string; before: any; after: any }[];
+    expect(rows.map((r) => r.target)).toEqual(["initech", "acme"]);
+    expect(rows[0]!.before).toBeNull();
+    expect(rows[1]!.before).toMatchObject({ name: "acme inc", hostnames: ["shop.acme.com"] });
+    expect(rows[1]!.after.changes).toEqual([
+      { action: "update_tenant", tenant: "acme", detail: 'name "acme inc" → "Acme Corporation"' },
+    ]);
+
     // Applying the same file again changes nothing.
     const again = await runCli(["apply", "-f", file, "--json"], env);
     expect(again.code).toBe(0);

@@ -73,6 +73,19 @@ export async function loadLiveState(db: Executor): Promise<LiveState> {
   };
 }
 
+/** What a tenant looked like before an apply, for its admin_changes row. */
+function summary(live: LiveState, slug: string) {
+  const t = live.tenants.find((x) => x.slug === slug);
+  if (!t) return null;
+  return {
+    name: t.name,
+    plan: t.plan,
+    hostnames: live.hosts.filter((h) => h.tenantSlug === slug && h.kind === "custom").map((h) => h.hostname),
+    database: live.bindings.find((b) => b.tenantSlug === slug) ?? null,
+    upstreams: live.upstreams.find((u) => u.tenantSlug === slug)?.urls ?? [],
+  };
+}
+
 export class ApplyService {
   readonly #deps: ApplyDeps;
   readonly #now: () => Date;
@@ -123,14 +136,10 @@ export class ApplyService {
       // A concurrent admin call won a name or a server between our check and our write.
       const conflicts: Conflict[] = [
         {
-          kind: constraint.includes("server")
-            ? "server_bound"
-            : constraint.includes("slug")
-              ? "duplicate_hostname"
-              : "hostname_owned",
+          kind: "concurrent_change",
           subject: constraint,
           owners: [],
-          message: `a concurrent change took a name or server this file claims (constraint ${constraint}); nothing was applied, run the preflight again`,
+          message: `a concurrent change took a name, slug or database server this file claims (constraint ${constraint}); nothing was applied, run the preflight again`,
         },
       ];
       return { code: "conflicts", conflicts, report: report({ conflicts, changes: [] }, false) };
@@ -276,7 +285,7 @@ export class ApplyService {
         action: "apply",
         tenantId: id,
         target: t.slug,
-        before: live.tenants.some((x) => x.slug === t.slug) ? { slug: t.slug } : null,
+        before: summary(live, t.slug),
         after: { changes: mine },
       });
     }

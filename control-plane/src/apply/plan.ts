@@ -25,7 +25,9 @@ export type ConflictKind =
   | "hostname_confusable"
   | "server_shared"
   | "server_bound"
-  | "binding_missing";
+  | "binding_missing"
+  /** A concurrent admin call took a name or server between the check and the write (the database refused it). */
+  | "concurrent_change";
 
 export interface Owner {
   tenant: string;
