@@ -35,6 +35,13 @@ const Env = z.object({
     .int()
     .nonnegative()
     .default(24 * 60 * 60 * 1000),
+  // A claim nobody verifies (pending, or failed and not re-verified) is released after
+  // this long, so a name cannot be squatted by a claim that never proves control.
+  DOMAIN_UNVERIFIED_TTL_MS: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(7 * 24 * 60 * 60 * 1000),
   DATA_DIR: z.string().default("./.data"),
   LOG_LEVEL: z.string().default("info"),
 });
@@ -58,6 +65,7 @@ export interface ControlPlaneConfig {
   alertWebhookUrl: string | undefined;
   domainRecheckIntervalMs: number;
   domainRecheckGraceMs: number;
+  domainUnverifiedTtlMs: number;
   dataDir: string;
   logLevel: string;
   /** Names of secrets generated for this process because they were not set. */
@@ -93,6 +101,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     domainRecheckIntervalMs: e.DOMAIN_RECHECK_INTERVAL_MS,
     domainRecheckGraceMs: e.DOMAIN_RECHECK_GRACE_MS,
+    domainUnverifiedTtlMs: e.DOMAIN_UNVERIFIED_TTL_MS,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     generatedSecrets: generated,

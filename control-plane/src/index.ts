@@ -64,6 +64,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     txtLookup,
     alerts,
     graceMs: config.domainRecheckGraceMs,
+    unverifiedTtlMs: config.domainUnverifiedTtlMs,
     log,
   });
   if (deps.jobs !== false) domains.start(config.domainRecheckIntervalMs);

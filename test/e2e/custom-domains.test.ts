@@ -14,6 +14,7 @@ import { type Backend, eventually, startTestStack, type TestStack } from "../hel
 import { startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook.ts";
 
 const GRACE_MS = 10 * 60 * 1000;
+const UNVERIFIED_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 for (const backend of ["real", "embedded"] as Backend[]) {
   describe(`custom domains (real DNS on loopback), ${backend}`, () => {
@@ -35,6 +36,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
           ALERT_WEBHOOK_URL: hook.url,
           DOMAIN_RECHECK_INTERVAL_MS: "0",
           DOMAIN_RECHECK_GRACE_MS: String(GRACE_MS),
+          DOMAIN_UNVERIFIED_TTL_MS: String(UNVERIFIED_TTL_MS),
         },
       });
       acme = await stack.tenant("acme");
@@ -249,6 +251,33 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       const failed = await stack.cp.domains.recheckDomains(new Date(t0 + GRACE_MS));
       expect(failed.failed).toContain("api.acme-corp.test");
       await eventually(() => unrouted("api.acme-corp.test"), 1_000);
+    });
+
+    it("releases claims nobody proved (pending, or failed and not re-verified) after the TTL, so names cannot be squatted", async () => {
+      const squat = await claim("globex", "bigcorp.example");
+      const early = await stack.cp.domains.recheckDomains(new Date(Date.now() + UNVERIFIED_TTL_MS / 2));
+      expect(early.released).toEqual([]);
+      expect((await stack.admin("POST", "/v1/tenants/acme/hostnames", { hostname: "bigcorp.example" })).status).toBe(409);
+
+      const late = await stack.cp.domains.recheckDomains(new Date(Date.now() + 10 * GRACE_MS + 2 * UNVERIFIED_TTL_MS));
+      expect(late.released).toContain("bigcorp.example");
+      // api.acme-corp.test failed in an earlier test and was never verified again.
+      expect(late.released).toContain("api.acme-corp.test");
+      // Verified domains are never released.
+      expect(late.released).not.toContain("www.globex-corp.test");
+      expect(late.released).not.toContain("shop.acme-corp.test");
+      expect(await routesTo("www.globex-corp.test", "globex-app")).toBe(true);
+
+      const rows = await stack.cp.database.db
+        .select()
+        .from(adminChanges)
+        .where(and(eq(adminChanges.target, "bigcorp.example"), eq(adminChanges.action, "hostname.released")));
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ actor: RECHECK_ACTOR, tenantId: globex.id, before: { status: "pending" } });
+
+      // The real owner can now claim it, with a token of its own.
+      const owner = await claim("acme", "bigcorp.example");
+      expect(owner.verification.value).not.toBe(squat.verification.value);
     });
 
     it("stops routing a deleted domain within 1 s", async () => {

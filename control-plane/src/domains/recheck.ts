@@ -10,9 +10,13 @@
  * A missing proof is anything but the expected value: NXDOMAIN, no TXT, a wrong
  * value, and also resolution errors (a lame delegation is what an expired domain
  * often looks like) — fail closed; the grace period absorbs transient outages.
+ * The same job releases claims nobody proved: a custom hostname still pending, or
+ * failed and not verified again, for longer than `unverifiedTtlMs` is deleted (and
+ * recorded), so a claim without proof cannot squat a name another tenant may own.
+ *
  * `recheckDomains(now)` is the whole job, callable directly; `start` only schedules it.
  */
-import { and, eq } from "drizzle-orm";
+import { and, eq, lt, or } from "drizzle-orm";
 import { newId } from "@portcullis/shared";
 import type { Logger } from "pino";
 import type { AlertSender } from "../alerts/index.ts";
@@ -31,6 +35,8 @@ export interface RecheckReport {
   missing: string[];
   /** Moved to `failed` by this run. */
   failed: string[];
+  /** Unverified claims (pending or failed) released by this run. */
+  released: string[];
 }
 
 export interface RecheckDeps {
@@ -39,6 +45,8 @@ export interface RecheckDeps {
   txtLookup: TxtLookup;
   alerts: AlertSender;
   graceMs: number;
+  /** 0 keeps unverified claims forever. */
+  unverifiedTtlMs?: number;
   log: Logger;
   /** Lookups in flight at once. */
   concurrency?: number;
@@ -83,7 +91,7 @@ export class DomainRechecker {
       .from(hostnames)
       .innerJoin(tenants, eq(tenants.id, hostnames.tenantId))
       .where(and(eq(hostnames.kind, "custom"), eq(hostnames.status, "verified")));
-    const report: RecheckReport = { checked: rows.length, confirmed: [], missing: [], failed: [] };
+    const report: RecheckReport = { checked: rows.length, confirmed: [], missing: [], failed: [], released: [] };
     const failures: { hostname: string; tenantId: string; tenantSlug: string; missingSince: string; reason: string }[] = [];
 
     let next = 0;
@@ -140,6 +148,8 @@ export class DomainRechecker {
     };
     await Promise.all(Array.from({ length: Math.min(this.#deps.concurrency ?? 8, rows.length) }, worker));
 
+    report.released = await this.#releaseUnverified(now);
+
     if (failures.length > 0) {
       this.#deps.log.warn({ domains: failures }, "custom domains lost their verification record and stopped routing");
       const sent = await this.#deps.alerts({
@@ -155,6 +165,45 @@ export class DomainRechecker {
       if (!sent.ok && sent.code !== "not_configured") this.#deps.log.error({ detail: sent.detail }, "alert not delivered");
     }
     return report;
+  }
+
+  async #releaseUnverified(now: Date): Promise<string[]> {
+    const ttl = this.#deps.unverifiedTtlMs ?? 0;
+    if (ttl <= 0) return [];
+    const cutoff = new Date(now.getTime() - ttl);
+    const released = await this.#deps.db.transaction(async (tx) => {
+      // Pending: since the claim. Failed: since the run that failed it (its last check).
+      const rows = await tx
+        .delete(hostnames)
+        .where(
+          and(
+            eq(hostnames.kind, "custom"),
+            or(
+              and(eq(hostnames.status, "pending"), lt(hostnames.createdAt, cutoff)),
+              and(eq(hostnames.status, "failed"), lt(hostnames.lastCheckedAt, cutoff)),
+            ),
+          ),
+        )
+        .returning({ hostname: hostnames.hostname, tenantId: hostnames.tenantId, status: hostnames.status });
+      for (const row of rows) {
+        await tx.insert(adminChanges).values({
+          time: now,
+          actor: RECHECK_ACTOR,
+          requestId: newId("request"),
+          action: "hostname.released",
+          tenantId: row.tenantId,
+          target: row.hostname,
+          before: { status: row.status },
+          after: null,
+        });
+      }
+      return rows.map((r) => r.hostname);
+    });
+    if (released.length > 0) {
+      this.#deps.log.info({ hostnames: released }, "released custom hostnames never (re)verified");
+      await this.#deps.publisher.publish({ hosts: released });
+    }
+    return released;
   }
 
   /** Schedule `recheckDomains` every `intervalMs` (the first run one interval from now). */
