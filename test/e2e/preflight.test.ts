@@ -14,6 +14,9 @@ import { runCli } from "../helpers/cli.ts";
 import { eventually, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../helpers/webhook.ts";
 
+// Tests that start many CLI processes get room for a loaded 2-core machine.
+const SPAWN_HEAVY_TIMEOUT_MS = 120_000;
+
 describe("portcullis apply (preflight)", () => {
   let stack: TestStack;
   let hook: WebhookReceiver;
@@ -140,33 +143,37 @@ tenants:
     expect(hook.received.length).toBe(alerts);
   });
 
-  it("exits 2 on an invalid file, before or at the control plane, without an alert", async () => {
-    const alerts = hook.received.length;
-    const cases: [string, RegExp][] = [
-      ["tenants: [\n", /YAML/],
-      ["tenants:\n  - {slug: ok, name: Ok, colour: blue}\n", /unrecognized key/i],
-      ["tenants:\n  - {slug: ok}\n", /name/],
-      ["nothing: here\n", /tenants/],
-      ["tenants:\n  - {slug: admin, name: Admin}\n", /reserved/],
-      ["tenants:\n  - {slug: ok, name: Ok, hostnames: ['*.ok.com']}\n", /wildcard/],
-      ["tenants:\n  - {slug: ok, name: Ok, hostnames: ['192.168.0.1']}\n", /ip literal/],
-      ["tenants:\n  - {slug: ok, name: Ok}\n  - {slug: ok, name: Again}\n", /listed twice/],
-      // Only the control plane knows its platform domain: refused there, still exit 2.
-      [
-        "tenants:\n  - {slug: ok, name: Ok, hostnames: [sneaky.localhost], database: {server: 'pg-ok:5432', database: ok}}\n",
-        /platform domain/,
-      ],
-    ];
-    for (const [text, why] of cases) {
-      const run = await runCli(["apply", "-f", fileWith(text), "--dry-run"], env);
-      expect(run.code, text).toBe(2);
-      expect(run.stderr, text).toMatch(why);
-    }
-    const missing = await runCli(["apply", "-f", join(dir, "does-not-exist.yaml")], env);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/cannot read/);
-    expect(hook.received.length).toBe(alerts);
-  });
+  it(
+    "exits 2 on an invalid file, before or at the control plane, without an alert",
+    async () => {
+      const alerts = hook.received.length;
+      const cases: [string, RegExp][] = [
+        ["tenants: [\n", /YAML/],
+        ["tenants:\n  - {slug: ok, name: Ok, colour: blue}\n", /unrecognized key/i],
+        ["tenants:\n  - {slug: ok}\n", /name/],
+        ["nothing: here\n", /tenants/],
+        ["tenants:\n  - {slug: admin, name: Admin}\n", /reserved/],
+        ["tenants:\n  - {slug: ok, name: Ok, hostnames: ['*.ok.com']}\n", /wildcard/],
+        ["tenants:\n  - {slug: ok, name: Ok, hostnames: ['192.168.0.1']}\n", /ip literal/],
+        ["tenants:\n  - {slug: ok, name: Ok}\n  - {slug: ok, name: Again}\n", /listed twice/],
+        // Only the control plane knows its platform domain: refused there, still exit 2.
+        [
+          "tenants:\n  - {slug: ok, name: Ok, hostnames: [sneaky.localhost], database: {server: 'pg-ok:5432', database: ok}}\n",
+          /platform domain/,
+        ],
+      ];
+      for (const [text, why] of cases) {
+        const run = await runCli(["apply", "-f", fileWith(text), "--dry-run"], env);
+        expect(run.code, text).toBe(2);
+        expect(run.stderr, text).toMatch(why);
+      }
+      const missing = await runCli(["apply", "-f", join(dir, "does-not-exist.yaml")], env);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toMatch(/cannot read/);
+      expect(hook.received.length).toBe(alerts);
+    },
+    SPAWN_HEAVY_TIMEOUT_MS,
+  );
 
   it("exits 3 when the control plane cannot be reached", async () => {
     const file = fileWith("tenants:\n  - {slug: ok, name: Ok, database: {server: 'pg-ok:5432', database: ok}}\n");
@@ -229,8 +236,10 @@ tenants:
     }
   });
 
-  it("applies a clean file in one go: tenants route at once, custom domains wait for verification", async () => {
-    const file = fileWith(`
+  it(
+    "applies a clean file in one go: tenants route at once, custom domains wait for verification",
+    async () => {
+      const file = fileWith(`
 tenants:
   - slug: initech
     name: Initech
@@ -241,71 +250,77 @@ tenants:
   - slug: acme
     name: Acme Corporation
 `);
-    const run = await runCli(["apply", "-f", file], env);
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toContain("create tenant: initech");
-    expect(run.stdout).toContain('update tenant: acme: name "acme inc" → "Acme Corporation"');
-    expect(run.stdout).toMatch(
-      /publish for portal\.initech\.com \(tenant initech\): _portcullis-verify\.portal\.initech\.com {2}TXT {2}"portcullis-verify=[0-9a-f]{40}"/,
-    );
-    expect(run.lines.at(-1)).toMatch(/^applied \d+ change\(s\) in one transaction$/);
+      const run = await runCli(["apply", "-f", file], env);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toContain("create tenant: initech");
+      expect(run.stdout).toContain('update tenant: acme: name "acme inc" → "Acme Corporation"');
+      expect(run.stdout).toMatch(
+        /publish for portal\.initech\.com \(tenant initech\): _portcullis-verify\.portal\.initech\.com {2}TXT {2}"portcullis-verify=[0-9a-f]{40}"/,
+      );
+      expect(run.lines.at(-1)).toMatch(/^applied \d+ change\(s\) in one transaction$/);
 
-    const initech = (await stack.admin("GET", "/v1/tenants/initech")).json();
-    expect(initech).toMatchObject({
-      plan: "pro",
-      database: { server: "pg-initech.internal:5432", database: "initech" },
-      upstreams: [upstreamUrl],
-    });
-    expect(initech.hostnames).toEqual([
-      { hostname: "initech.localhost", kind: "platform", status: "verified" },
-      { hostname: "portal.initech.com", kind: "custom", status: "pending" },
-      { hostname: "status.initech.com", kind: "custom", status: "pending" },
-    ]);
-    expect((await stack.admin("GET", "/v1/tenants/acme")).json().hostnames.map((h: any) => h.hostname)).toContain(
-      "shop.acme.com",
-    );
-    await eventually(async () => {
-      const res = await stack.request("initech.localhost", "/hello");
-      return res.status === 200 && res.json().app === "applied-app";
-    }, 1_000);
-    const contacts = stack.upstreamContacts;
-    expect((await stack.request("portal.initech.com")).status).toBe(404);
-    expect(stack.upstreamContacts).toBe(contacts);
+      const initech = (await stack.admin("GET", "/v1/tenants/initech")).json();
+      expect(initech).toMatchObject({
+        plan: "pro",
+        database: { server: "pg-initech.internal:5432", database: "initech" },
+        upstreams: [upstreamUrl],
+      });
+      expect(initech.hostnames).toEqual([
+        { hostname: "initech.localhost", kind: "platform", status: "verified" },
+        { hostname: "portal.initech.com", kind: "custom", status: "pending" },
+        { hostname: "status.initech.com", kind: "custom", status: "pending" },
+      ]);
+      expect((await stack.admin("GET", "/v1/tenants/acme")).json().hostnames.map((h: any) => h.hostname)).toContain(
+        "shop.acme.com",
+      );
+      await eventually(async () => {
+        const res = await stack.request("initech.localhost", "/hello");
+        return res.status === 200 && res.json().app === "applied-app";
+      }, 1_000);
+      const contacts = stack.upstreamContacts;
+      expect((await stack.request("portal.initech.com")).status).toBe(404);
+      expect(stack.upstreamContacts).toBe(contacts);
 
-    // Recorded per tenant in admin_changes, with what it was before.
-    const recorded = await stack.cp.database.db.execute(
-      sql`select target, actor, before, after from admin_changes where action = 'apply' order by id`,
-    );
-    const rows = ((recorded as any).rows ?? recorded) as { target: string; actor: string; before: any; after: any }[];
-    expect(rows.map((r) => r.target)).toEqual(["initech", "acme"]);
-    expect(rows[0]!.before).toBeNull();
-    expect(rows[1]!.before).toMatchObject({ name: "acme inc", hostnames: ["shop.acme.com"] });
-    expect(rows[1]!.after.changes).toEqual([
-      { action: "update_tenant", tenant: "acme", detail: 'name "acme inc" → "Acme Corporation"' },
-    ]);
+      // Recorded per tenant in admin_changes, with what it was before.
+      const recorded = await stack.cp.database.db.execute(
+        sql`select target, actor, before, after from admin_changes where action = 'apply' order by id`,
+      );
+      const rows = ((recorded as any).rows ?? recorded) as { target: string; actor: string; before: any; after: any }[];
+      expect(rows.map((r) => r.target)).toEqual(["initech", "acme"]);
+      expect(rows[0]!.before).toBeNull();
+      expect(rows[1]!.before).toMatchObject({ name: "acme inc", hostnames: ["shop.acme.com"] });
+      expect(rows[1]!.after.changes).toEqual([
+        { action: "update_tenant", tenant: "acme", detail: 'name "acme inc" → "Acme Corporation"' },
+      ]);
 
-    // Applying the same file again changes nothing.
-    const again = await runCli(["apply", "-f", file, "--json"], env);
-    expect(again.code).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ dryRun: false, applied: true, conflicts: [], changes: [] });
+      // Applying the same file again changes nothing.
+      const again = await runCli(["apply", "-f", file, "--json"], env);
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ dryRun: false, applied: true, conflicts: [], changes: [] });
 
-    // A later file that drops a hostname removes it.
-    const smaller = fileWith(`
+      // A later file that drops a hostname removes it.
+      const smaller = fileWith(`
 tenants:
   - {slug: initech, name: Initech, hostnames: [portal.initech.com]}
 `);
-    const removed = await runCli(["apply", "-f", smaller], env);
-    expect(removed.code, removed.stderr).toBe(0);
-    expect(removed.stdout).toContain("remove hostname: initech: status.initech.com");
-    const after = (await stack.admin("GET", "/v1/tenants/initech")).json();
-    expect(after.hostnames.map((h: any) => h.hostname)).toEqual(["initech.localhost", "portal.initech.com"]);
-  });
+      const removed = await runCli(["apply", "-f", smaller], env);
+      expect(removed.code, removed.stderr).toBe(0);
+      expect(removed.stdout).toContain("remove hostname: initech: status.initech.com");
+      const after = (await stack.admin("GET", "/v1/tenants/initech")).json();
+      expect(after.hostnames.map((h: any) => h.hostname)).toEqual(["initech.localhost", "portal.initech.com"]);
+    },
+    SPAWN_HEAVY_TIMEOUT_MS,
+  );
 
-  it("runs as `npx portcullis` from the repository root", async () => {
-    const run = await runCli(["help"], env, { viaNpx: true });
-    expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toMatch(/usage: portcullis/);
-    const dry = await runCli(["apply", "-f", fileWith("tenants: []\n"), "--dry-run"], env, { viaNpx: true });
-    expect(dry.code, dry.stderr).toBe(0);
-  });
+  it(
+    "runs as `npx portcullis` from the repository root",
+    async () => {
+      const run = await runCli(["help"], env, { viaNpx: true });
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/usage: portcullis/);
+      const dry = await runCli(["apply", "-f", fileWith("tenants: []\n"), "--dry-run"], env, { viaNpx: true });
+      expect(dry.code, dry.stderr).toBe(0);
+    },
+    SPAWN_HEAVY_TIMEOUT_MS,
+  );
 });
