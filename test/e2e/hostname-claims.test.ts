@@ -143,6 +143,31 @@ describe("hostname claims", () => {
     expect((await claim("globex", "modem.example")).status).toBe(201);
   });
 
+  it("lets only one of two simultaneous look-alike claims by different tenants win", async () => {
+    for (let round = 0; round < 5; round++) {
+      const latin = `bank${round}.example`;
+      const cyrillic = `b\u0430nk${round}.example`; // Cyrillic а
+      const answers = await Promise.all([
+        claim("acme", latin),
+        claim("globex", cyrillic),
+        claim("globex", latin),
+        claim("acme", cyrillic),
+      ]);
+      const won = answers.filter((a) => a.status === 201);
+      // acme may hold both spellings, or globex both; never one each.
+      const holders = new Set<string>();
+      for (const t of ["acme", "globex"]) {
+        const view = (await stack.admin("GET", `/v1/tenants/${t}`)).json();
+        if (view.hostnames.some((h: any) => h.hostname.includes(`nk${round}.example`))) holders.add(t);
+      }
+      expect(won.length, `round ${round}`).toBeGreaterThanOrEqual(1);
+      expect([...holders], `round ${round}`).toHaveLength(1);
+      for (const a of answers.filter((x) => x.status !== 201)) {
+        expect(["hostname_taken", "hostname_confusable"]).toContain(a.json().error.code);
+      }
+    }
+  });
+
   it("refuses reserved platform names and invalid slugs as tenants", async () => {
     for (const slug of ["api", "admin", "www", "status", "portcullis", "login", "localhost"]) {
       const res = await stack.admin("POST", "/v1/tenants", { slug, name: "Reserved" });

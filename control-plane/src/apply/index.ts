@@ -12,7 +12,7 @@ import { confusableSkeleton, newId } from "@portcullis/shared";
 import { type Db, type Executor, nextVersion } from "../db/client.ts";
 import { uniqueViolation } from "../db/errors.ts";
 import { adminChanges, apiKeys, databaseBindings, databaseServers, hostnames, tenants, upstreams } from "../db/schema/index.ts";
-import type { PlatformNames } from "../domains/hostnames.ts";
+import { lockSkeletons, type PlatformNames } from "../domains/hostnames.ts";
 import { verificationName, verificationValue } from "../domains/verify.ts";
 import type { Publisher } from "../publish/index.ts";
 import { type Conflict, type LiveState, type PlannedChange, planApply } from "./plan.ts";
@@ -116,6 +116,11 @@ export class ApplyService {
     let outcome: { report: ApplyReport; publish: { tenants: string[]; hosts: string[]; keys: string[] } };
     try {
       outcome = await this.#deps.db.transaction(async (tx) => {
+        // Look-alike claims racing an admin call wait here, then see each other (domains/hostnames.ts).
+        await lockSkeletons(
+          tx,
+          file.flatMap((t) => (t.hostnames ?? []).map((h) => h.hostname)),
+        );
         const live = await loadLiveState(tx);
         const plan = planApply(file, live);
         if (plan.conflicts.length > 0) throw new Rollback(plan.conflicts);

@@ -4,7 +4,9 @@
  * `Shop.Example.COM.`, `shop.example.com:443` and the Unicode and punycode spellings
  * of one IDN are one name everywhere.
  */
+import { sql } from "drizzle-orm";
 import { confusableSkeleton, isUnder, normalizeHostname } from "@portcullis/shared";
+import type { Executor } from "../db/client.ts";
 
 export type CustomHostnameCheck =
   | { ok: true; hostname: string }
@@ -56,4 +58,18 @@ export function confusableWith(hostname: string, other: string): boolean {
   if (hostname === other) return false;
   if (!hasIdnLabel(hostname) && !hasIdnLabel(other)) return false;
   return confusableSkeleton(hostname) === confusableSkeleton(other);
+}
+
+/**
+ * Serialize claims of look-alike names for the rest of the transaction: two
+ * simultaneous claims of `acme.com` and `аcme.com` (Cyrillic а) both see no look-alike
+ * before either commits; with the skeleton locked, the second waits and sees the first.
+ * (Identical names need no lock: the unique constraint settles those.) Skeletons are
+ * locked in sorted order so two multi-name claims cannot deadlock.
+ */
+export async function lockSkeletons(tx: Executor, hostnamesToClaim: string[]): Promise<void> {
+  const skeletons = [...new Set(hostnamesToClaim.map(confusableSkeleton))].sort();
+  for (const skeleton of skeletons) {
+    await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`portcullis:skeleton:${skeleton}`}))`);
+  }
 }

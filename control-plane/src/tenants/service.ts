@@ -28,7 +28,7 @@ import {
   upstreams,
   users,
 } from "../db/schema/index.ts";
-import { checkCustomHostname, confusableWith } from "../domains/hostnames.ts";
+import { checkCustomHostname, confusableWith, lockSkeletons } from "../domains/hostnames.ts";
 import { type TxtLookup, verificationName, verificationValue } from "../domains/verify.ts";
 import type { Publisher } from "../publish/index.ts";
 import { effectiveFeatures, effectiveLimits } from "../records/index.ts";
@@ -326,6 +326,7 @@ export class TenantService {
       const result = await this.#db.transaction(async (tx) => {
         const row = await this.find(ref, tx);
         if (!row) return { code: "not_found" as const };
+        await lockSkeletons(tx, [hostname]);
         const lookalikes = await tx
           .select({ hostname: hostnames.hostname, tenantId: hostnames.tenantId })
           .from(hostnames)
