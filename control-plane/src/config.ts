@@ -23,6 +23,25 @@ const Env = z.object({
     .default(7 * 24 * 3600),
   DNS_SERVERS: csv,
   ALERT_WEBHOOK_URL: z.string().url().optional(),
+  // Re-verification of verified custom domains: how often (0 turns the job off) and
+  // how long a proof may be missing before the domain stops routing.
+  DOMAIN_RECHECK_INTERVAL_MS: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(60 * 60 * 1000),
+  DOMAIN_RECHECK_GRACE_MS: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(24 * 60 * 60 * 1000),
+  // A claim nobody verifies (pending, or failed and not re-verified) is released after
+  // this long, so a name cannot be squatted by a claim that never proves control.
+  DOMAIN_UNVERIFIED_TTL_MS: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(7 * 24 * 60 * 60 * 1000),
   DATA_DIR: z.string().default("./.data"),
   LOG_LEVEL: z.string().default("info"),
 });
@@ -44,6 +63,9 @@ export interface ControlPlaneConfig {
   sessionTtlSeconds: number;
   dnsServers: string[];
   alertWebhookUrl: string | undefined;
+  domainRecheckIntervalMs: number;
+  domainRecheckGraceMs: number;
+  domainUnverifiedTtlMs: number;
   dataDir: string;
   logLevel: string;
   /** Names of secrets generated for this process because they were not set. */
@@ -77,8 +99,35 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     sessionTtlSeconds: e.SESSION_TTL_SECONDS,
     dnsServers: e.DNS_SERVERS,
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
+    domainRecheckIntervalMs: e.DOMAIN_RECHECK_INTERVAL_MS,
+    domainRecheckGraceMs: e.DOMAIN_RECHECK_GRACE_MS,
+    domainUnverifiedTtlMs: e.DOMAIN_UNVERIFIED_TTL_MS,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
     generatedSecrets: generated,
+  });
+}
+
+const CliEnv = z.object({
+  PORTCULLIS_ADMIN_URL: z.string().url().default("http://127.0.0.1:8081"),
+  ADMIN_TOKEN: z.string().optional(),
+  ALERT_WEBHOOK_URL: z.string().url().optional(),
+});
+
+/** Settings of the `portcullis` CLI: where the admin API is, and where alerts go. */
+export interface CliConfig {
+  adminUrl: string;
+  adminToken: string | undefined;
+  alertWebhookUrl: string | undefined;
+}
+
+export function loadCliConfig(env: Record<string, string | undefined>): Readonly<CliConfig> {
+  // Empty values count as unset, as a pipeline often exports `VAR=` for optional settings.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const e = parseEnv(CliEnv, present);
+  return Object.freeze({
+    adminUrl: e.PORTCULLIS_ADMIN_URL.replace(/\/+$/, ""),
+    adminToken: e.ADMIN_TOKEN,
+    alertWebhookUrl: e.ALERT_WEBHOOK_URL,
   });
 }

@@ -4,7 +4,11 @@
  * so the embedded stack and tests can share them.
  */
 import pino, { type Logger } from "pino";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { INVALIDATION_CHANNEL, Invalidation, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { type AlertSender, webhookAlerts } from "./alerts/index.ts";
+import { ApplyService } from "./apply/index.ts";
+import { DomainRechecker } from "./domains/recheck.ts";
+import { TlsAsk } from "./domains/tls-ask.ts";
 import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
 import { dnsTxtLookup, type TxtLookup } from "./domains/verify.ts";
@@ -20,6 +24,9 @@ export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
 export { PLANS } from "./plans.ts";
 export { UsageCollector, type UsageView } from "./usage/index.ts";
+export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
+export { TlsAsk } from "./domains/tls-ask.ts";
+export { webhookAlerts, type Alert, type AlertSender } from "./alerts/index.ts";
 
 export interface ControlPlaneDeps {
   store?: Store;
@@ -30,6 +37,12 @@ export interface ControlPlaneDeps {
   migrate?: boolean;
   /** How often metered usage moves from the store into Postgres (default 5 s). */
   usageIntervalMs?: number;
+  alerts?: AlertSender;
+  /**
+   * Run the periodic jobs (custom-domain re-verification) in this process; off for a
+   * process that only serves the key service. Default on.
+   */
+  jobs?: boolean;
 }
 
 export async function createControlPlane(config: Readonly<ControlPlaneConfig>, deps: ControlPlaneDeps = {}) {
@@ -46,12 +59,44 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     store = redis;
   } else store = new MemoryStore();
   const publisher = new Publisher(database.db, store, log);
-  const tenants = new TenantService({
+  const txtLookup = deps.txtLookup ?? dnsTxtLookup(config.dnsServers);
+  const tenants = new TenantService({ db: database.db, publisher, config, txtLookup });
+  const alerts = deps.alerts ?? webhookAlerts(config.alertWebhookUrl);
+  const domains = new DomainRechecker({
     db: database.db,
     publisher,
-    config,
-    txtLookup: deps.txtLookup ?? dnsTxtLookup(config.dnsServers),
+    txtLookup,
+    alerts,
+    graceMs: config.domainRecheckGraceMs,
+    unverifiedTtlMs: config.domainUnverifiedTtlMs,
+    log,
   });
+  if (deps.jobs !== false) domains.start(config.domainRecheckIntervalMs);
+
+  // TLS ask answers: coherent with this process's writes at once (publisher hook), with
+  // other control-plane processes' through the invalidation channel.
+  const tlsAsk = new TlsAsk({ db: database.db });
+  publisher.onPublish((change) => tlsAsk.invalidate(change));
+  const unsubscribe = await store
+    .subscribe(
+      INVALIDATION_CHANNEL,
+      (message) => {
+        try {
+          const event = Invalidation.safeParse(JSON.parse(message));
+          if (event.success) tlsAsk.invalidate(event.data);
+          else tlsAsk.clear();
+        } catch {
+          tlsAsk.clear();
+        }
+      },
+      () => tlsAsk.clear(),
+    )
+    .catch((error) => {
+      log.warn({ err: error }, "no invalidation subscription; TLS ask answers expire by TTL only");
+      return null;
+    });
+
+  const apply = new ApplyService({ db: database.db, publisher, config });
   const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants });
   const usage = new UsageCollector({
     db: database.db,
@@ -63,18 +108,25 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     tenants,
     adminToken: config.adminToken,
     log,
+    tlsAsk,
+    apply,
     extend: (app) => mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) }),
   });
   return {
     admin,
     keyService: keyService.app,
     tenants,
+    domains,
+    tlsAsk,
+    apply,
     publisher,
     usage,
     database,
     store,
     log,
     async close() {
+      await domains.stop();
+      await unsubscribe?.().catch(() => {});
       keyService.close();
       await usage.close();
       await keyService.flushUsed();

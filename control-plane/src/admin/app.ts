@@ -6,9 +6,12 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { constantTimeEqual, newId } from "@portcullis/shared";
 import type { Logger } from "pino";
+import type { ApplyService } from "../apply/index.ts";
+import { ApplyRequest } from "../apply/spec.ts";
+import type { TlsAsk } from "../domains/tls-ask.ts";
 import type { Outcome, TenantService } from "../tenants/service.ts";
 import { isCidr } from "../tenants/validation.ts";
-import { adminError } from "./errors.ts";
+import { adminError, errorBody } from "./errors.ts";
 
 type Env = { Variables: { requestId: string } };
 
@@ -67,6 +70,10 @@ export interface AdminAppDeps {
   tenants: TenantService;
   adminToken: string;
   log: Logger;
+  /** On-demand TLS permission answers (`GET /v1/tls/ask`). */
+  tlsAsk?: TlsAsk;
+  /** Declarative apply (`POST /v1/apply`). */
+  apply?: ApplyService;
   /** Extra routes (audit, usage, explain) mounted by later modules. */
   extend?: (app: Hono<Env>) => void;
 }
@@ -106,6 +113,19 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
+
+  // Registered before bearer auth on purpose: a TLS terminator (Caddy's on_demand_tls
+  // `ask`) calls it without credentials. It reveals only whether a name is served.
+  const tlsAsk = deps.tlsAsk;
+  if (tlsAsk) {
+    app.get("/v1/tls/ask", async function tlsAskRoute(c) {
+      const domain = c.req.query("domain");
+      if (!domain) return c.json({ allowed: false, code: "invalid_domain" }, 400);
+      const answer = await tlsAsk.ask(domain);
+      if (answer.allowed) return c.json(answer, 200);
+      return c.json(answer, answer.code === "invalid_domain" ? 400 : 404);
+    });
+  }
 
   app.use("/v1/*", async function bearerAuth(c, next) {
     const header = c.req.header("authorization") ?? "";
@@ -178,6 +198,22 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
   app.delete("/v1/tenants/:tenant/sessions/:sessionId", async (c) =>
     answer(c, await tenants.revokeSession(c.req.param("tenant"), c.req.param("sessionId")), 204),
   );
+
+  const applyService = deps.apply;
+  if (applyService) {
+    app.post("/v1/apply", async (c) => {
+      const b = await body(c, ApplyRequest);
+      if (!b.ok) return b.res;
+      const result = await applyService.apply(b.value, { requestId: c.get("requestId") });
+      if (result.code === "invalid") {
+        return c.json({ ...errorBody(c, "apply_invalid", result.issues.join("; ")), issues: result.issues }, 422);
+      }
+      if (result.code === "conflicts" && !b.value.dryRun) {
+        return c.json({ ...errorBody(c, "apply_conflict", `${result.conflicts.length} conflict(s)`), ...result.report }, 409);
+      }
+      return c.json(result.report, 200);
+    });
+  }
 
   deps.extend?.(app);
 

@@ -7,7 +7,8 @@ if (config.generatedSecrets.includes("KEY_SERVICE_TOKEN")) {
   console.error("KEY_SERVICE_TOKEN must be set so routers can reach the key service");
   process.exit(2);
 }
-const cp = await createControlPlane(config);
+// The periodic jobs run with the admin API (control-plane main), not here.
+const cp = await createControlPlane(config, { jobs: false });
 const server = serve({ fetch: cp.keyService.fetch, port: config.keyServicePort, hostname: config.keyServiceHost }, (info) =>
   console.log(`key service on :${info.port}`),
 );

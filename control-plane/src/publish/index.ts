@@ -23,6 +23,7 @@ export class Publisher {
   readonly #log: Logger;
   #pending: Promise<void> = Promise.resolve();
   #retrying = new Set<Change>();
+  #listeners: ((change: Change) => void)[] = [];
 
   constructor(db: Db, store: Store, log: Logger) {
     this.#db = db;
@@ -30,8 +31,18 @@ export class Publisher {
     this.#log = log;
   }
 
+  /**
+   * Run `listener` synchronously on every change as it is published, before the
+   * store is written: in-process caches of the control plane (the TLS ask answers)
+   * are coherent with its own writes by the time the admin call returns.
+   */
+  onPublish(listener: (change: Change) => void): void {
+    this.#listeners.push(listener);
+  }
+
   /** Publish a change; resolves when the store has it (or the retry is scheduled). */
   publish(change: Change): Promise<void> {
+    for (const listener of this.#listeners) listener(change);
     // Serialized so events leave in commit order.
     this.#pending = this.#pending.then(() => this.#attempt(change, 0));
     return this.#pending;

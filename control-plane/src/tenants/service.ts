@@ -9,7 +9,6 @@ import {
   type AdminErrorCode,
   confusableSkeleton,
   generateApiKey,
-  isUnder,
   newId,
   normalizeHostname,
   signSession,
@@ -29,6 +28,7 @@ import {
   upstreams,
   users,
 } from "../db/schema/index.ts";
+import { checkCustomHostname, confusableWith, lockSkeletons } from "../domains/hostnames.ts";
 import { type TxtLookup, verificationName, verificationValue } from "../domains/verify.ts";
 import type { Publisher } from "../publish/index.ts";
 import { effectiveFeatures, effectiveLimits } from "../records/index.ts";
@@ -312,13 +312,8 @@ export class TenantService {
 
   /** The normalized form of a custom hostname, or why it cannot be one. */
   normalizeCustomHostname(input: string): Outcome<string> {
-    const n = normalizeHostname(input, { allowUnicode: true, allowPort: true });
-    if (!n.ok) return fail("hostname_invalid", n.code);
-    if (!n.hostname.includes(".")) return fail("hostname_invalid", "a custom hostname needs at least two labels");
-    if (isUnder(n.hostname, this.#config.platformDomain) || n.hostname === this.#config.apiHostname) {
-      return fail("hostname_reserved");
-    }
-    return ok(n.hostname);
+    const checked = checkCustomHostname(input, this.#config);
+    return checked.ok ? ok(checked.hostname) : fail(checked.code, checked.detail);
   }
 
   async addHostname(ref: string, input: string) {
@@ -331,11 +326,13 @@ export class TenantService {
       const result = await this.#db.transaction(async (tx) => {
         const row = await this.find(ref, tx);
         if (!row) return { code: "not_found" as const };
+        await lockSkeletons(tx, [hostname]);
         const lookalikes = await tx
-          .select({ hostname: hostnames.hostname })
+          .select({ hostname: hostnames.hostname, tenantId: hostnames.tenantId })
           .from(hostnames)
-          .where(and(eq(hostnames.skeleton, skeleton)));
-        const confusable = lookalikes.find((l) => l.hostname !== hostname);
+          .where(eq(hostnames.skeleton, skeleton));
+        // A tenant may own look-alikes of its own names; another tenant's is a homoglyph attack.
+        const confusable = lookalikes.find((l) => l.tenantId !== row.id && confusableWith(hostname, l.hostname));
         if (confusable) return { code: "hostname_confusable" as const, detail: confusable.hostname };
         await tx.insert(hostnames).values({
           id: newId("hostname"),

@@ -83,6 +83,8 @@ export const ADMIN_ERRORS = {
   email_taken: { status: 409, message: "The email belongs to a user already." },
   verification_failed: { status: 422, message: "The verification record was not found." },
   platform_hostname: { status: 422, message: "A platform subdomain cannot be changed this way." },
+  apply_invalid: { status: 422, message: "The configuration is not valid." },
+  apply_conflict: { status: 409, message: "The configuration conflicts with itself or with the live system." },
   internal: { status: 500, message: "Internal error." },
 } as const;
 export type AdminErrorCode = keyof typeof ADMIN_ERRORS;
