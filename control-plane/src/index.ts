@@ -4,12 +4,17 @@
  * so the embedded stack and tests can share them.
  */
 import pino, { type Logger } from "pino";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { AUDIT_STREAM, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
 import { dnsTxtLookup, type TxtLookup } from "./domains/verify.ts";
 import { createAdminApp } from "./admin/app.ts";
+import { recordChanges } from "./admin/changes.ts";
+import { AuditConsumer } from "./audit/consumer.ts";
+import { mountAuditRoutes } from "./audit/routes.ts";
+import { mountExplainRoute } from "./explain/index.ts";
 import { createKeyServiceApp } from "./key-service/app.ts";
+import { createControlPlaneMetrics, createKeyServiceMetrics, createMetricsApp } from "./ops/index.ts";
 import { Publisher } from "./publish/index.ts";
 import { TenantService } from "./tenants/service.ts";
 
@@ -18,6 +23,9 @@ export { migrate, openDatabase, type Database } from "./db/client.ts";
 export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
 export { PLANS } from "./plans.ts";
+export { AuditConsumer } from "./audit/consumer.ts";
+export { canonical, chainHash, GENESIS } from "./audit/chain.ts";
+export { verifyChain } from "./audit/verify.ts";
 
 export interface ControlPlaneDeps {
   store?: Store;
@@ -26,6 +34,8 @@ export interface ControlPlaneDeps {
   txtLookup?: TxtLookup;
   /** Apply migrations on open (the embedded quickstart and tests; never the router). */
   migrate?: boolean;
+  /** Run the audit stream consumer in this process (default: the AUDIT_CONSUMER setting). */
+  auditConsumer?: boolean;
 }
 
 export async function createControlPlane(config: Readonly<ControlPlaneConfig>, deps: ControlPlaneDeps = {}) {
@@ -48,17 +58,52 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     config,
     txtLookup: deps.txtLookup ?? dnsTxtLookup(config.dnsServers),
   });
-  const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants });
-  const admin = createAdminApp({ tenants, adminToken: config.adminToken, log });
+  const metrics = createControlPlaneMetrics();
+  const keyServiceMetrics = createKeyServiceMetrics();
+  const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants, metrics: keyServiceMetrics });
+  const admin = createAdminApp({
+    tenants,
+    adminToken: config.adminToken,
+    log,
+    changes: recordChanges({ db: database.db, tenants, log, onRecorded: () => metrics.adminChanges.inc() }),
+    observe: (method, status, seconds) => metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
+    extend: (app) => {
+      mountAuditRoutes(app, { db: database.db, tenants });
+      mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });
+    },
+  });
+  const auditConsumer = new AuditConsumer({
+    db: database.db,
+    store,
+    log,
+    metrics: {
+      written: (n) => metrics.auditWritten.inc(n),
+      invalid: (n) => metrics.auditInvalid.inc(n),
+      failed: () => metrics.auditWriteFailures.inc(),
+    },
+  });
+  if (deps.auditConsumer ?? config.auditConsumer) auditConsumer.start();
+  const ops = createMetricsApp(metrics.registry, async () => {
+    const backlog = await store.streamLength(AUDIT_STREAM.key).catch(() => null);
+    if (backlog !== null) metrics.auditBacklog.set(backlog);
+  });
+  const keyServiceOps = createMetricsApp(keyServiceMetrics.registry);
   return {
     admin,
     keyService: keyService.app,
+    /** `/healthz` and `/metrics` for the control plane's ops listener. */
+    ops,
+    /** `/healthz` and `/metrics` for the key service's ops listener. */
+    keyServiceOps,
+    metrics,
+    auditConsumer,
     tenants,
     publisher,
     database,
     store,
     log,
     async close() {
+      await auditConsumer.stop();
       keyService.close();
       await keyService.flushUsed();
       await publisher.flush();

@@ -14,9 +14,11 @@
  * upstream. Resolvers return outcomes; only `decide` and the edges send responses.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
+import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import {
   REFUSALS,
@@ -35,6 +37,8 @@ import { type Extracted, extractKey, verifyKey } from "./keys/index.ts";
 import type { RouterMetrics } from "./ops/index.ts";
 import { type Decision, decide, type HostOutcome, type KeyOutcome, type SessionOutcome } from "./policy/index.ts";
 import { forward, H, isBlockedRequestHeader, connectionTokens } from "./proxy/index.ts";
+import { nextTraceparent } from "./proxy/trace.ts";
+import type { SecuritySignals } from "./security/index.ts";
 import { nextRequestId } from "./request-id.ts";
 import { verifySession, withoutSessionCookie } from "./sessions/index.ts";
 import type { Resolver } from "./tenant-cache/index.ts";
@@ -46,6 +50,9 @@ export interface RouterDeps {
   audit: AuditSink;
   metrics: RouterMetrics;
   clientIp: ClientIp;
+  /** Cross-tenant attempts are reported here (metrics, alerts). */
+  security?: SecuritySignals;
+  log?: Logger;
   now?: () => number;
 }
 
@@ -124,7 +131,22 @@ export function createRouterApp(deps: RouterDeps) {
     if (d?.allow && d.keyId) event.keyId = d.keyId;
     if (d?.allow && d.userId) event.userId = d.userId;
     audit.record(event);
-    metrics.decisions.inc({ decision: event.decision, reason: event.reason });
+    metrics.decided(event.decision, reason, event.tenantId);
+    if ((reason === "key_other_tenant" || reason === "session_other_tenant") && deps.security && event.tenantId) {
+      const key = s.key.presented && s.key.ok ? s.key : null;
+      const session = s.session.presented && s.session.ok ? s.session : null;
+      deps.security.crossTenant({
+        reason,
+        tenantId: event.tenantId,
+        credentialTenantId: reason === "key_other_tenant" ? (key?.tenantId ?? null) : (session?.tenantId ?? null),
+        requestId: event.requestId,
+        host: event.host,
+        path: event.path,
+        clientIp: event.clientIp,
+        ...(reason === "key_other_tenant" && key ? { keyId: key.keyId } : {}),
+        time: event.time,
+      });
+    }
   }
 
   function refuse(
@@ -247,10 +269,16 @@ export function createRouterApp(deps: RouterDeps) {
     const named = connectionTokens(incoming.headers.connection);
     const dropAuthorization = s.extracted.kind === "key" && s.extracted.fromAuthorization;
     const headers: string[] = [];
+    let traceparent: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (isBlockedRequestHeader(name)) continue;
       const lower = name.toLowerCase();
+      if (lower === "traceparent") {
+        // A repeated traceparent is invalid (W3C Trace Context §3.2): start a new trace.
+        traceparent = traceparent === undefined ? (raw[i + 1] as string) : "";
+        continue;
+      }
       if (named.length > 0 && named.includes(lower)) continue;
       if (lower === H.authorization && dropAuthorization) continue;
       if (lower === H.cookie && s.session.presented) {
@@ -274,7 +302,7 @@ export function createRouterApp(deps: RouterDeps) {
     };
     if (d.keyId) context["x-tenant-key-id"] = d.keyId;
     if (d.userId) context["x-user-id"] = d.userId;
-    headers.push(H.host, s.hostname);
+    headers.push(H.host, s.hostname, "traceparent", nextTraceparent(traceparent));
     for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
     headers.push(H.tenantSignature, signContext(context, config.contextSigningSecret, now()));
 
@@ -296,6 +324,8 @@ export function createRouterApp(deps: RouterDeps) {
     );
     s.status = result.status;
     s.upstreamMs = result.upstreamMs;
+    // A body that outgrew the limit while streaming is a refusal, not an upstream answer.
+    if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
     if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
   });
@@ -308,7 +338,8 @@ export function createRouterApp(deps: RouterDeps) {
       s.decision = { allow: false, reason: "resolution_unavailable" };
       s.status = 503;
     }
-    console.error(`router error ${requestId}:`, error);
+    if (deps.log) deps.log.error({ err: error, requestId }, "router error");
+    else console.error(`router error ${requestId}:`, error);
     return c.body(refusalBody("resolution_unavailable", requestId), 503, refusalHeaders("resolution_unavailable", requestId));
   });
 
@@ -344,8 +375,37 @@ export function createRouterApp(deps: RouterDeps) {
     void honoListener(incoming, outgoing);
   }
 
+  /** Protocol upgrades (WebSocket, h2c) are not proxied: refused, closed and audited. */
+  function upgrade(incoming: IncomingMessage, socket: Duplex) {
+    const requestId = nextRequestId();
+    const reason: RefusalReason = "upgrade_not_supported";
+    const body = refusalBody(reason, requestId);
+    socket.end(
+      `HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `connection: close\r\nx-request-id: ${requestId}\r\n\r\n${body}`,
+    );
+    const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
+    recordAudit(
+      {
+        requestId,
+        started: 0,
+        hostname: verdict.ok ? verdict.hostname : (verdict.host ?? ""),
+        path: verdict.ok ? verdict.path : "",
+        clientIp: deps.clientIp(incoming),
+        host: UNRESOLVED,
+        extracted: { kind: "none" },
+        key: NOT_PRESENTED,
+        session: NOT_PRESENTED,
+        decision: { allow: false, reason },
+        status: REFUSALS[reason].status,
+        upstreamMs: 0,
+      },
+      incoming.method ?? "",
+    );
+  }
+
   /** Refuse what Node's parser could not read (it never reaches `listener`). */
-  function clientError(error: Error & { code?: string }, socket: import("node:stream").Duplex) {
+  function clientError(error: Error & { code?: string }, socket: Duplex) {
     const reason: RefusalReason = error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "malformed_request";
     const requestId = nextRequestId();
     if (socket.writable) {
@@ -377,5 +437,5 @@ export function createRouterApp(deps: RouterDeps) {
     );
   }
 
-  return { app, listener, clientError };
+  return { app, listener, clientError, upgrade };
 }

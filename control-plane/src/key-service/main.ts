@@ -7,10 +7,17 @@ if (config.generatedSecrets.includes("KEY_SERVICE_TOKEN")) {
   console.error("KEY_SERVICE_TOKEN must be set so routers can reach the key service");
   process.exit(2);
 }
-const cp = await createControlPlane(config);
+// The admin API's process moves audit events; the key service only answers routers.
+const cp = await createControlPlane(config, { auditConsumer: false });
 const server = serve({ fetch: cp.keyService.fetch, port: config.keyServicePort, hostname: config.keyServiceHost }, (info) =>
   console.log(`key service on :${info.port}`),
 );
-const stop = () => server.close(() => void cp.close().then(() => process.exit(0)));
+const ops = serve({ fetch: cp.keyServiceOps.fetch, port: config.keyServiceOpsPort, hostname: config.keyServiceOpsHost }, (info) =>
+  console.log(`key service ops (/metrics) on :${info.port}`),
+);
+const stop = () => {
+  ops.close();
+  server.close(() => void cp.close().then(() => process.exit(0)));
+};
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);

@@ -53,3 +53,18 @@ export const DEFAULT_PREFIX = "pc:v1:";
 
 /** Bound of each in-process cache table (entries). */
 export const L1_MAX_ENTRIES = 200_000;
+
+/**
+ * The durable audit stream (Redis Stream, prefixed like every key): routers append
+ * decisions in batches, the control plane's consumer group moves them to Postgres
+ * and deletes what it committed. `maxLen` bounds the backlog: a batch that would
+ * exceed it is refused (and counted by the router as dropped) instead of trimming
+ * unread events silently.
+ */
+export const AUDIT_STREAM = {
+  key: "audit:decisions",
+  group: "audit-writers",
+  /** The hash chain of these events in Postgres (`audit_events.stream`). */
+  chain: "decisions",
+  defaultMaxLen: 1_000_000,
+} as const;
