@@ -26,6 +26,7 @@ export { PLANS } from "./plans.ts";
 export { AuditConsumer } from "./audit/consumer.ts";
 export { canonical, chainHash, GENESIS } from "./audit/chain.ts";
 export { verifyChain } from "./audit/verify.ts";
+export * as schema from "./db/schema/index.ts";
 
 export interface ControlPlaneDeps {
   store?: Store;

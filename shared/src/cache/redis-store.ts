@@ -201,7 +201,8 @@ export class RedisStore implements Store {
   #blocker(): Redis {
     if (!this.#blocking) {
       this.#blocking = new Redis(this.#url, {
-        enableOfflineQueue: false,
+        // Queue the first read until this connection is up (it is made on first use).
+        enableOfflineQueue: true,
         maxRetriesPerRequest: 1,
         connectTimeout: 1_000,
         retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
@@ -220,8 +221,11 @@ export class RedisStore implements Store {
     for (let attempt = 0; ; attempt++) {
       await this.#ensureGroup(this.#redis, key, o.group);
       try {
-        const reply = (await client.call("XREADGROUP", ...args)) as [string, RawEntry[]][] | null;
-        return reply?.[0] ? entriesOf(reply[0][1]) : [];
+        const reply = (await client.call("XREADGROUP", ...args)) as unknown[] | null;
+        if (!reply || reply.length === 0) return [];
+        // RESP3 answers a map (flattened to [key, entries]); RESP2 a list of [key, entries].
+        const entries = typeof reply[0] === "string" ? reply[1] : (reply[0] as unknown[])[1];
+        return entriesOf((entries ?? []) as RawEntry[]);
       } catch (error) {
         // The group vanished (Redis restarted empty, or the key was deleted): recreate it once.
         if (attempt > 0 || !String((error as Error).message).includes("NOGROUP")) throw error;
