@@ -61,13 +61,20 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
   });
   const metrics = createControlPlaneMetrics();
   const keyServiceMetrics = createKeyServiceMetrics();
-  const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants, metrics: keyServiceMetrics });
+  const keyService = createKeyServiceApp({
+    db: database.db,
+    token: config.keyServiceToken,
+    log,
+    tenants,
+    metrics: keyServiceMetrics,
+  });
   const admin = createAdminApp({
     tenants,
     adminToken: config.adminToken,
     log,
     changes: recordChanges({ db: database.db, tenants, log, onRecorded: () => metrics.adminChanges.inc() }),
-    observe: (method, status, seconds) => metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
+    observe: (method, status, seconds) =>
+      metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
     extend: (app) => {
       mountAuditRoutes(app, { db: database.db, tenants });
       mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });

@@ -132,7 +132,10 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       const dropped = audit.dropped - droppedReported;
       if (dropped > 0) metrics.auditDropped.inc(dropped);
       droppedReported += dropped;
-      metrics.openConnections.set({ side: "client" }, await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))));
+      metrics.openConnections.set(
+        { side: "client" },
+        await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
+      );
       metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher));
     },
   });

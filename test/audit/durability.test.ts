@@ -128,7 +128,8 @@ describe("audit verify", () => {
     env = { DATABASE_URL: stack.databaseUrl };
     const acme = await stack.tenant("acme");
     let last = "";
-    for (let i = 0; i < 12; i++) last = (await stack.request(i % 2 ? acme.host : "nobody.localhost")).headers["x-request-id"] as string;
+    for (let i = 0; i < 12; i++)
+      last = (await stack.request(i % 2 ? acme.host : "nobody.localhost")).headers["x-request-id"] as string;
     expect(await stack.auditRows(last)).toHaveLength(1);
   });
   afterAll(async () => {

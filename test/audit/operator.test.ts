@@ -69,18 +69,34 @@ describe("operator view", () => {
     const page1 = (await stack.admin("GET", "/v1/tenants/acme/audit?decision=allow&limit=2")).json();
     expect(page1.events).toHaveLength(2);
     expect(page1.events.map((e: any) => e.requestId)).toEqual([ids[4], ids[3]]);
-    expect(page1.events[0]).toMatchObject({ decision: "allow", reason: "allowed", host: acme.host, method: "GET", path: "/p/4", credential: "hostname", status: 200 });
+    expect(page1.events[0]).toMatchObject({
+      decision: "allow",
+      reason: "allowed",
+      host: acme.host,
+      method: "GET",
+      path: "/p/4",
+      credential: "hostname",
+      status: 200,
+    });
     expect(typeof page1.next).toBe("string");
     const page2 = (await stack.admin("GET", `/v1/tenants/${acme.id}/audit?decision=allow&limit=2&cursor=${page1.next}`)).json();
     expect(page2.events.map((e: any) => e.requestId)).toEqual([ids[2], ids[1]]);
 
-    const since = (await stack.admin("GET", `/v1/tenants/acme/audit?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).json();
+    const since = (
+      await stack.admin("GET", `/v1/tenants/acme/audit?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)
+    ).json();
     expect(since.events).toEqual([]);
     expect(since.next).toBeUndefined();
 
     const platform = (await stack.admin("GET", "/v1/audit?decision=refuse&reason=unknown_host")).json();
     const mine = platform.events.find((e: any) => e.requestId === refused);
-    expect(mine).toMatchObject({ decision: "refuse", reason: "unknown_host", tenantId: null, host: "nobody.localhost", status: 404 });
+    expect(mine).toMatchObject({
+      decision: "refuse",
+      reason: "unknown_host",
+      tenantId: null,
+      host: "nobody.localhost",
+      status: 404,
+    });
     // A tenant's view never shows refusals that matched no tenant.
     const acmeView = (await stack.admin("GET", "/v1/tenants/acme/audit?limit=1000")).json();
     expect(acmeView.events.some((e: any) => e.requestId === refused)).toBe(false);
@@ -105,7 +121,15 @@ describe("operator view", () => {
 
     const all = (await stack.admin("GET", "/v1/changes?limit=1000")).json().changes as any[];
     const actions = all.map((c) => c.action);
-    for (const a of ["tenant.create", "database.bind", "upstreams.set", "key.create", "user.create", "session.create", "tenant.update"]) {
+    for (const a of [
+      "tenant.create",
+      "database.bind",
+      "upstreams.set",
+      "key.create",
+      "user.create",
+      "session.create",
+      "tenant.update",
+    ]) {
       expect(actions).toContain(a);
     }
     const keyChange = all.find((c) => c.action === "key.create" && c.target === acmeKey.id);
@@ -125,13 +149,19 @@ describe("operator view", () => {
     });
     expect(revoked.status).toBe(204);
     const rev = (await stack.admin("GET", "/v1/changes?action=key.revoke")).json().changes[0];
-    expect(rev).toMatchObject({ actor: "admin:alice@example.com", target: acmeKey.id, before: { status: "active" }, after: { status: "revoked" } });
+    expect(rev).toMatchObject({
+      actor: "admin:alice@example.com",
+      target: acmeKey.id,
+      before: { status: "active" },
+      after: { status: "revoked" },
+    });
     acmeKey = (await stack.admin("POST", "/v1/tenants/acme/keys", {})).json();
   });
 
   it("explains a request without sending anything upstream", async () => {
     const contacts = stack.upstreamContacts;
-    const explain = async (q: Record<string, string>) => (await stack.admin("GET", `/v1/explain?${new URLSearchParams(q)}`)).json();
+    const explain = async (q: Record<string, string>) =>
+      (await stack.admin("GET", `/v1/explain?${new URLSearchParams(q)}`)).json();
 
     expect(await explain({ host: "ACME.localhost" })).toMatchObject({
       decision: "allow",
@@ -140,19 +170,35 @@ describe("operator view", () => {
       binding: acme.db,
       upstreams: [acme.upstream.url],
     });
-    expect(await explain({ host: "nobody.localhost" })).toMatchObject({ decision: "refuse", reason: "unknown_host", status: 404 });
+    expect(await explain({ host: "nobody.localhost" })).toMatchObject({
+      decision: "refuse",
+      reason: "unknown_host",
+      status: 404,
+    });
     expect(await explain({ host: "api.localhost" })).toMatchObject({ decision: "refuse", reason: "key_missing", status: 401 });
     const byKey = await explain({ host: "api.localhost", key: globexKey.key });
-    expect(byKey).toMatchObject({ decision: "allow", tenant: { id: globex.id }, auth: "api-key", keyId: globexKey.id, keyPrefix: globexKey.prefix });
+    expect(byKey).toMatchObject({
+      decision: "allow",
+      tenant: { id: globex.id },
+      auth: "api-key",
+      keyId: globexKey.id,
+      keyPrefix: globexKey.prefix,
+    });
     expect(JSON.stringify(byKey).includes(globexKey.key)).toBe(false);
     expect(await explain({ host: acme.host, key: globexKey.prefix })).toMatchObject({
       decision: "refuse",
       reason: "key_other_tenant",
       tenantId: acme.id,
     });
-    expect(await explain({ host: acme.host, session: globexSession })).toMatchObject({ decision: "refuse", reason: "session_other_tenant" });
+    expect(await explain({ host: acme.host, session: globexSession })).toMatchObject({
+      decision: "refuse",
+      reason: "session_other_tenant",
+    });
     expect(await explain({ host: globex.host, session: globexSession })).toMatchObject({ decision: "allow", auth: "session" });
-    expect(await explain({ host: "api.localhost", key: "pck_nothing" })).toMatchObject({ decision: "refuse", reason: "key_malformed" });
+    expect(await explain({ host: "api.localhost", key: "pck_nothing" })).toMatchObject({
+      decision: "refuse",
+      reason: "key_malformed",
+    });
 
     await stack.admin("PATCH", "/v1/tenants/globex", { settings: { allowedIps: ["10.0.0.0/8"] } });
     expect(await explain({ host: globex.host })).toMatchObject({ decision: "allow", allowedIps: ["10.0.0.0/8"] });
@@ -191,8 +237,12 @@ describe("operator view", () => {
 
     const metrics = (await send(stack.router.opsPort, "127.0.0.1", "/metrics")).text;
     // metricsTenantLabels is 1 here: acme (seen first) keeps its id, globex is `other`.
-    expect(metrics).toContain(`portcullis_cross_tenant_attempts_total{reason="key_other_tenant",tenant="${acme.id}",side="target"} 3`);
-    expect(metrics).toContain(`portcullis_cross_tenant_attempts_total{reason="key_other_tenant",tenant="other",side="credential"} 3`);
+    expect(metrics).toContain(
+      `portcullis_cross_tenant_attempts_total{reason="key_other_tenant",tenant="${acme.id}",side="target"} 3`,
+    );
+    expect(metrics).toContain(
+      `portcullis_cross_tenant_attempts_total{reason="key_other_tenant",tenant="other",side="credential"} 3`,
+    );
     expect(metrics).toMatch(/portcullis_security_alerts_total\{outcome="suppressed"\} 2/);
     expect(metrics.includes(`tenant="${globex.id}"`)).toBe(false);
   });
@@ -224,7 +274,10 @@ describe("operator view", () => {
     const cpOps = await serve(stack.cp.ops.fetch);
     const ksOps = await serve(stack.cp.keyServiceOps.fetch);
     servers.push(cpOps, ksOps);
-    await eventually(async () => /portcullis_audit_events_written_total [1-9]/.test((await send(portOf(cpOps), "127.0.0.1", "/metrics")).text), 5_000);
+    await eventually(
+      async () => /portcullis_audit_events_written_total [1-9]/.test((await send(portOf(cpOps), "127.0.0.1", "/metrics")).text),
+      5_000,
+    );
     const cp = (await send(portOf(cpOps), "127.0.0.1", "/metrics")).text;
     for (const family of [
       "portcullis_audit_events_written_total",
@@ -249,7 +302,12 @@ describe("operator view", () => {
     expect(tp).toMatch(/^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/);
     expect(tp).not.toBe(incoming);
     expect(seen.headers.tracestate).toBe("vendor=1");
-    for (const headers of [{}, { traceparent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01" }, { traceparent: "garbage" }]) {
+    const cases: Record<string, string>[] = [
+      {},
+      { traceparent: "00-00000000000000000000000000000000-00f067aa0ba902b7-01" },
+      { traceparent: "garbage" },
+    ];
+    for (const headers of cases) {
       await stack.request(acme.host, "/", { headers });
       const fresh = acme.upstream.requests.at(-1)!.headers.traceparent as string;
       expect(fresh).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);

@@ -75,7 +75,9 @@ describe("audit trail through the Redis stream into Postgres", () => {
   }
 
   it("records an allowed request once, with its tenant, credential and path without the query", async () => {
-    const res = await stack.request(acme.host, "/orders?token=secret-in-query", { headers: { cookie: `portcullis_session=${acmeSession}` } });
+    const res = await stack.request(acme.host, "/orders?token=secret-in-query", {
+      headers: { cookie: `portcullis_session=${acmeSession}` },
+    });
     expect(res.status).toBe(200);
     const row = await expectOneRow(res.headers["x-request-id"] as string, "allowed", 200);
     expect(row?.decision).toBe("allow");
@@ -94,7 +96,7 @@ describe("audit trail through the Redis stream into Postgres", () => {
     await stack.admin("PATCH", "/v1/tenants/walled", { settings: { allowedIps: ["10.9.8.0/24"] } });
     const small = await stack.tenant("small");
     await stack.admin("PATCH", "/v1/tenants/small", { limits: { maxBodyBytes: 10 } });
-    const noApi = await stack.tenant("noapi");
+    await stack.tenant("noapi");
     await stack.admin("PATCH", "/v1/tenants/noapi", { features: { apiAccess: false } });
     const noApiKey = (await stack.admin("POST", "/v1/tenants/noapi/keys", {})).json().key as string;
     await stack.admin("POST", "/v1/tenants", { slug: "bare", name: "Bare" });
@@ -110,43 +112,147 @@ describe("audit trail through the Redis stream into Postgres", () => {
     const unknownKey = generateApiKey().key;
 
     const cases: { name: string; reason: string; status: number; send: () => Promise<string> }[] = [
-      { name: "unknown host", reason: "unknown_host", status: 404, send: async () => id(await stack.request("nobody.localhost")) },
+      {
+        name: "unknown host",
+        reason: "unknown_host",
+        status: 404,
+        send: async () => id(await stack.request("nobody.localhost")),
+      },
       { name: "no key on the API host", reason: "key_missing", status: 401, send: async () => id(await stack.request(api)) },
-      { name: "malformed key", reason: "key_malformed", status: 401, send: async () => id(await stack.request(api, "/", { headers: bearer("pck_short") })) },
-      { name: "unknown key", reason: "key_unknown", status: 401, send: async () => id(await stack.request(api, "/", { headers: bearer(unknownKey) })) },
-      { name: "revoked key", reason: "key_unknown", status: 401, send: async () => id(await stack.request(api, "/", { headers: bearer(revoked.key) })) },
-      { name: "another tenant's key", reason: "key_other_tenant", status: 401, send: async () => id(await stack.request(acme.host, "/", { headers: bearer(globexKey) })) },
-      { name: "API access off", reason: "api_access_disabled", status: 403, send: async () => id(await stack.request(api, "/", { headers: bearer(noApiKey) })) },
-      { name: "key in the query", reason: "key_in_query", status: 400, send: async () => id(await stack.request(acme.host, `/?k=${acmeKey}`)) },
+      {
+        name: "malformed key",
+        reason: "key_malformed",
+        status: 401,
+        send: async () => id(await stack.request(api, "/", { headers: bearer("pck_short") })),
+      },
+      {
+        name: "unknown key",
+        reason: "key_unknown",
+        status: 401,
+        send: async () => id(await stack.request(api, "/", { headers: bearer(unknownKey) })),
+      },
+      {
+        name: "revoked key",
+        reason: "key_unknown",
+        status: 401,
+        send: async () => id(await stack.request(api, "/", { headers: bearer(revoked.key) })),
+      },
+      {
+        name: "another tenant's key",
+        reason: "key_other_tenant",
+        status: 401,
+        send: async () => id(await stack.request(acme.host, "/", { headers: bearer(globexKey) })),
+      },
+      {
+        name: "API access off",
+        reason: "api_access_disabled",
+        status: 403,
+        send: async () => id(await stack.request(api, "/", { headers: bearer(noApiKey) })),
+      },
+      {
+        name: "key in the query",
+        reason: "key_in_query",
+        status: 400,
+        send: async () => id(await stack.request(acme.host, `/?k=${acmeKey}`)),
+      },
       {
         name: "two different keys",
         reason: "ambiguous_credentials",
         status: 400,
         send: async () => id(await stack.request(api, "/", { headers: { ...bearer(acmeKey), "x-api-key": globexKey } })),
       },
-      { name: "forged session", reason: "session_invalid", status: 401, send: async () => id(await stack.request(acme.host, "/", { headers: { cookie: `portcullis_session=${acmeSession.slice(0, -2)}xx` } })) },
-      { name: "another tenant's session", reason: "session_other_tenant", status: 401, send: async () => id(await stack.request(acme.host, "/", { headers: { cookie: `portcullis_session=${globexSession}` } })) },
+      {
+        name: "forged session",
+        reason: "session_invalid",
+        status: 401,
+        send: async () =>
+          id(await stack.request(acme.host, "/", { headers: { cookie: `portcullis_session=${acmeSession.slice(0, -2)}xx` } })),
+      },
+      {
+        name: "another tenant's session",
+        reason: "session_other_tenant",
+        status: 401,
+        send: async () => id(await stack.request(acme.host, "/", { headers: { cookie: `portcullis_session=${globexSession}` } })),
+      },
       { name: "suspended tenant", reason: "tenant_suspended", status: 403, send: async () => id(await stack.request(sus.host)) },
-      { name: "no database binding", reason: "binding_missing", status: 503, send: async () => id(await stack.request(unbound.host)) },
+      {
+        name: "no database binding",
+        reason: "binding_missing",
+        status: 503,
+        send: async () => id(await stack.request(unbound.host)),
+      },
       { name: "no upstream", reason: "no_upstream", status: 503, send: async () => id(await stack.request("bare.localhost")) },
-      { name: "IP outside the allowlist", reason: "ip_not_allowed", status: 403, send: async () => id(await stack.request(walled.host)) },
-      { name: "declared body too large", reason: "body_too_large", status: 413, send: async () => id(await stack.request(small.host, "/", { method: "POST", body: "x".repeat(100) })) },
+      {
+        name: "IP outside the allowlist",
+        reason: "ip_not_allowed",
+        status: 403,
+        send: async () => id(await stack.request(walled.host)),
+      },
+      {
+        name: "declared body too large",
+        reason: "body_too_large",
+        status: 413,
+        send: async () => id(await stack.request(small.host, "/", { method: "POST", body: "x".repeat(100) })),
+      },
       // The guard, on raw bytes.
-      { name: "duplicate Host", reason: "duplicate_host", status: 400, send: () => rawId(`GET / HTTP/1.1\r\nHost: ${acme.host}\r\nHost: ${globex.host}\r\n\r\n`) },
+      {
+        name: "duplicate Host",
+        reason: "duplicate_host",
+        status: 400,
+        send: () => rawId(`GET / HTTP/1.1\r\nHost: ${acme.host}\r\nHost: ${globex.host}\r\n\r\n`),
+      },
       { name: "HTTP/1.0 without Host", reason: "missing_host", status: 400, send: () => rawId("GET / HTTP/1.0\r\n\r\n") },
-      { name: "invalid Host", reason: "invalid_host", status: 400, send: () => rawId("GET / HTTP/1.1\r\nHost: a b.localhost\r\n\r\n") },
-      { name: "absolute-form naming another host", reason: "absolute_form_mismatch", status: 400, send: () => rawId(`GET http://${globex.host}/ HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`) },
-      { name: "invalid target", reason: "invalid_target", status: 400, send: () => rawId(`GET //evil HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`) },
-      { name: "Transfer-Encoding that is not chunked", reason: "conflicting_framing", status: 400, send: () => rawId(`POST / HTTP/1.1\r\nHost: ${acme.host}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`) },
-      { name: "unknown method", reason: "method_not_allowed", status: 405, send: () => rawId(`PROPFIND / HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`) },
+      {
+        name: "invalid Host",
+        reason: "invalid_host",
+        status: 400,
+        send: () => rawId("GET / HTTP/1.1\r\nHost: a b.localhost\r\n\r\n"),
+      },
+      {
+        name: "absolute-form naming another host",
+        reason: "absolute_form_mismatch",
+        status: 400,
+        send: () => rawId(`GET http://${globex.host}/ HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`),
+      },
+      {
+        name: "invalid target",
+        reason: "invalid_target",
+        status: 400,
+        send: () => rawId(`GET //evil HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`),
+      },
+      {
+        name: "Transfer-Encoding that is not chunked",
+        reason: "conflicting_framing",
+        status: 400,
+        send: () => rawId(`POST / HTTP/1.1\r\nHost: ${acme.host}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`),
+      },
+      {
+        name: "unknown method",
+        reason: "method_not_allowed",
+        status: 405,
+        send: () => rawId(`PROPFIND / HTTP/1.1\r\nHost: ${acme.host}\r\n\r\n`),
+      },
       {
         name: "too many header fields",
         reason: "headers_too_large",
         status: 431,
-        send: () => rawId(`GET / HTTP/1.1\r\nHost: ${acme.host}\r\n${Array.from({ length: 120 }, (_, i) => `x-h${i}: 1\r\n`).join("")}\r\n`),
+        send: () =>
+          rawId(
+            `GET / HTTP/1.1\r\nHost: ${acme.host}\r\n${Array.from({ length: 120 }, (_, i) => `x-h${i}: 1\r\n`).join("")}\r\n`,
+          ),
       },
-      { name: "unparseable request", reason: "malformed_request", status: 400, send: () => rawId("GET / HTTP/1.1\r\nHost acme\r\n\r\n") },
-      { name: "protocol upgrade", reason: "upgrade_not_supported", status: 501, send: () => rawId(`GET / HTTP/1.1\r\nHost: ${acme.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`) },
+      {
+        name: "unparseable request",
+        reason: "malformed_request",
+        status: 400,
+        send: () => rawId("GET / HTTP/1.1\r\nHost acme\r\n\r\n"),
+      },
+      {
+        name: "protocol upgrade",
+        reason: "upgrade_not_supported",
+        status: 501,
+        send: () => rawId(`GET / HTTP/1.1\r\nHost: ${acme.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`),
+      },
     ];
     function id(res: { headers: Record<string, unknown> }): string {
       return res.headers["x-request-id"] as string;
@@ -185,7 +291,9 @@ describe("audit trail through the Redis stream into Postgres", () => {
   });
 
   it("never writes a key, a session token or a query string into events, changes or logs", async () => {
-    await stack.request("api.localhost", `/orders?q=${encodeURIComponent("hidden-query")}`, { headers: { authorization: `Bearer ${acmeKey}` } });
+    await stack.request("api.localhost", `/orders?q=${encodeURIComponent("hidden-query")}`, {
+      headers: { authorization: `Bearer ${acmeKey}` },
+    });
     await stack.request(acme.host, "/", { headers: { authorization: `Bearer ${globexKey}` } });
     await stack.request(acme.host, "/", { headers: { cookie: `portcullis_session=${globexSession}` } });
     const last = await stack.request(acme.host, "/", { headers: { "x-api-key": acmeKey } });

@@ -112,7 +112,13 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     const seconds = (performance.now() - started) / 1000;
     deps.observe?.(c.req.method, c.res.status, seconds);
     deps.log.info(
-      { requestId: c.get("requestId"), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(seconds * 1000) },
+      {
+        requestId: c.get("requestId"),
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(seconds * 1000),
+      },
       "admin request",
     );
   });

@@ -87,7 +87,11 @@ export function recordChanges(deps: { db: Db; tenants: TenantService; log: Logge
     if (c.res.status >= 300) return;
     try {
       let answer: Record<string, unknown> | null = null;
-      if (c.res.status !== 204) answer = (await c.res.clone().json().catch(() => null)) as Record<string, unknown> | null;
+      if (c.res.status !== 204)
+        answer = (await c.res
+          .clone()
+          .json()
+          .catch(() => null)) as Record<string, unknown> | null;
       let tenantRef = ref;
       let after: unknown = null;
       if (route?.action === "tenant.create") tenantRef = typeof answer?.id === "string" ? answer.id : null;

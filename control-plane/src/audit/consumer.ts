@@ -92,7 +92,13 @@ export class AuditConsumer {
       try {
         let entries: StreamEntry[] = [];
         if (pending) {
-          entries = await store.streamRead(key, { group, consumer: this.#d.consumer, count: batchSize, blockMs: 0, pending: true });
+          entries = await store.streamRead(key, {
+            group,
+            consumer: this.#d.consumer,
+            count: batchSize,
+            blockMs: 0,
+            pending: true,
+          });
           if (entries.length === 0) pending = false;
         } else {
           if (Date.now() - lastClaim >= this.#d.claimIdleMs) {
@@ -111,7 +117,11 @@ export class AuditConsumer {
         }
         if (entries.length === 0) continue;
         await this.write(entries);
-        await store.streamAck(key, group, entries.map((e) => e.id));
+        await store.streamAck(
+          key,
+          group,
+          entries.map((e) => e.id),
+        );
         if (failures > 0) log.info({ after: failures }, "audit writes resumed");
         failures = 0;
       } catch (error) {

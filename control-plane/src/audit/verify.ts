@@ -27,10 +27,20 @@ const PAGE = 5_000;
 
 export async function verifyChain(db: Db, options: { stream: string; since?: Date; until?: Date }): Promise<ChainVerdict> {
   const { stream } = options;
-  const lower = options.since ? and(eq(auditEvents.stream, stream), gte(auditEvents.time, options.since)) : eq(auditEvents.stream, stream);
-  const upper = options.until ? and(eq(auditEvents.stream, stream), lte(auditEvents.time, options.until)) : eq(auditEvents.stream, stream);
-  const [lo] = await db.select({ v: min(auditEvents.seq) }).from(auditEvents).where(lower);
-  const [hi] = await db.select({ v: max(auditEvents.seq) }).from(auditEvents).where(upper);
+  const lower = options.since
+    ? and(eq(auditEvents.stream, stream), gte(auditEvents.time, options.since))
+    : eq(auditEvents.stream, stream);
+  const upper = options.until
+    ? and(eq(auditEvents.stream, stream), lte(auditEvents.time, options.until))
+    : eq(auditEvents.stream, stream);
+  const [lo] = await db
+    .select({ v: min(auditEvents.seq) })
+    .from(auditEvents)
+    .where(lower);
+  const [hi] = await db
+    .select({ v: max(auditEvents.seq) })
+    .from(auditEvents)
+    .where(upper);
   const from = lo?.v === null || lo?.v === undefined ? null : Number(lo.v);
   const to = hi?.v === null || hi?.v === undefined ? null : Number(hi.v);
   if (from === null || to === null || from > to) return { ok: true, stream, checked: 0, from: null, to: null };
@@ -45,7 +55,14 @@ export async function verifyChain(db: Db, options: { stream: string; since?: Dat
       .from(auditEvents)
       .where(and(eq(auditEvents.stream, stream), eq(auditEvents.seq, from - 1)));
     if (!anchor) {
-      return { ok: false, stream, checked: 0, seq: from - 1, code: "rows_missing", detail: `row ${from - 1} (before the range) is missing` };
+      return {
+        ok: false,
+        stream,
+        checked: 0,
+        seq: from - 1,
+        code: "rows_missing",
+        detail: `row ${from - 1} (before the range) is missing`,
+      };
     }
     expectedPrev = anchor.hash;
   }
@@ -112,7 +129,14 @@ export async function verifyChain(db: Db, options: { stream: string; since?: Dat
     }
   }
   if (expectedSeq <= to) {
-    return { ok: false, stream, checked, seq: expectedSeq, code: "rows_missing", detail: `rows ${expectedSeq}..${to} are missing` };
+    return {
+      ok: false,
+      stream,
+      checked,
+      seq: expectedSeq,
+      code: "rows_missing",
+      detail: `rows ${expectedSeq}..${to} are missing`,
+    };
   }
   return { ok: true, stream, checked, from: options.since === undefined ? 1 : from, to };
 }
@@ -122,4 +146,3 @@ export async function chainNames(db: Db): Promise<string[]> {
   const rows = await db.selectDistinct({ stream: auditEvents.stream }).from(auditEvents).orderBy(asc(auditEvents.stream));
   return rows.map((r) => r.stream);
 }
-

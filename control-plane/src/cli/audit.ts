@@ -23,7 +23,12 @@ function time(value: string | undefined, name: string): Date | undefined | null 
 
 export async function auditCommand(argv: string[], env: Record<string, string | undefined>): Promise<number> {
   const args = argv[0] === "audit" ? argv.slice(1) : argv;
-  let parsed: ReturnType<typeof parseArgs<{ options: { stream: { type: "string" }; since: { type: "string" }; until: { type: "string" } }; allowPositionals: true }>>;
+  let parsed: ReturnType<
+    typeof parseArgs<{
+      options: { stream: { type: "string" }; since: { type: "string" }; until: { type: "string" } };
+      allowPositionals: true;
+    }>
+  >;
   try {
     parsed = parseArgs({
       args,

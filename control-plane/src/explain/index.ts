@@ -87,10 +87,18 @@ async function keyOutcome(db: Db, key: string, now: number): Promise<KeyLookup> 
   if (row?.revokedAt) return { outcome: { presented: true, ok: false, code: "key_revoked" }, prefix };
   const entry = (await keyEntry(db, hash)).key;
   if (entry === null) return { outcome: { presented: true, ok: false, code: "key_unknown" }, prefix };
-  if (entry.expiresAt !== null && entry.expiresAt <= now) return { outcome: { presented: true, ok: false, code: "key_expired" }, prefix };
+  if (entry.expiresAt !== null && entry.expiresAt <= now)
+    return { outcome: { presented: true, ok: false, code: "key_expired" }, prefix };
   const tenant = await tenantEntry(db, entry.tenantId);
   return {
-    outcome: { presented: true, ok: true, keyId: entry.keyId, tenantId: entry.tenantId, tenant: tenant.tenant, binding: entry.binding },
+    outcome: {
+      presented: true,
+      ok: true,
+      keyId: entry.keyId,
+      tenantId: entry.tenantId,
+      tenant: tenant.tenant,
+      binding: entry.binding,
+    },
     prefix,
   };
 }
@@ -108,7 +116,8 @@ async function sessionOutcome(db: Db, token: string, secret: string, now: number
 export async function explain(deps: ExplainDeps, q: z.infer<typeof Query>) {
   const now = (deps.now ?? Date.now)();
   const n = normalizeHostname(q.host);
-  if (!n.ok) return { decision: "refuse", reason: "invalid_host", status: REFUSALS.invalid_host.status, rule: RULES.invalid_host };
+  if (!n.ok)
+    return { decision: "refuse", reason: "invalid_host", status: REFUSALS.invalid_host.status, rule: RULES.invalid_host };
   let host: HostOutcome;
   if (n.hostname === deps.apiHostname) host = { kind: "api", ok: true };
   else {
@@ -172,7 +181,11 @@ export function mountExplainRoute(app: Hono<Env>, deps: ExplainDeps) {
   app.get("/v1/explain", async (c) => {
     const parsed = Query.safeParse(c.req.query());
     if (!parsed.success) {
-      return adminError(c, "validation_failed", parsed.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "));
+      return adminError(
+        c,
+        "validation_failed",
+        parsed.error.issues.map((i) => `${i.path.join(".") || "query"}: ${i.message}`).join("; "),
+      );
     }
     return c.json(await explain(deps, parsed.data));
   });

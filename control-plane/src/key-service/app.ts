@@ -60,7 +60,10 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
     app.use(async function measure(c, next) {
       const started = performance.now();
       await next();
-      metrics.requests.observe({ route: routeOf(c.req.path), status: String(c.res.status) }, (performance.now() - started) / 1000);
+      metrics.requests.observe(
+        { route: routeOf(c.req.path), status: String(c.res.status) },
+        (performance.now() - started) / 1000,
+      );
     });
   }
 

@@ -47,7 +47,15 @@ export function createControlPlaneMetrics() {
 export type ControlPlaneMetrics = ReturnType<typeof createControlPlaneMetrics>;
 
 /** Key-service routes as a bounded label set. */
-export const KEY_SERVICE_ROUTES = ["resolve_host", "resolve_tenant", "verify_key", "keys_used", "session", "health", "other"] as const;
+export const KEY_SERVICE_ROUTES = [
+  "resolve_host",
+  "resolve_tenant",
+  "verify_key",
+  "keys_used",
+  "session",
+  "health",
+  "other",
+] as const;
 export type KeyServiceRoute = (typeof KEY_SERVICE_ROUTES)[number];
 
 export function createKeyServiceMetrics() {

@@ -11,6 +11,7 @@ import { AUDIT_STREAM, type AuditEvent, type Store } from "@portcullis/shared";
 export type { AuditEvent } from "@portcullis/shared";
 
 /** Writes a batch; may answer how many of its events it had to refuse (counted as dropped). */
+// biome-ignore lint/suspicious/noConfusingVoidType: writers that answer nothing (Promise<void>) stay valid.
 export type AuditWriter = (batch: AuditEvent[]) => Promise<void | number>;
 
 export interface AuditSink {

@@ -237,7 +237,11 @@ export class RedisStore implements Store {
   async streamAck(stream: string, group: string, ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     const key = this.#prefix + stream;
-    const results = await this.#redis.multi().xack(key, group, ...ids).xdel(key, ...ids).exec();
+    const results = await this.#redis
+      .multi()
+      .xack(key, group, ...ids)
+      .xdel(key, ...ids)
+      .exec();
     const failed = results?.find(([error]) => error);
     if (!results || failed) throw failed?.[0] ?? new Error("stream acknowledgement failed");
   }
