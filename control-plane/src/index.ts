@@ -4,7 +4,7 @@
  * so the embedded stack and tests can share them.
  */
 import pino, { type Logger } from "pino";
-import { AUDIT_STREAM, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { AUDIT_STREAM, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
 import { dnsTxtLookup, type TxtLookup } from "./domains/verify.ts";
@@ -80,9 +80,10 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });
     },
   });
+  const streams = hasStreams(store) ? store : null;
   const auditConsumer = new AuditConsumer({
     db: database.db,
-    store,
+    store: streams ?? new MemoryStore(),
     log,
     metrics: {
       written: (n) => metrics.auditWritten.inc(n),
@@ -90,9 +91,12 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       failed: () => metrics.auditWriteFailures.inc(),
     },
   });
-  if (deps.auditConsumer ?? config.auditConsumer) auditConsumer.start();
+  if (deps.auditConsumer ?? config.auditConsumer) {
+    if (streams) auditConsumer.start();
+    else log.warn("the store offers no streams: audit events are not moved into the database");
+  }
   const ops = createMetricsApp(metrics.registry, async () => {
-    const backlog = await store.streamLength(AUDIT_STREAM.key).catch(() => null);
+    const backlog = streams ? await streams.streamLength(AUDIT_STREAM.key).catch(() => null) : null;
     if (backlog !== null) metrics.auditBacklog.set(backlog);
   });
   const keyServiceOps = createMetricsApp(keyServiceMetrics.registry);

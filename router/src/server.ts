@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
@@ -69,7 +69,14 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   const dispatcher = createDispatcher(config.upstream);
   let lastAuditWarning = 0;
   const audit = new BatchingAuditSink({
-    writer: deps.auditWriter ?? storeWriter(store, { maxLen: config.auditStreamMaxLen }),
+    writer:
+      deps.auditWriter ??
+      (hasStreams(store)
+        ? storeWriter(store, { maxLen: config.auditStreamMaxLen })
+        : // A store without streams (a test double): the decisions go to the log instead.
+          async (batch) => {
+            for (const event of batch) log.info({ audit: event }, "decision");
+          }),
     maxQueue: config.auditQueueMax,
     onError: (error) => {
       // The batch stays queued (bounded) and is retried; warn once per 30 s, not per tick.
@@ -153,6 +160,12 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     opsServer.closeAllConnections();
     await new Promise<void>((r) => opsServer.close(() => r()));
     await audit.close();
+    // The store may be briefly unreachable at shutdown: a few more tries, then say what is lost.
+    for (let i = 0; i < 3 && audit.depth > 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      await audit.flush();
+    }
+    if (audit.depth > 0) log.error({ lost: audit.depth }, "audit events could not be written before shutdown");
     await security.flush();
     await resolver.close();
     await dispatcher.close();

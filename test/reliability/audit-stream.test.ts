@@ -6,7 +6,7 @@
  * store → consumer → PGlite).
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryStore, type Store } from "@portcullis/shared";
+import { MemoryStore, type Store, type StreamStore } from "@portcullis/shared";
 import { createTestStore, deleteKeys } from "../helpers/redis.ts";
 import { startTestStack } from "../helpers/stack.ts";
 
@@ -18,7 +18,7 @@ afterAll(async () => {
   }
 });
 
-const factories: Record<string, () => Promise<Store>> = {
+const factories: Record<string, () => Promise<Store & StreamStore>> = {
   redis: async () => {
     const s = await createTestStore();
     made.push({ store: s, prefix: s.prefix });
@@ -31,7 +31,7 @@ const factories: Record<string, () => Promise<Store>> = {
   },
 };
 
-const read = (store: Store, consumer: string, pending = false, blockMs = 0) =>
+const read = (store: StreamStore, consumer: string, pending = false, blockMs = 0) =>
   store.streamRead("s", { group: "g", consumer, count: 100, blockMs, pending });
 
 for (const [kind, make] of Object.entries(factories)) {

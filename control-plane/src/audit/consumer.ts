@@ -11,7 +11,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { desc, eq, inArray, sql } from "drizzle-orm";
-import { AUDIT_STREAM, AuditEvent, type Store, type StreamEntry } from "@portcullis/shared";
+import { AUDIT_STREAM, AuditEvent, type StreamEntry, type StreamStore } from "@portcullis/shared";
 import type { Logger } from "pino";
 import type { Db } from "../db/client.ts";
 import { auditEvents } from "../db/schema/index.ts";
@@ -25,7 +25,7 @@ export interface AuditConsumerMetrics {
 
 export interface AuditConsumerDeps {
   db: Db;
-  store: Store;
+  store: StreamStore;
   log: Logger;
   metrics?: AuditConsumerMetrics;
   /** Name within the consumer group; unique per process by default. */

@@ -6,7 +6,7 @@
  * dropped and counted (metric `portcullis_audit_dropped_total`), never silently.
  * While the store is unreachable, batches wait in the queue and are retried.
  */
-import { AUDIT_STREAM, type AuditEvent, type Store } from "@portcullis/shared";
+import { AUDIT_STREAM, type AuditEvent, type StreamStore } from "@portcullis/shared";
 
 export type { AuditEvent } from "@portcullis/shared";
 
@@ -103,7 +103,7 @@ export function memoryWriter(limit = 50_000) {
  * The durable writer: one round trip per batch into the store's audit stream.
  * Events beyond the stream's bound are refused by the store and counted here.
  */
-export function storeWriter(store: Store, options: { maxLen?: number; stream?: string } = {}): AuditWriter {
+export function storeWriter(store: StreamStore, options: { maxLen?: number; stream?: string } = {}): AuditWriter {
   const stream = options.stream ?? AUDIT_STREAM.key;
   const maxLen = options.maxLen ?? AUDIT_STREAM.defaultMaxLen;
   return async (batch) => {

@@ -98,22 +98,22 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     return OTHER_TENANT;
   }
 
-  // Cached children: no label-object hashing per request. Keys are bounded sets.
-  const decisionChildren = new Map<string, Counter.Internal>();
-  const tenantChildren = new Map<string, Counter.Internal>();
+  // Cached children, per decision: no label hashing or string building per request.
+  // Keys are bounded sets (reasons; tenant labels).
+  const decisionChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
+  const tenantChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
   function decided(decision: "allow" | "refuse", reason: string, tenantId: string | null) {
-    const dk = `${decision}|${reason}`;
-    let child = decisionChildren.get(dk);
+    let child = decisionChildren[decision].get(reason);
     if (!child) {
       child = decisions.labels({ decision, reason });
-      decisionChildren.set(dk, child);
+      decisionChildren[decision].set(reason, child);
     }
     child.inc();
-    const tk = `${tenantLabel(tenantId)}|${decision}`;
-    let tchild = tenantChildren.get(tk);
+    const tenant = tenantLabel(tenantId);
+    let tchild = tenantChildren[decision].get(tenant);
     if (!tchild) {
-      tchild = tenantDecisions.labels({ tenant: tenantLabel(tenantId), decision });
-      tenantChildren.set(tk, tchild);
+      tchild = tenantDecisions.labels({ tenant, decision });
+      tenantChildren[decision].set(tenant, tchild);
     }
     tchild.inc();
   }

@@ -3,7 +3,7 @@
  * (the embedded quickstart). Not shared across processes, so valid only when the
  * router, control plane and key service run together.
  */
-import type { SetMode, Store, StreamEntry, StreamReadOptions } from "./store.ts";
+import type { SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
 
 /** An in-process stream: entries in order, plus one delivery state per group. */
 interface MemoryStream {
@@ -19,7 +19,7 @@ interface Cell {
   expiresAt: number;
 }
 
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, StreamStore {
   readonly kind = "memory" as const;
   readonly #cells = new Map<string, Cell>();
   readonly #counters = new Map<string, { n: number; expiresAt: number }>();

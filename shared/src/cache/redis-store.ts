@@ -6,7 +6,7 @@
  * drop what it cached.
  */
 import { Redis } from "ioredis";
-import type { Store, SetMode, StreamEntry, StreamReadOptions } from "./store.ts";
+import type { Store, SetMode, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
 
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
@@ -79,7 +79,7 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
 }
 
-export class RedisStore implements Store {
+export class RedisStore implements Store, StreamStore {
   readonly kind = "redis" as const;
   readonly #prefix: string;
   readonly #redis: Scripted;

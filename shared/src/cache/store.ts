@@ -48,10 +48,19 @@ export interface Store {
   ): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
   /** Increment a counter, setting its expiry on first use; returns the new value. */
   incr(key: string, by: number, ttlMs: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Durable streams (the audit trail's buffer), offered by both stores. A separate
+ * interface so that other Store implementations (test doubles, wrappers) stay valid;
+ * `hasStreams` tells whether a store offers them.
+ */
+export interface StreamStore {
   /**
-   * Durable streams (the audit trail's buffer). Appends the payloads unless the
-   * stream would then hold more than `maxLen` entries; returns how many were
-   * appended (the first ones, in order). Never trims unread entries.
+   * Appends the payloads unless the stream would then hold more than `maxLen`
+   * entries; returns how many were appended (the first ones, in order). Never trims
+   * unread entries.
    */
   streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number>;
   streamRead(stream: string, options: StreamReadOptions): Promise<StreamEntry[]>;
@@ -61,5 +70,11 @@ export interface Store {
   streamClaim(stream: string, group: string, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]>;
   /** Entries in the stream (unacknowledged ones; acknowledged ones are deleted). */
   streamLength(stream: string): Promise<number>;
-  close(): Promise<void>;
+}
+
+export function hasStreams<S extends object>(store: S): store is S & StreamStore {
+  return (
+    typeof (store as Partial<StreamStore>).streamAppend === "function" &&
+    typeof (store as Partial<StreamStore>).streamRead === "function"
+  );
 }
