@@ -89,6 +89,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       written: (n) => metrics.auditWritten.inc(n),
       invalid: (n) => metrics.auditInvalid.inc(n),
       failed: () => metrics.auditWriteFailures.inc(),
+      head: (seq) => metrics.auditChainHead.set(seq),
     },
   });
   if (deps.auditConsumer ?? config.auditConsumer) {

@@ -156,6 +156,13 @@ describe("operator view", () => {
       after: { status: "revoked" },
     });
     acmeKey = (await stack.admin("POST", "/v1/tenants/acme/keys", {})).json();
+
+    // A deleted tenant: its history stays readable by id, with the state before.
+    const temp = (await stack.admin("POST", "/v1/tenants", { slug: "temp", name: "Temp" })).json();
+    expect((await stack.admin("DELETE", "/v1/tenants/temp")).status).toBe(204);
+    const gone = (await stack.admin("GET", `/v1/tenants/${temp.id}/changes?action=tenant.delete`)).json().changes;
+    expect(gone).toHaveLength(1);
+    expect(gone[0]).toMatchObject({ tenantId: temp.id, before: { slug: "temp" }, after: null });
   });
 
   it("explains a request without sending anything upstream", async () => {
@@ -285,6 +292,7 @@ describe("operator view", () => {
       "portcullis_audit_write_failures_total",
       "portcullis_admin_request_seconds_bucket",
       "portcullis_admin_changes_total",
+      "portcullis_audit_chain_head_seq",
       "portcullis_control_plane_nodejs_eventloop_lag_seconds",
     ]) {
       expect(cp, family).toContain(family);

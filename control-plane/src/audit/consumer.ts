@@ -19,6 +19,8 @@ import { type ChainRow, chainHash, GENESIS } from "./chain.ts";
 
 export interface AuditConsumerMetrics {
   written(n: number): void;
+  /** The chain's last position after a commit: watched from outside, a truncated tail shows as a drop. */
+  head?(seq: number): void;
   invalid(n: number): void;
   failed(): void;
 }
@@ -238,9 +240,11 @@ export class AuditConsumer {
                decision text, reason text, tenant_id text, host text, method text, path text, credential text,
                key_id text, user_id text, client_ip text, status integer, prev_hash text, hash text)`);
       }
-      return out.length;
+      return { count: out.length, head: seq };
     });
-    this.#d.metrics?.written(written);
-    return written;
+    // Reported only once committed.
+    this.#d.metrics?.written(written.count);
+    this.#d.metrics?.head?.(written.head);
+    return written.count;
   }
 }

@@ -37,12 +37,17 @@ export function createControlPlaneMetrics() {
     help: "Audit events in the durable stream not yet stored in Postgres.",
     registers: [registry],
   });
+  const auditChainHead = new Gauge({
+    name: "portcullis_audit_chain_head_seq",
+    help: "Position (seq) of the newest stored audit event of the decisions chain; it never decreases unless rows were removed.",
+    registers: [registry],
+  });
   const adminChanges = new Counter({
     name: "portcullis_admin_changes_total",
     help: "Configuration changes recorded in admin_changes.",
     registers: [registry],
   });
-  return { registry, adminRequests, auditWritten, auditInvalid, auditWriteFailures, auditBacklog, adminChanges };
+  return { registry, adminRequests, auditWritten, auditInvalid, auditWriteFailures, auditBacklog, auditChainHead, adminChanges };
 }
 export type ControlPlaneMetrics = ReturnType<typeof createControlPlaneMetrics>;
 
