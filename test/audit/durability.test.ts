@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import pino from "pino";
 import { sql } from "drizzle-orm";
 import { AuditConsumer, openDatabase, type Database } from "@portcullis/control-plane";
-import { AUDIT_STREAM, hasStreams, type Store, type StreamStore } from "@portcullis/shared";
+import { AUDIT_STREAM, hasStreams, RedisStore, type Store, type StreamStore } from "@portcullis/shared";
+import { TEST_REDIS_URL } from "../helpers/env.ts";
 import { auditCommand } from "../../control-plane/src/cli/audit.ts";
 import { send } from "../helpers/http.ts";
 import { eventually, startTestStack, type TestStack } from "../helpers/stack.ts";
@@ -62,7 +63,7 @@ describe("a Postgres outage during traffic", () => {
     consumer = new AuditConsumer({
       db: viaProxy.db,
       store: streams(stack.store),
-      log: pino({ level: process.env.AUDIT_DEBUG ? "debug" : "silent" }),
+      log: pino({ level: "silent" }),
       blockMs: 200,
     });
     consumer.start();
@@ -142,6 +143,34 @@ describe("bounded memory", () => {
     expect(stack.router.audit.dropped).toBe(15);
     const metrics = await send(stack.router.opsPort, "127.0.0.1", "/metrics");
     expect(metrics.text).toMatch(/^portcullis_audit_dropped_total 15$/m);
+  });
+
+  it("holds at most AUDIT_QUEUE_MAX events while Redis is unreachable, counts the rest, then delivers what it held", async () => {
+    const relay = await new TcpProxy(new URL(TEST_REDIS_URL).hostname, Number(new URL(TEST_REDIS_URL).port || 6379)).start();
+    const viaRelay = new RedisStore({ url: `redis://127.0.0.1:${relay.port}`, prefix: stack.prefix });
+    try {
+      await viaRelay.ready();
+      const router = await stack.addRouter({ auditQueueMax: 10, auditStreamMaxLen: 1_000 }, { store: viaRelay });
+      await relay.stop();
+      for (let i = 0; i < 30; i++) expect((await stack.request("nobody.localhost", "/", {}, router)).status).toBe(404);
+      await router.audit.flush();
+      expect(router.audit.depth).toBe(10);
+      expect(router.audit.dropped).toBe(20);
+      const metrics = await send(router.opsPort, "127.0.0.1", "/metrics");
+      expect(metrics.text).toMatch(/^portcullis_audit_dropped_total 20$/m);
+      expect(metrics.text).toMatch(/^portcullis_audit_queue_depth 10$/m);
+      const before = await streams(stack.store).streamLength(AUDIT_STREAM.key);
+      await relay.start(relay.port);
+      await eventually(async () => {
+        await router.audit.flush();
+        return router.audit.depth === 0;
+      }, 10_000);
+      expect(await streams(stack.store).streamLength(AUDIT_STREAM.key)).toBe(before + 10);
+      expect(router.audit.dropped).toBe(20);
+    } finally {
+      await relay.stop();
+      await viaRelay.close();
+    }
   });
 });
 
