@@ -77,6 +77,18 @@ for (const [kind, make] of Object.entries(factories)) {
   });
 }
 
+describe("redis store streams after Redis lost its data", () => {
+  it("recreates the consumer group and goes on reading", async () => {
+    const store = await createTestStore();
+    made.push({ store, prefix: store.prefix });
+    await store.streamAppend("s", ["before"], 100);
+    expect(await read(store, "c1")).toHaveLength(1);
+    await deleteKeys(store.prefix); // as a restarted, empty Redis would be
+    await store.streamAppend("s", ["after"], 100);
+    expect((await read(store, "c1")).map((e) => e.data)).toEqual(["after"]);
+  });
+});
+
 describe("embedded stack (PGlite, in-process store)", () => {
   it("moves router decisions into the database through the in-process stream", async () => {
     const stack = await startTestStack({ backend: "embedded", audit: "stream" });
