@@ -44,6 +44,11 @@ const Env = z.object({
     .default(7 * 24 * 60 * 60 * 1000),
   DATA_DIR: z.string().default("./.data"),
   LOG_LEVEL: z.string().default("info"),
+  CONTROL_PLANE_OPS_PORT: port(9091),
+  CONTROL_PLANE_OPS_HOST: z.string().default("127.0.0.1"),
+  KEY_SERVICE_OPS_PORT: port(9092),
+  KEY_SERVICE_OPS_HOST: z.string().default("127.0.0.1"),
+  AUDIT_CONSUMER: z.enum(["true", "false"]).default("true"),
 });
 
 export interface ControlPlaneConfig {
@@ -68,6 +73,13 @@ export interface ControlPlaneConfig {
   domainUnverifiedTtlMs: number;
   dataDir: string;
   logLevel: string;
+  /** Ops listeners (`/healthz`, `/metrics`) of the control plane and the key service. */
+  opsPort: number;
+  opsHost: string;
+  keyServiceOpsPort: number;
+  keyServiceOpsHost: string;
+  /** Whether this process moves audit events from the stream into Postgres. */
+  auditConsumer: boolean;
   /** Names of secrets generated for this process because they were not set. */
   generatedSecrets: string[];
 }
@@ -104,6 +116,11 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     domainUnverifiedTtlMs: e.DOMAIN_UNVERIFIED_TTL_MS,
     dataDir: e.DATA_DIR,
     logLevel: e.LOG_LEVEL,
+    opsPort: e.CONTROL_PLANE_OPS_PORT,
+    opsHost: e.CONTROL_PLANE_OPS_HOST,
+    keyServiceOpsPort: e.KEY_SERVICE_OPS_PORT,
+    keyServiceOpsHost: e.KEY_SERVICE_OPS_HOST,
+    auditConsumer: e.AUDIT_CONSUMER === "true",
     generatedSecrets: generated,
   });
 }

@@ -4,7 +4,15 @@
  * so the embedded stack and tests can share them.
  */
 import pino, { type Logger } from "pino";
-import { INVALIDATION_CHANNEL, Invalidation, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import {
+  AUDIT_STREAM,
+  hasStreams,
+  INVALIDATION_CHANNEL,
+  Invalidation,
+  MemoryStore,
+  RedisStore,
+  type Store,
+} from "@portcullis/shared";
 import { type AlertSender, webhookAlerts } from "./alerts/index.ts";
 import { ApplyService } from "./apply/index.ts";
 import { DomainRechecker } from "./domains/recheck.ts";
@@ -13,7 +21,12 @@ import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
 import { dnsTxtLookup, type TxtLookup } from "./domains/verify.ts";
 import { createAdminApp } from "./admin/app.ts";
+import { recordChanges } from "./admin/changes.ts";
+import { AuditConsumer } from "./audit/consumer.ts";
+import { mountAuditRoutes } from "./audit/routes.ts";
+import { mountExplainRoute } from "./explain/index.ts";
 import { createKeyServiceApp } from "./key-service/app.ts";
+import { createControlPlaneMetrics, createKeyServiceMetrics, createMetricsApp } from "./ops/index.ts";
 import { Publisher } from "./publish/index.ts";
 import { TenantService } from "./tenants/service.ts";
 import { mountUsageRoutes, UsageCollector } from "./usage/index.ts";
@@ -27,6 +40,10 @@ export { UsageCollector, type UsageView } from "./usage/index.ts";
 export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
 export { TlsAsk } from "./domains/tls-ask.ts";
 export { webhookAlerts, type Alert, type AlertSender } from "./alerts/index.ts";
+export { AuditConsumer } from "./audit/consumer.ts";
+export { canonical, chainHash, GENESIS } from "./audit/chain.ts";
+export { verifyChain } from "./audit/verify.ts";
+export * as schema from "./db/schema/index.ts";
 
 export interface ControlPlaneDeps {
   store?: Store;
@@ -43,6 +60,8 @@ export interface ControlPlaneDeps {
    * process that only serves the key service. Default on.
    */
   jobs?: boolean;
+  /** Run the audit stream consumer in this process (default: the AUDIT_CONSUMER setting). */
+  auditConsumer?: boolean;
 }
 
 export async function createControlPlane(config: Readonly<ControlPlaneConfig>, deps: ControlPlaneDeps = {}) {
@@ -97,7 +116,15 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     });
 
   const apply = new ApplyService({ db: database.db, publisher, config });
-  const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants });
+  const metrics = createControlPlaneMetrics();
+  const keyServiceMetrics = createKeyServiceMetrics();
+  const keyService = createKeyServiceApp({
+    db: database.db,
+    token: config.keyServiceToken,
+    log,
+    tenants,
+    metrics: keyServiceMetrics,
+  });
   const usage = new UsageCollector({
     db: database.db,
     store,
@@ -110,11 +137,45 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     log,
     tlsAsk,
     apply,
-    extend: (app) => mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) }),
+    changes: recordChanges({ db: database.db, tenants, log, onRecorded: () => metrics.adminChanges.inc() }),
+    observe: (method, status, seconds) =>
+      metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
+    extend: (app) => {
+      mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) });
+      mountAuditRoutes(app, { db: database.db, tenants });
+      mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });
+    },
   });
+  const streams = hasStreams(store) ? store : null;
+  const auditConsumer = new AuditConsumer({
+    db: database.db,
+    store: streams ?? new MemoryStore(),
+    log,
+    metrics: {
+      written: (n) => metrics.auditWritten.inc(n),
+      invalid: (n) => metrics.auditInvalid.inc(n),
+      failed: () => metrics.auditWriteFailures.inc(),
+      head: (seq) => metrics.auditChainHead.set(seq),
+    },
+  });
+  if (deps.auditConsumer ?? config.auditConsumer) {
+    if (streams) auditConsumer.start();
+    else log.warn("the store offers no streams: audit events are not moved into the database");
+  }
+  const ops = createMetricsApp(metrics.registry, async () => {
+    const backlog = streams ? await streams.streamLength(AUDIT_STREAM.key).catch(() => null) : null;
+    if (backlog !== null) metrics.auditBacklog.set(backlog);
+  });
+  const keyServiceOps = createMetricsApp(keyServiceMetrics.registry);
   return {
     admin,
     keyService: keyService.app,
+    /** `/healthz` and `/metrics` for the control plane's ops listener. */
+    ops,
+    /** `/healthz` and `/metrics` for the key service's ops listener. */
+    keyServiceOps,
+    metrics,
+    auditConsumer,
     tenants,
     domains,
     tlsAsk,
@@ -127,6 +188,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     async close() {
       await domains.stop();
       await unsubscribe?.().catch(() => {});
+      await auditConsumer.stop();
       keyService.close();
       await usage.close();
       await keyService.flushUsed();

@@ -9,6 +9,12 @@ const cp = await createControlPlane(config);
 const server = serve({ fetch: cp.admin.fetch, port: config.adminPort, hostname: config.adminHost }, (info) =>
   console.log(`control plane admin API on :${info.port}`),
 );
-const stop = () => server.close(() => void cp.close().then(() => process.exit(0)));
+const ops = serve({ fetch: cp.ops.fetch, port: config.opsPort, hostname: config.opsHost }, (info) =>
+  console.log(`control plane ops (/metrics) on :${info.port}`),
+);
+const stop = () => {
+  ops.close();
+  server.close(() => void cp.close().then(() => process.exit(0)));
+};
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);

@@ -39,6 +39,10 @@ const listen = (fetch: Parameters<typeof getRequestListener>[0], port: number, h
   });
 const keyServiceServer = await listen(cp.keyService.fetch, cpConfig.keyServicePort, cpConfig.keyServiceHost);
 const adminServer = await listen(cp.admin.fetch, cpConfig.adminPort, cpConfig.adminHost);
+// The control plane's consumer (started by createControlPlane) moves the router's
+// audit stream into the database: PGlite and the in-process store by default.
+const opsServer = await listen(cp.ops.fetch, cpConfig.opsPort, cpConfig.opsHost);
+const keyServiceOpsServer = await listen(cp.keyServiceOps.fetch, cpConfig.keyServiceOpsPort, cpConfig.keyServiceOpsHost);
 const router = await startRouter(routerConfig, { store });
 
 // Demo tenants, each with its own upstream that echoes the context it received.
@@ -68,8 +72,9 @@ const a = cpConfig.adminPort;
 const d = cpConfig.platformDomain;
 console.log(`
 Portcullis is running (${database.kind}, ${store.kind} store).
-  router   http://127.0.0.1:${r}     ops http://127.0.0.1:${router.opsPort}/readyz
-  admin    http://127.0.0.1:${a}     key service :${cpConfig.keyServicePort}
+  router   http://127.0.0.1:${r}     ops http://127.0.0.1:${router.opsPort}/readyz  /metrics
+  admin    http://127.0.0.1:${a}     ops http://127.0.0.1:${cpConfig.opsPort}/metrics
+  key service :${cpConfig.keyServicePort}     ops http://127.0.0.1:${cpConfig.keyServiceOpsPort}/metrics
 
 Try:
   curl -s http://acme.${d}:${r}/hello                       # acme's app, with signed tenant context
@@ -78,6 +83,8 @@ Try:
   curl -s -H 'Authorization: Bearer ${keys.acme}' http://${routerConfig.apiHostname}:${r}/v1/orders
   curl -s -H 'Authorization: Bearer ${keys.acme}' http://globex.${d}:${r}/   # 401: acme's key on globex
   curl -s -H 'Authorization: Bearer ${cpConfig.adminToken}' http://127.0.0.1:${a}/v1/tenants
+  curl -s -H 'Authorization: Bearer ${cpConfig.adminToken}' 'http://127.0.0.1:${a}/v1/audit?decision=refuse&limit=5'
+  curl -s -H 'Authorization: Bearer ${cpConfig.adminToken}' 'http://127.0.0.1:${a}/v1/explain?host=acme.${d}'
 
 ADMIN_TOKEN=${cpConfig.adminToken}
 (curl resolves *.localhost to 127.0.0.1 itself; with another client add: -H 'Host: acme.${d}' http://127.0.0.1:${r}/)
@@ -87,6 +94,8 @@ const shutdown = async () => {
   await router.drain();
   adminServer.close();
   keyServiceServer.close();
+  opsServer.close();
+  keyServiceOpsServer.close();
   for (const u of upstreams) await u.close();
   await cp.close();
   await store.close();

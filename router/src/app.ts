@@ -19,6 +19,7 @@ import type { Duplex } from "node:stream";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
+import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import {
   REFUSALS,
@@ -47,6 +48,8 @@ import { type Extracted, extractKey, verifyKey } from "./keys/index.ts";
 import type { RouterMetrics } from "./ops/index.ts";
 import { type Decision, decide, type HostOutcome, type KeyOutcome, type SessionOutcome } from "./policy/index.ts";
 import { forward, H, isBlockedRequestHeader, connectionTokens } from "./proxy/index.ts";
+import { nextTraceparent } from "./proxy/trace.ts";
+import type { SecuritySignals } from "./security/index.ts";
 import { nextRequestId } from "./request-id.ts";
 import { verifySession, withoutSessionCookie } from "./sessions/index.ts";
 import type { Resolver } from "./tenant-cache/index.ts";
@@ -62,6 +65,9 @@ export interface RouterDeps {
   limiter?: Limiter;
   /** Usage metering; without it nothing is metered. */
   meter?: UsageMeter;
+  /** Cross-tenant attempts are reported here (metrics, alerts). */
+  security?: SecuritySignals;
+  log?: Logger;
   now?: () => number;
 }
 
@@ -152,7 +158,22 @@ export function createRouterApp(deps: RouterDeps) {
     if (d?.allow && d.keyId) event.keyId = d.keyId;
     if (d?.allow && d.userId) event.userId = d.userId;
     audit.record(event);
-    metrics.decisions.inc({ decision: event.decision, reason: event.reason });
+    metrics.decided(event.decision, reason, event.tenantId);
+    if ((reason === "key_other_tenant" || reason === "session_other_tenant") && deps.security && event.tenantId) {
+      const key = s.key.presented && s.key.ok ? s.key : null;
+      const session = s.session.presented && s.session.ok ? s.session : null;
+      deps.security.crossTenant({
+        reason,
+        tenantId: event.tenantId,
+        credentialTenantId: reason === "key_other_tenant" ? (key?.tenantId ?? null) : (session?.tenantId ?? null),
+        requestId: event.requestId,
+        host: event.host,
+        path: event.path,
+        clientIp: event.clientIp,
+        ...(reason === "key_other_tenant" && key ? { keyId: key.keyId } : {}),
+        time: event.time,
+      });
+    }
   }
 
   /** The tenant a refusal is about, when the router knows its record (for branding). */
@@ -357,10 +378,16 @@ export function createRouterApp(deps: RouterDeps) {
     const named = connectionTokens(incoming.headers.connection);
     const dropAuthorization = s.extracted.kind === "key" && s.extracted.fromAuthorization;
     const headers: string[] = [];
+    let traceparent: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (isBlockedRequestHeader(name)) continue;
       const lower = name.toLowerCase();
+      if (lower === "traceparent") {
+        // A repeated traceparent is invalid (W3C Trace Context §3.2): start a new trace.
+        traceparent = traceparent === undefined ? (raw[i + 1] as string) : "";
+        continue;
+      }
       if (named.length > 0 && named.includes(lower)) continue;
       if (lower === H.authorization && dropAuthorization) continue;
       if (lower === H.cookie && s.session.presented) {
@@ -384,7 +411,7 @@ export function createRouterApp(deps: RouterDeps) {
     };
     if (d.keyId) context["x-tenant-key-id"] = d.keyId;
     if (d.userId) context["x-user-id"] = d.userId;
-    headers.push(H.host, s.hostname);
+    headers.push(H.host, s.hostname, "traceparent", nextTraceparent(traceparent));
     for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
     headers.push(H.tenantSignature, signContext(context, config.contextSigningSecret, now()));
 
@@ -409,9 +436,9 @@ export function createRouterApp(deps: RouterDeps) {
     s.upstreamMs = result.upstreamMs;
     s.bytesIn = result.bytesIn;
     s.bytesOut = result.bytesOut;
-    // A body cut off at the tenant's limit while streaming is a refusal, not an upstream error.
+    // A body that outgrew the tenant's limit while streaming is a refusal, not an upstream error.
     if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
-    else if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
+    if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
   });
 
@@ -423,7 +450,8 @@ export function createRouterApp(deps: RouterDeps) {
       s.decision = { allow: false, reason: "resolution_unavailable" };
       s.status = 503;
     }
-    console.error(`router error ${requestId}:`, error);
+    if (deps.log) deps.log.error({ err: error, requestId }, "router error");
+    else console.error(`router error ${requestId}:`, error);
     return c.body(refusalBody("resolution_unavailable", requestId), 503, refusalHeaders("resolution_unavailable", requestId));
   });
 

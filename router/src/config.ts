@@ -28,6 +28,11 @@ const Env = z.object({
   MAX_HEADER_COUNT: z.coerce.number().int().positive().default(100),
   DRAIN_TIMEOUT_MS: z.coerce.number().int().positive().default(25_000),
   LOG_LEVEL: z.string().default("info"),
+  AUDIT_QUEUE_MAX: z.coerce.number().int().positive().default(100_000),
+  AUDIT_STREAM_MAXLEN: z.coerce.number().int().positive().default(1_000_000),
+  ALERT_WEBHOOK_URL: z.string().url().optional(),
+  ALERT_MIN_INTERVAL_MS: z.coerce.number().int().nonnegative().default(60_000),
+  METRICS_TENANT_LABELS: z.coerce.number().int().nonnegative().default(100),
 });
 
 export interface RouterConfig {
@@ -52,6 +57,15 @@ export interface RouterConfig {
   maxHeaderCount: number;
   drainTimeoutMs: number;
   logLevel: string;
+  /** Audit events held in memory while the store is unreachable; beyond it they are dropped and counted. */
+  auditQueueMax: number;
+  /** Bound of the durable audit stream's backlog (entries). */
+  auditStreamMaxLen: number;
+  alertWebhookUrl: string | undefined;
+  /** Least time between two alerts of one kind for one tenant. */
+  alertMinIntervalMs: number;
+  /** Tenants that get their own metric label value; the rest share `other`. */
+  metricsTenantLabels: number;
   generatedSecrets: string[];
 }
 
@@ -95,6 +109,11 @@ export function loadRouterConfig(
     maxHeaderCount: e.MAX_HEADER_COUNT,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
+    auditQueueMax: e.AUDIT_QUEUE_MAX,
+    auditStreamMaxLen: e.AUDIT_STREAM_MAXLEN,
+    alertWebhookUrl: e.ALERT_WEBHOOK_URL,
+    alertMinIntervalMs: e.ALERT_MIN_INTERVAL_MS,
+    metricsTenantLabels: e.METRICS_TENANT_LABELS,
     generatedSecrets: generated,
     ...overrides,
   });

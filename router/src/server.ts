@@ -6,19 +6,21 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { createRouterApp } from "./app.ts";
-import { type AuditSink, type AuditWriter, BatchingAuditSink } from "./audit/index.ts";
+import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
 import { Limiter, UsageMeter } from "./limits/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
 import { createDispatcher } from "./proxy/index.ts";
+import { createSecuritySignals, type SecuritySignals } from "./security/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
 
 export interface StartRouterDeps {
   store?: Store;
   keyService?: KeyServiceClient;
+  /** Where audit batches go; default: the store's durable audit stream. */
   auditWriter?: AuditWriter;
   log?: Logger;
   now?: () => number;
@@ -32,6 +34,7 @@ export interface RunningRouter {
   store: Store;
   limiter: Limiter;
   meter: UsageMeter;
+  security: SecuritySignals;
   /** SIGTERM behaviour: unready, finish in-flight requests, close. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -54,8 +57,11 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   if (deps.store) store = deps.store;
   else if (config.redisUrl) store = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix });
   else store = new MemoryStore();
-  const keyService = deps.keyService ?? createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken });
-  const metrics = createRouterMetrics();
+  const metrics = createRouterMetrics({ tenantLabels: config.metricsTenantLabels });
+  const keyService = timedKeyService(
+    deps.keyService ?? createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken }),
+    metrics,
+  );
   const resolver = new Resolver({
     store,
     keyService,
@@ -64,16 +70,32 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   });
   await resolver.start().catch((error) => log.warn({ err: error }, "invalidation subscription not yet established"));
   const dispatcher = createDispatcher(config.upstream);
+  let lastAuditWarning = 0;
   const audit = new BatchingAuditSink({
     writer:
       deps.auditWriter ??
-      (async (batch) => {
-        for (const event of batch) log.info({ audit: event }, "decision");
-      }),
-    onError: (error) => log.warn({ err: error }, "audit write failed; will retry"),
+      (hasStreams(store)
+        ? storeWriter(store, { maxLen: config.auditStreamMaxLen })
+        : // A store without streams (a test double): the decisions go to the log instead.
+          async (batch) => {
+            for (const event of batch) log.info({ audit: event }, "decision");
+          }),
+    maxQueue: config.auditQueueMax,
+    onError: (error) => {
+      // The batch stays queued (bounded) and is retried; warn once per 30 s, not per tick.
+      if (Date.now() - lastAuditWarning < 30_000) return;
+      lastAuditWarning = Date.now();
+      log.warn({ err: error, queued: audit.depth }, "audit write failed; will retry");
+    },
   });
   const limiter = new Limiter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
   const meter = new UsageMeter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
+  const security = createSecuritySignals({
+    metrics,
+    log,
+    webhookUrl: config.alertWebhookUrl,
+    minIntervalMs: config.alertMinIntervalMs,
+  });
   const { listener, clientError, upgrade, connect } = createRouterApp({
     limiter,
     meter,
@@ -83,6 +105,8 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     audit,
     metrics,
     clientIp: clientIpResolver(config.trustedProxies),
+    security,
+    log,
     ...(deps.now ? { now: deps.now } : {}),
   });
 
@@ -119,14 +143,22 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   const probeTimer = setInterval(() => void probe(), 1_000);
   probeTimer.unref();
 
+  let droppedReported = 0;
   const opsApp = createOpsApp({
     readiness: { ready: () => !draining && keyServiceUp },
     metrics,
-    beforeScrape: () => {
+    beforeScrape: async () => {
       metrics.auditDepth.set(audit.depth);
-      metrics.auditDropped.set(audit.dropped);
       metrics.usagePending.set(meter.depth);
       metrics.limiterDegraded.set(limiter.degraded ? 1 : 0);
+      const dropped = audit.dropped - droppedReported;
+      if (dropped > 0) metrics.auditDropped.inc(dropped);
+      droppedReported += dropped;
+      metrics.openConnections.set(
+        { side: "client" },
+        await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
+      );
+      metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher));
     },
   });
   const opsServer = createServer(getRequestListener(opsApp.fetch));
@@ -146,6 +178,13 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     // Counted usage goes to the shared store before the process lets go of it.
     await meter.close();
     await limiter.close();
+    // The store may be briefly unreachable at shutdown: a few more tries, then say what is lost.
+    for (let i = 0; i < 3 && audit.depth > 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      await audit.flush();
+    }
+    if (audit.depth > 0) log.error({ lost: audit.depth }, "audit events could not be written before shutdown");
+    await security.flush();
     await resolver.close();
     await dispatcher.close();
     if (!deps.keyService) await keyService.close();
@@ -160,6 +199,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     store,
     limiter,
     meter,
+    security,
     async drain() {
       draining = true;
       // Stop accepting, let in-flight requests finish, then close what is idle.
@@ -172,5 +212,40 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       await close();
     },
     close,
+  };
+}
+
+/** Open connections of the upstream dispatcher (undici Agent stats, per origin). */
+function upstreamConnections(dispatcher: unknown): number {
+  const stats = (dispatcher as { stats?: Record<string, { connected?: number }> }).stats;
+  if (!stats) return 0;
+  let n = 0;
+  for (const origin of Object.values(stats)) n += origin.connected ?? 0;
+  return n;
+}
+
+/** The key service client, timed per call (portcullis_key_service_client_seconds). */
+function timedKeyService(client: KeyServiceClient, metrics: ReturnType<typeof createRouterMetrics>): KeyServiceClient {
+  const timed =
+    <A extends unknown[], R>(call: string, fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const started = performance.now();
+      try {
+        const result = await fn(...args);
+        metrics.keyService.observe({ call, outcome: "ok" }, (performance.now() - started) / 1000);
+        return result;
+      } catch (error) {
+        metrics.keyService.observe({ call, outcome: "error" }, (performance.now() - started) / 1000);
+        throw error;
+      }
+    };
+  return {
+    resolveHost: timed("resolve_host", (h: string) => client.resolveHost(h)),
+    tenant: timed("tenant", (id: string) => client.tenant(id)),
+    verifyKey: timed("verify_key", (hash: string) => client.verifyKey(hash)),
+    session: timed("session", (id: string) => client.session(id)),
+    reportUsed: (ids) => client.reportUsed(ids),
+    healthy: () => client.healthy(),
+    close: () => client.close(),
   };
 }

@@ -9,12 +9,13 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getRequestListener } from "@hono/node-server";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import {
   type ControlPlane,
   createControlPlane,
   loadControlPlaneConfig,
   migrate,
+  schema,
   openDatabase,
   type Database,
 } from "@portcullis/control-plane";
@@ -27,6 +28,7 @@ import {
   startRouter,
 } from "@portcullis/router";
 import { MemoryStore, type Store } from "@portcullis/shared";
+import { eq } from "drizzle-orm";
 import { type EchoUpstream, startEchoUpstream } from "../../deploy/local/demo-upstream.ts";
 import { type Answer, send } from "./http.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
@@ -40,6 +42,16 @@ export interface TestStackOptions {
   router?: Partial<RouterConfig>;
   env?: Record<string, string>;
   txtLookup?: Parameters<typeof createControlPlane>[1] extends infer D ? (D extends { txtLookup?: infer T } ? T : never) : never;
+  /**
+   * Where routers' audit events go: "memory" (default; `stack.audit`, `auditFor`) or
+   * "stream" (the product path: the store's audit stream, moved into Postgres by the
+   * control plane's consumer; `auditRows`).
+   */
+  audit?: "memory" | "stream";
+  /** Run the control plane's audit consumer (default: when `audit` is "stream"). */
+  auditConsumer?: boolean;
+  /** Logger of the control plane (default: silent). */
+  log?: Logger;
 }
 
 export const SECRETS = {
@@ -98,12 +110,17 @@ export class TestStack {
     return this.router.port;
   }
 
+  /** URL of this stack's Postgres database (real backend). */
+  get databaseUrl(): string {
+    return this.#testDb?.url ?? "";
+  }
+
   get env(): Record<string, string> {
     return { ...SECRETS, PLATFORM_DOMAIN: "localhost", LOG_LEVEL: "silent", ...(this.#options.env ?? {}) };
   }
 
   async start(): Promise<this> {
-    const log = pino({ level: "silent" });
+    const log = this.#options.log ?? pino({ level: "silent" });
     if (this.backend === "real") {
       this.#testDb = await createTestDatabase();
       this.#database = this.#testDb.database;
@@ -121,6 +138,7 @@ export class TestStack {
       store: this.store,
       database: this.#database,
       log,
+      auditConsumer: this.#options.auditConsumer ?? this.#options.audit === "stream",
       ...(this.#options.txtLookup ? { txtLookup: this.#options.txtLookup } : {}),
     });
     this.#adminServer = await listen(this.cp.admin.fetch);
@@ -144,7 +162,7 @@ export class TestStack {
 
   async addRouter(
     overrides: Partial<RouterConfig> = {},
-    deps: { store?: Store; now?: () => number; keyServiceUrl?: string } = {},
+    deps: { store?: Store; now?: () => number; keyServiceUrl?: string; log?: Logger } = {},
   ): Promise<RunningRouter> {
     const config = loadRouterConfig(
       { ...this.env, KEY_SERVICE_URL: deps.keyServiceUrl ?? `http://127.0.0.1:${this.keyServicePort}` },
@@ -154,8 +172,8 @@ export class TestStack {
     this.audit = events;
     const router = await startRouter(config, {
       store: deps.store ?? this.store,
-      auditWriter: writer,
-      log: pino({ level: "silent" }),
+      ...(this.#options.audit === "stream" ? {} : { auditWriter: writer }),
+      log: deps.log ?? pino({ level: "silent" }),
       ...(deps.now ? { now: deps.now } : {}),
     });
     this.routers.push(router);
@@ -217,6 +235,17 @@ export class TestStack {
       const found = this.audit.filter((e) => e.requestId === requestId);
       if (found.length > 0 || Date.now() > deadline) return found;
       await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Rows of `audit_events` for a request id, once the stream consumer stored at least one. */
+  async auditRows(requestId: string, timeoutMs = 10_000): Promise<(typeof schema.auditEvents.$inferSelect)[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await Promise.all(this.routers.map((r) => r.audit.flush()));
+      const rows = await this.cp.database.db.select().from(schema.auditEvents).where(eq(schema.auditEvents.requestId, requestId));
+      if (rows.length > 0 || Date.now() > deadline) return rows;
+      await new Promise((r) => setTimeout(r, 25));
     }
   }
 

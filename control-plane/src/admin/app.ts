@@ -2,7 +2,7 @@
  * The admin API (contract: "Admin API"). Bearer-token auth compared in constant time;
  * bodies validated with zod; every answer JSON; errors in the contract's shape.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { constantTimeEqual, newId } from "@portcullis/shared";
 import type { Logger } from "pino";
@@ -13,7 +13,7 @@ import type { Outcome, TenantService } from "../tenants/service.ts";
 import { isCidr } from "../tenants/validation.ts";
 import { adminError, errorBody } from "./errors.ts";
 
-type Env = { Variables: { requestId: string } };
+export type Env = { Variables: { requestId: string } };
 
 const Limits = z
   .object({
@@ -76,6 +76,10 @@ export interface AdminAppDeps {
   apply?: ApplyService;
   /** Extra routes (audit, usage, explain) mounted by later modules. */
   extend?: (app: Hono<Env>) => void;
+  /** Runs around every authenticated call (records configuration changes: admin/changes.ts). */
+  changes?: MiddlewareHandler<Env>;
+  /** Observes each call's duration (metrics). */
+  observe?: (method: string, status: number, seconds: number) => void;
 }
 
 async function body<T extends z.ZodType>(
@@ -107,9 +111,23 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
   const { tenants } = deps;
 
   app.use(async function requestId(c, next) {
+    const started = performance.now();
     c.set("requestId", newId("request"));
     c.header("x-request-id", c.get("requestId"));
     await next();
+    // Admin calls are few: each is logged (never its body: keys and tokens live there).
+    const seconds = (performance.now() - started) / 1000;
+    deps.observe?.(c.req.method, c.res.status, seconds);
+    deps.log.info(
+      {
+        requestId: c.get("requestId"),
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(seconds * 1000),
+      },
+      "admin request",
+    );
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
@@ -136,6 +154,7 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     }
     await next();
   });
+  if (deps.changes) app.use("/v1/*", deps.changes);
 
   app.post("/v1/tenants", async (c) => {
     const b = await body(c, schemas.createTenant);

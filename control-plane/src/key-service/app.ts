@@ -11,7 +11,18 @@ import type { Logger } from "pino";
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
+import type { KeyServiceMetrics, KeyServiceRoute } from "../ops/index.ts";
 import type { TenantService } from "../tenants/service.ts";
+
+function routeOf(path: string): KeyServiceRoute {
+  if (path.startsWith("/v1/resolve/host/")) return "resolve_host";
+  if (path.startsWith("/v1/resolve/tenant/")) return "resolve_tenant";
+  if (path === "/v1/keys/verify") return "verify_key";
+  if (path === "/v1/keys/used") return "keys_used";
+  if (path.startsWith("/v1/sessions/")) return "session";
+  if (path === "/healthz") return "health";
+  return "other";
+}
 
 export interface KeyServiceDeps {
   db: Db;
@@ -20,6 +31,7 @@ export interface KeyServiceDeps {
   tenants: TenantService;
   /** Most database lookups in flight at once; beyond it, answer 503 at once. */
   maxInFlight?: number;
+  metrics?: KeyServiceMetrics;
 }
 
 export function createKeyServiceApp(deps: KeyServiceDeps) {
@@ -43,6 +55,18 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
   const timer = setInterval(flushUsed, 60_000);
   timer.unref();
 
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.use(async function measure(c, next) {
+      const started = performance.now();
+      await next();
+      metrics.requests.observe(
+        { route: routeOf(c.req.path), status: String(c.res.status) },
+        (performance.now() - started) / 1000,
+      );
+    });
+  }
+
   app.get("/healthz", async (c) => {
     try {
       await deps.db.execute(sql`select 1`);
@@ -58,13 +82,16 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
       return c.json({ error: { code: "unauthorized", message: "unauthorized", requestId: "" } }, 401);
     }
     if (inFlight >= maxInFlight) {
+      metrics?.overloaded.inc();
       return c.json({ error: { code: "overloaded", message: "overloaded", requestId: "" } }, 503);
     }
     inFlight++;
+    metrics?.inFlight.set(inFlight);
     try {
       await next();
     } finally {
       inFlight--;
+      metrics?.inFlight.set(inFlight);
     }
   });
 

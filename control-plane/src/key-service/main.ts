@@ -7,11 +7,17 @@ if (config.generatedSecrets.includes("KEY_SERVICE_TOKEN")) {
   console.error("KEY_SERVICE_TOKEN must be set so routers can reach the key service");
   process.exit(2);
 }
-// The periodic jobs run with the admin API (control-plane main), not here.
-const cp = await createControlPlane(config, { jobs: false });
+// The periodic jobs and the audit consumer run with the admin API (control-plane main), not here.
+const cp = await createControlPlane(config, { jobs: false, auditConsumer: false });
 const server = serve({ fetch: cp.keyService.fetch, port: config.keyServicePort, hostname: config.keyServiceHost }, (info) =>
   console.log(`key service on :${info.port}`),
 );
-const stop = () => server.close(() => void cp.close().then(() => process.exit(0)));
+const ops = serve({ fetch: cp.keyServiceOps.fetch, port: config.keyServiceOpsPort, hostname: config.keyServiceOpsHost }, (info) =>
+  console.log(`key service ops (/metrics) on :${info.port}`),
+);
+const stop = () => {
+  ops.close();
+  server.close(() => void cp.close().then(() => process.exit(0)));
+};
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);

@@ -1,25 +1,18 @@
 /**
  * The audit trail of routing decisions. The request path only appends to a bounded
- * in-memory queue; batches leave it on a timer. When the queue is full, events are
+ * in-memory queue; batches leave it on a timer for the writer — by default the
+ * store's durable audit stream (Redis Streams), which the control plane moves into
+ * Postgres. When the queue is full, or the stream is at its bound, events are
  * dropped and counted (metric `portcullis_audit_dropped_total`), never silently.
+ * While the store is unreachable, batches wait in the queue and are retried.
  */
-export interface AuditEvent {
-  time: string;
-  requestId: string;
-  decision: "allow" | "refuse";
-  reason: string;
-  tenantId: string | null;
-  host: string;
-  method: string;
-  path: string;
-  credential: "none" | "hostname" | "api-key" | "session";
-  keyId?: string;
-  userId?: string;
-  clientIp: string;
-  status: number;
-}
+import { AUDIT_STREAM, type AuditEvent, type StreamStore } from "@portcullis/shared";
 
-export type AuditWriter = (batch: AuditEvent[]) => Promise<void>;
+export type { AuditEvent } from "@portcullis/shared";
+
+/** Writes a batch; may answer how many of its events it had to refuse (counted as dropped). */
+// biome-ignore lint/suspicious/noConfusingVoidType: writers that answer nothing (Promise<void>) stay valid.
+export type AuditWriter = (batch: AuditEvent[]) => Promise<void | number>;
 
 export interface AuditSink {
   record(event: AuditEvent): void;
@@ -74,7 +67,8 @@ export class BatchingAuditSink implements AuditSink {
         while (this.#queue.length > 0) {
           const batch = this.#queue.slice(0, this.#o.batchSize);
           try {
-            await this.#o.writer(batch);
+            const refused = await this.#o.writer(batch);
+            if (typeof refused === "number" && refused > 0) this.#dropped += refused;
           } catch (error) {
             // Kept in the queue (bounded) and tried again on the next tick.
             this.#o.onError?.(error);
@@ -103,4 +97,19 @@ export function memoryWriter(limit = 50_000) {
     if (events.length > limit) events.splice(0, events.length - limit);
   };
   return { events, writer };
+}
+
+/**
+ * The durable writer: one round trip per batch into the store's audit stream.
+ * Events beyond the stream's bound are refused by the store and counted here.
+ */
+export function storeWriter(store: StreamStore, options: { maxLen?: number; stream?: string } = {}): AuditWriter {
+  const stream = options.stream ?? AUDIT_STREAM.key;
+  const maxLen = options.maxLen ?? AUDIT_STREAM.defaultMaxLen;
+  return async (batch) => {
+    const payloads = new Array<string>(batch.length);
+    for (let i = 0; i < batch.length; i++) payloads[i] = JSON.stringify(batch[i]);
+    const appended = await store.streamAppend(stream, payloads, maxLen);
+    return batch.length - appended;
+  };
 }

@@ -11,12 +11,12 @@ export interface Readiness {
   ready(): boolean;
 }
 
-export function createOpsApp(deps: { readiness: Readiness; metrics: RouterMetrics; beforeScrape?: () => void }) {
+export function createOpsApp(deps: { readiness: Readiness; metrics: RouterMetrics; beforeScrape?: () => void | Promise<void> }) {
   const app = new Hono();
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.get("/readyz", (c) => (deps.readiness.ready() ? c.json({ ready: true }) : c.json({ ready: false }, 503)));
   app.get("/metrics", async (c) => {
-    deps.beforeScrape?.();
+    await deps.beforeScrape?.();
     return c.body(await deps.metrics.registry.metrics(), 200, { "content-type": deps.metrics.registry.contentType });
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: "Not found.", requestId: "" } }, 404));

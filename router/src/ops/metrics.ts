@@ -1,13 +1,34 @@
-/** Router metrics (Prometheus, prom-client). Label values are bounded sets only. */
+/**
+ * Router metrics (Prometheus, prom-client). Label values are bounded sets only:
+ * tenant ids become labels for the first `tenantLabels` tenants seen by this
+ * process and `other` after that, so a million tenants cannot explode the series
+ * count (see tenantLabel). Per-request updates go through cached label children.
+ */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
-export function createRouterMetrics() {
+export const OTHER_TENANT = "other";
+
+export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
+  const maxTenantLabels = options.tenantLabels ?? 100;
   const registry = new Registry();
+  // Includes the event-loop delay (portcullis_router_nodejs_eventloop_lag_*).
   collectDefaultMetrics({ register: registry, prefix: "portcullis_router_" });
   const decisions = new Counter({
     name: "portcullis_decisions_total",
     help: "Routing decisions by outcome and reason.",
     labelNames: ["decision", "reason"] as const,
+    registers: [registry],
+  });
+  const tenantDecisions = new Counter({
+    name: "portcullis_tenant_decisions_total",
+    help: "Routing decisions by tenant (bounded: the first tenants seen get a label, the rest are `other`).",
+    labelNames: ["tenant", "decision"] as const,
+    registers: [registry],
+  });
+  const crossTenant = new Counter({
+    name: "portcullis_cross_tenant_attempts_total",
+    help: "Requests with a credential of another tenant, by reason, tenant (bounded) and side: target (the host's tenant) or credential (the key's or session's owner).",
+    labelNames: ["reason", "tenant", "side"] as const,
     registers: [registry],
   });
   const added = new Histogram({
@@ -22,6 +43,13 @@ export function createRouterMetrics() {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     registers: [registry],
   });
+  const keyService = new Histogram({
+    name: "portcullis_key_service_client_seconds",
+    help: "Key service calls made by the router, by call and outcome.",
+    labelNames: ["call", "outcome"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
+    registers: [registry],
+  });
   const cacheLookups = new Counter({
     name: "portcullis_cache_lookups_total",
     help: "Cache lookups by cache and tier that answered (memory, store, origin, stale, unavailable).",
@@ -34,14 +62,26 @@ export function createRouterMetrics() {
     labelNames: ["reason"] as const,
     registers: [registry],
   });
-  const auditDepth = new Gauge({
-    name: "portcullis_audit_queue_depth",
-    help: "Audit events waiting to be written.",
+  const openConnections = new Gauge({
+    name: "portcullis_open_connections",
+    help: "Open connections: side=client (to the public listener) or upstream (to tenant upstreams).",
+    labelNames: ["side"] as const,
     registers: [registry],
   });
-  const auditDropped = new Gauge({
+  const auditDepth = new Gauge({
+    name: "portcullis_audit_queue_depth",
+    help: "Audit events waiting in memory to be written to the durable stream.",
+    registers: [registry],
+  });
+  const auditDropped = new Counter({
     name: "portcullis_audit_dropped_total",
-    help: "Audit events dropped because the queue was full.",
+    help: "Audit events dropped because the in-memory queue or the durable stream was full.",
+    registers: [registry],
+  });
+  const alerts = new Counter({
+    name: "portcullis_security_alerts_total",
+    help: "Security alerts by outcome: sent, suppressed (rate limited), failed.",
+    labelNames: ["outcome"] as const,
     registers: [registry],
   });
   const inFlight = new Gauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registers: [registry] });
@@ -75,16 +115,56 @@ export function createRouterMetrics() {
     help: "Tenant-months of usage waiting to be flushed to the shared store.",
     registers: [registry],
   });
+
+  // Bounded tenant labels: the first `maxTenantLabels` tenants keep their id.
+  const labelled = new Set<string>();
+  function tenantLabel(tenantId: string | null | undefined): string {
+    if (!tenantId) return "none";
+    if (labelled.has(tenantId)) return tenantId;
+    if (labelled.size < maxTenantLabels) {
+      labelled.add(tenantId);
+      return tenantId;
+    }
+    return OTHER_TENANT;
+  }
+
+  // Cached children, per decision: no label hashing or string building per request.
+  // Keys are bounded sets (reasons; tenant labels).
+  const decisionChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
+  const tenantChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
+  function decided(decision: "allow" | "refuse", reason: string, tenantId: string | null) {
+    let child = decisionChildren[decision].get(reason);
+    if (!child) {
+      child = decisions.labels({ decision, reason });
+      decisionChildren[decision].set(reason, child);
+    }
+    child.inc();
+    const tenant = tenantLabel(tenantId);
+    let tchild = tenantChildren[decision].get(tenant);
+    if (!tchild) {
+      tchild = tenantDecisions.labels({ tenant, decision });
+      tenantChildren[decision].set(tenant, tchild);
+    }
+    tchild.inc();
+  }
+
   return {
     registry,
     decisions,
+    tenantDecisions,
+    crossTenant,
     added,
     upstream,
+    keyService,
     cacheLookups,
     upstreamErrors,
+    openConnections,
     auditDepth,
     auditDropped,
+    alerts,
     inFlight,
+    tenantLabel,
+    decided,
     limiterDegraded,
     limiterStoreErrors,
     limiterLocalDecisions,

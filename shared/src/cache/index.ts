@@ -1,4 +1,5 @@
 export * from "./keys.ts";
 export * from "./memory-store.ts";
 export * from "./redis-store.ts";
-export type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "./store.ts";
+export { hasStreams } from "./store.ts";
+export type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";

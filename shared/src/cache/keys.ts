@@ -78,3 +78,18 @@ export function msToNextPeriod(timeMs: number): number {
   const d = new Date(timeMs);
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) - timeMs;
 }
+
+/**
+ * The durable audit stream (Redis Stream, prefixed like every key): routers append
+ * decisions in batches, the control plane's consumer group moves them to Postgres
+ * and deletes what it committed. `maxLen` bounds the backlog: a batch that would
+ * exceed it is refused (and counted by the router as dropped) instead of trimming
+ * unread events silently.
+ */
+export const AUDIT_STREAM = {
+  key: "audit:decisions",
+  group: "audit-writers",
+  /** The hash chain of these events in Postgres (`audit_events.stream`). */
+  chain: "decisions",
+  defaultMaxLen: 1_000_000,
+} as const;

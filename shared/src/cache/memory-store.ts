@@ -3,7 +3,15 @@
  * (the embedded quickstart). Not shared across processes, so valid only when the
  * router, control plane and key service run together.
  */
-import type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "./store.ts";
+import type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
+
+/** An in-process stream: entries in order, plus one delivery state per group. */
+interface MemoryStream {
+  entries: Map<string, { seq: number; data: string }>;
+  nextSeq: number;
+  groups: Map<string, { delivered: number; pending: Map<string, { consumer: string; at: number }> }>;
+  waiters: Set<() => void>;
+}
 
 interface Cell {
   value: string;
@@ -11,12 +19,13 @@ interface Cell {
   expiresAt: number;
 }
 
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, StreamStore {
   readonly kind = "memory" as const;
   readonly #cells = new Map<string, Cell>();
   readonly #counters = new Map<string, { n: number; expiresAt: number }>();
   readonly #hashes = new Map<string, Map<string, number>>();
   readonly #channels = new Map<string, Set<(message: string) => void>>();
+  readonly #streams = new Map<string, MemoryStream>();
   readonly #now: () => number;
 
   constructor(options: { now?: () => number } = {}) {
@@ -144,7 +153,107 @@ export class MemoryStore implements Store {
     return hash ? Object.fromEntries(hash) : {};
   }
 
+  #stream(name: string): MemoryStream {
+    let stream = this.#streams.get(name);
+    if (!stream) {
+      stream = { entries: new Map(), nextSeq: 1, groups: new Map(), waiters: new Set() };
+      this.#streams.set(name, stream);
+    }
+    return stream;
+  }
+
+  #group(stream: MemoryStream, name: string) {
+    let group = stream.groups.get(name);
+    if (!group) {
+      group = { delivered: 0, pending: new Map() };
+      stream.groups.set(name, group);
+    }
+    return group;
+  }
+
+  async streamAppend(name: string, payloads: string[], maxLen: number): Promise<number> {
+    const stream = this.#stream(name);
+    const room = Math.max(0, maxLen - stream.entries.size);
+    const n = Math.min(room, payloads.length);
+    for (let i = 0; i < n; i++) {
+      const seq = stream.nextSeq++;
+      stream.entries.set(`${seq}-0`, { seq, data: payloads[i] as string });
+    }
+    if (n > 0) for (const wake of stream.waiters) wake();
+    return n;
+  }
+
+  async streamRead(name: string, o: StreamReadOptions): Promise<StreamEntry[]> {
+    const stream = this.#stream(name);
+    const group = this.#group(stream, o.group);
+    const out: StreamEntry[] = [];
+    if (o.pending) {
+      for (const [id, p] of group.pending) {
+        if (out.length >= o.count) break;
+        const entry = stream.entries.get(id);
+        if (p.consumer === o.consumer && entry) out.push({ id, data: entry.data });
+      }
+      return out;
+    }
+    const collect = () => {
+      for (const [id, entry] of stream.entries) {
+        if (out.length >= o.count) break;
+        if (entry.seq <= group.delivered) continue;
+        group.delivered = entry.seq;
+        group.pending.set(id, { consumer: o.consumer, at: this.#now() });
+        out.push({ id, data: entry.data });
+      }
+    };
+    collect();
+    if (out.length > 0 || o.blockMs <= 0) return out;
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        stream.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, o.blockMs);
+      stream.waiters.add(wake);
+    });
+    collect();
+    return out;
+  }
+
+  async streamAck(name: string, group: string, ids: string[]): Promise<void> {
+    const stream = this.#stream(name);
+    const g = this.#group(stream, group);
+    for (const id of ids) {
+      g.pending.delete(id);
+      stream.entries.delete(id);
+    }
+  }
+
+  async streamClaim(name: string, group: string, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]> {
+    const stream = this.#stream(name);
+    const g = this.#group(stream, group);
+    const now = this.#now();
+    const out: StreamEntry[] = [];
+    for (const [id, p] of g.pending) {
+      if (out.length >= count) break;
+      const entry = stream.entries.get(id);
+      if (!entry) {
+        g.pending.delete(id);
+        continue;
+      }
+      if (p.consumer !== consumer && now - p.at >= minIdleMs) {
+        g.pending.set(id, { consumer, at: now });
+        out.push({ id, data: entry.data });
+      }
+    }
+    return out;
+  }
+
+  async streamLength(name: string): Promise<number> {
+    return this.#streams.get(name)?.entries.size ?? 0;
+  }
+
   async close(): Promise<void> {
     this.#channels.clear();
+    for (const stream of this.#streams.values()) for (const wake of stream.waiters) wake();
   }
 }

@@ -6,7 +6,7 @@
  * drop what it cached.
  */
 import { Redis } from "ioredis";
-import type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "./store.ts";
+import type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
 
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
@@ -93,9 +93,33 @@ local v = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 return v`;
 
+// Append a batch to a stream only as far as the bound allows: the backlog stays
+// bounded without trimming entries no consumer has stored yet (the caller counts
+// the refused rest). MAXLEN never trims here; it is a guard against misuse.
+const STREAM_APPEND = `
+local max = tonumber(ARGV[1])
+local n = #ARGV - 1
+local room = max - redis.call('XLEN', KEYS[1])
+if room < n then n = room end
+if n < 0 then n = 0 end
+for i = 2, n + 1 do redis.call('XADD', KEYS[1], 'MAXLEN', max, '*', 'e', ARGV[i]) end
+return n`;
+
+type RawEntry = [string, string[] | null];
+
+function entriesOf(raw: RawEntry[]): StreamEntry[] {
+  const out: StreamEntry[] = [];
+  for (const [id, fields] of raw) {
+    // A deleted entry still listed as pending comes back without fields.
+    out.push({ id, data: fields && fields[0] === "e" ? (fields[1] as string) : "" });
+  }
+  return out;
+}
+
 type Scripted = Redis & {
   admit(...args: (string | number)[]): Promise<number[]>;
   takeHash(key: string): Promise<string[]>;
+  streamAppend(key: string, maxLen: number, ...payloads: string[]): Promise<number>;
   setIfNewer(key: string, value: string, version: number, ttl: number, mode: string): Promise<number>;
   gcra(key: string, intervalUs: number, burst: number): Promise<[number, number, number]>;
   incrTtl(key: string, by: number, ttl: number): Promise<number>;
@@ -107,12 +131,14 @@ export interface RedisStoreOptions {
   commandTimeoutMs?: number;
 }
 
-export class RedisStore implements Store {
+export class RedisStore implements Store, StreamStore {
   readonly kind = "redis" as const;
   readonly #prefix: string;
   readonly #redis: Scripted;
   readonly #url: string;
   readonly #subscribers = new Set<Redis>();
+  #blocking: Redis | null = null;
+  readonly #groups = new Set<string>();
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.prefix;
@@ -133,6 +159,7 @@ export class RedisStore implements Store {
     this.#redis.defineCommand("incrTtl", { numberOfKeys: 1, lua: INCR });
     this.#redis.defineCommand("admit", { lua: ADMIT });
     this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
+    this.#redis.defineCommand("streamAppend", { numberOfKeys: 1, lua: STREAM_APPEND });
   }
 
   /** Resolves once connected (or rejects after `timeoutMs`). */
@@ -243,7 +270,89 @@ export class RedisStore implements Store {
     return out;
   }
 
+  async streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number> {
+    if (payloads.length === 0) return 0;
+    return this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads);
+  }
+
+  async #ensureGroup(client: Redis, key: string, group: string): Promise<void> {
+    const id = `${key}\n${group}`;
+    if (this.#groups.has(id)) return;
+    try {
+      await client.xgroup("CREATE", key, group, "0", "MKSTREAM");
+    } catch (error) {
+      if (!String((error as Error).message).includes("BUSYGROUP")) throw error;
+    }
+    this.#groups.add(id);
+  }
+
+  /** Blocking reads get their own connection (no command timeout shorter than the block). */
+  #blocker(): Redis {
+    if (!this.#blocking) {
+      this.#blocking = new Redis(this.#url, {
+        // Queue the first read until this connection is up (it is made on first use).
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: 1,
+        connectTimeout: 1_000,
+        retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
+      });
+      this.#blocking.on("error", () => {});
+    }
+    return this.#blocking;
+  }
+
+  async streamRead(stream: string, o: StreamReadOptions): Promise<StreamEntry[]> {
+    const key = this.#prefix + stream;
+    const client = o.blockMs > 0 && !o.pending ? this.#blocker() : this.#redis;
+    const args: (string | number)[] = ["GROUP", o.group, o.consumer, "COUNT", o.count];
+    if (o.blockMs > 0 && !o.pending) args.push("BLOCK", o.blockMs);
+    args.push("STREAMS", key, o.pending ? "0" : ">");
+    for (let attempt = 0; ; attempt++) {
+      await this.#ensureGroup(this.#redis, key, o.group);
+      try {
+        const reply = (await client.call("XREADGROUP", ...args)) as unknown[] | null;
+        if (!reply || reply.length === 0) return [];
+        // RESP3 answers a map (flattened to [key, entries]); RESP2 a list of [key, entries].
+        const entries = typeof reply[0] === "string" ? reply[1] : (reply[0] as unknown[])[1];
+        return entriesOf((entries ?? []) as RawEntry[]);
+      } catch (error) {
+        // The group vanished (Redis restarted empty, or the key was deleted): recreate it once.
+        if (attempt > 0 || !String((error as Error).message).includes("NOGROUP")) throw error;
+        this.#groups.delete(`${key}\n${o.group}`);
+      }
+    }
+  }
+
+  async streamAck(stream: string, group: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const key = this.#prefix + stream;
+    const results = await this.#redis
+      .multi()
+      .xack(key, group, ...ids)
+      .xdel(key, ...ids)
+      .exec();
+    const failed = results?.find(([error]) => error);
+    if (!results || failed) throw failed?.[0] ?? new Error("stream acknowledgement failed");
+  }
+
+  async streamClaim(stream: string, group: string, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]> {
+    const key = this.#prefix + stream;
+    await this.#ensureGroup(this.#redis, key, group);
+    const reply = (await this.#redis.call("XAUTOCLAIM", key, group, consumer, minIdleMs, "0-0", "COUNT", count)) as [
+      string,
+      RawEntry[],
+      string[]?,
+    ];
+    return entriesOf(reply[1]);
+  }
+
+  streamLength(stream: string): Promise<number> {
+    return this.#redis.xlen(this.#prefix + stream);
+  }
+
   async close(): Promise<void> {
+    this.#blocking?.disconnect();
+    this.#blocking = null;
     for (const sub of this.#subscribers) sub.disconnect();
     this.#subscribers.clear();
     this.#redis.disconnect();

@@ -28,6 +28,27 @@ export type Admission =
   | { ok: false; code: "rate"; retryAfterMs: number }
   | { ok: false; code: "quota"; used: number };
 
+/** One entry of a durable stream: its id (assigned by the store) and payload. */
+export interface StreamEntry {
+  id: string;
+  data: string;
+}
+
+export interface StreamReadOptions {
+  /** Consumer-group name (created on first use, reading from the stream's start). */
+  group: string;
+  /** This reader's name within the group. */
+  consumer: string;
+  count: number;
+  /** How long to wait for new entries when there are none (0: do not wait). */
+  blockMs: number;
+  /**
+   * `true`: re-read the entries delivered to this consumer and not yet acknowledged
+   * (after a failed write); `false`: read entries never delivered to the group.
+   */
+  pending: boolean;
+}
+
 export interface Store {
   readonly kind: "redis" | "memory";
   get(key: string): Promise<string | null>;
@@ -62,4 +83,32 @@ export interface Store {
   /** Read and delete a counter hash in one atomic step (so no increment is lost or counted twice). */
   takeCounters(key: string): Promise<Record<string, number>>;
   close(): Promise<void>;
+}
+
+/**
+ * Durable streams (the audit trail's buffer), offered by both stores. A separate
+ * interface so that other Store implementations (test doubles, wrappers) stay valid;
+ * `hasStreams` tells whether a store offers them.
+ */
+export interface StreamStore {
+  /**
+   * Appends the payloads unless the stream would then hold more than `maxLen`
+   * entries; returns how many were appended (the first ones, in order). Never trims
+   * unread entries.
+   */
+  streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number>;
+  streamRead(stream: string, options: StreamReadOptions): Promise<StreamEntry[]>;
+  /** Acknowledge and delete entries once their consumer has stored them. */
+  streamAck(stream: string, group: string, ids: string[]): Promise<void>;
+  /** Take over entries another consumer was given but has not acknowledged for `minIdleMs`. */
+  streamClaim(stream: string, group: string, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]>;
+  /** Entries in the stream (unacknowledged ones; acknowledged ones are deleted). */
+  streamLength(stream: string): Promise<number>;
+}
+
+export function hasStreams<S extends object>(store: S): store is S & StreamStore {
+  return (
+    typeof (store as Partial<StreamStore>).streamAppend === "function" &&
+    typeof (store as Partial<StreamStore>).streamRead === "function"
+  );
 }
