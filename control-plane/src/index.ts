@@ -48,7 +48,13 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     config,
     txtLookup: deps.txtLookup ?? dnsTxtLookup(config.dnsServers),
   });
-  const keyService = createKeyServiceApp({ db: database.db, token: config.keyServiceToken, log, tenants });
+  const keyService = createKeyServiceApp({
+    db: database.db,
+    token: config.keyServiceToken,
+    log,
+    tenants,
+    usageFlushMs: config.keyUsageFlushMs,
+  });
   const admin = createAdminApp({ tenants, adminToken: config.adminToken, log });
   return {
     admin,

@@ -46,6 +46,8 @@ export interface RouterDeps {
   audit: AuditSink;
   metrics: RouterMetrics;
   clientIp: ClientIp;
+  /** Collects the ids of accepted keys for batched last-used reports. */
+  keyUsage?: { record(keyId: string): void };
   now?: () => number;
 }
 
@@ -204,6 +206,8 @@ export function createRouterApp(deps: RouterDeps) {
     if (keyWork) s.key = await keyWork;
     if (sessionWork) s.session = await sessionWork;
     await next();
+    // Last use is reported in batches, never written per request.
+    if (s.decision?.allow && s.decision.keyId !== undefined) deps.keyUsage?.record(s.decision.keyId);
   });
 
   // ---- decide: the one fail-closed decision ------------------------------------------

@@ -11,6 +11,7 @@ import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
+import { KeyUsageReporter } from "./keys/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
 import { createDispatcher } from "./proxy/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
@@ -28,6 +29,7 @@ export interface RunningRouter {
   opsPort: number;
   resolver: Resolver;
   audit: AuditSink;
+  keyUsage: KeyUsageReporter;
   store: Store;
   /** SIGTERM behaviour: unready, finish in-flight requests, close. */
   drain(): Promise<void>;
@@ -51,7 +53,10 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   if (deps.store) store = deps.store;
   else if (config.redisUrl) store = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix });
   else store = new MemoryStore();
-  const keyService = deps.keyService ?? createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken });
+  const keyService =
+    deps.keyService ??
+    createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken, timeoutMs: config.keyServiceTimeoutMs });
+  const keyUsage = new KeyUsageReporter({ report: (ids) => keyService.reportUsed(ids), intervalMs: config.keyUsageReportMs });
   const metrics = createRouterMetrics();
   const resolver = new Resolver({
     store,
@@ -76,6 +81,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     audit,
     metrics,
     clientIp: clientIpResolver(config.trustedProxies),
+    keyUsage,
     ...(deps.now ? { now: deps.now } : {}),
   });
 
@@ -134,6 +140,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     opsServer.closeAllConnections();
     await new Promise<void>((r) => opsServer.close(() => r()));
     await audit.close();
+    await keyUsage.close();
     await resolver.close();
     await dispatcher.close();
     if (!deps.keyService) await keyService.close();
@@ -145,6 +152,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     opsPort,
     resolver,
     audit,
+    keyUsage,
     store,
     async drain() {
       draining = true;

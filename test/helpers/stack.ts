@@ -68,6 +68,8 @@ export class TestStack {
   store!: Store;
   routers: RunningRouter[] = [];
   audit: AuditEvent[] = [];
+  /** Audit events of every router of this stack (`audit` holds only the last router's). */
+  auditAll: AuditEvent[] = [];
   upstreams: EchoUpstream[] = [];
   keyServicePort = 0;
   adminPort = 0;
@@ -154,7 +156,10 @@ export class TestStack {
     this.audit = events;
     const router = await startRouter(config, {
       store: deps.store ?? this.store,
-      auditWriter: writer,
+      auditWriter: async (batch) => {
+        this.auditAll.push(...batch);
+        await writer(batch);
+      },
       log: pino({ level: "silent" }),
       ...(deps.now ? { now: deps.now } : {}),
     });
@@ -215,6 +220,17 @@ export class TestStack {
     for (;;) {
       await Promise.all(this.routers.map((r) => r.audit.flush()));
       const found = this.audit.filter((e) => e.requestId === requestId);
+      if (found.length > 0 || Date.now() > deadline) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** The audit events of a request on any router of this stack. */
+  async auditAnywhere(requestId: string, timeoutMs = 3_000): Promise<AuditEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await Promise.all(this.routers.map((r) => r.audit.flush()));
+      const found = this.auditAll.filter((e) => e.requestId === requestId);
       if (found.length > 0 || Date.now() > deadline) return found;
       await new Promise((r) => setTimeout(r, 20));
     }

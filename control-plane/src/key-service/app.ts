@@ -20,6 +20,8 @@ export interface KeyServiceDeps {
   tenants: TenantService;
   /** Most database lookups in flight at once; beyond it, answer 503 at once. */
   maxInFlight?: number;
+  /** How often collected last-used times are written (default one minute). */
+  usageFlushMs?: number;
 }
 
 export function createKeyServiceApp(deps: KeyServiceDeps) {
@@ -29,7 +31,7 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
   const used = new Set<string>();
 
   // Last use of keys: collected from verifications and router reports, written in
-  // one statement a minute instead of one write per request.
+  // one statement per interval (a minute by default) instead of one write per request.
   const flushUsed = async () => {
     if (used.size === 0) return;
     const ids = [...used];
@@ -40,7 +42,7 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
       deps.log.warn({ err: error }, "recording key last use failed");
     }
   };
-  const timer = setInterval(flushUsed, 60_000);
+  const timer = setInterval(flushUsed, deps.usageFlushMs ?? 60_000);
   timer.unref();
 
   app.get("/healthz", async (c) => {

@@ -15,6 +15,8 @@ export type Extracted =
   | { kind: "error"; code: "ambiguous_credentials" | "key_in_query" };
 
 const NONE: Extracted = { kind: "none" };
+const UNKNOWN: KeyOutcome = { presented: true, ok: false, code: "key_unknown" };
+const REVOKED: KeyOutcome = { presented: true, ok: false, code: "key_revoked" };
 
 /**
  * Reads credentials from the raw header list (duplicates are visible there; Node's
@@ -35,8 +37,7 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
       apiKey = rawHeaders[i + 1];
     }
   }
-  const q = url.indexOf("?");
-  if (q !== -1 && url.includes(API_KEY_PREFIX, q)) return { kind: "error", code: "key_in_query" };
+  if (keyInQuery(url)) return { kind: "error", code: "key_in_query" };
   if (authCount > 1 || apiKeyCount > 1) return { kind: "error", code: "ambiguous_credentials" };
 
   let fromAuth: string | undefined;
@@ -56,12 +57,24 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
   return NONE;
 }
 
+/**
+ * A key in the URL ends up in access logs, browser history and Referer headers
+ * (RFC 6750 §5.3 advises against bearer tokens in page URLs): refuse it, also
+ * percent-encoded (`pck%5F…`), which the app would decode into a key.
+ */
+export function keyInQuery(url: string): boolean {
+  const q = url.indexOf("?");
+  if (q === -1) return false;
+  if (url.includes(API_KEY_PREFIX, q)) return true;
+  return url.indexOf("%", q) !== -1 && /pck%5f/i.test(url.slice(q));
+}
+
 export async function verifyKey(resolver: Resolver, key: string, now: number): Promise<KeyOutcome> {
   if (!isWellFormedApiKey(key)) return { presented: true, ok: false, code: "key_malformed" };
   const lookup = await resolver.key(hashApiKey(key));
   if (!lookup.ok) return { presented: true, ok: false, code: "unavailable" };
   const entry = lookup.value.key;
-  if (entry === null) return { presented: true, ok: false, code: "key_unknown" };
+  if (entry === null) return lookup.value.revoked ? REVOKED : UNKNOWN;
   if (entry.expiresAt !== null && entry.expiresAt <= now) return { presented: true, ok: false, code: "key_expired" };
   const tenant = await resolver.tenant(entry.tenantId);
   if (!tenant.ok) return { presented: true, ok: false, code: "unavailable" };
@@ -73,4 +86,62 @@ export async function verifyKey(resolver: Resolver, key: string, now: number): P
     tenant: tenant.tenant,
     binding: entry.binding,
   };
+}
+
+export interface KeyUsageOptions {
+  /** Sends one batch of key ids (the key service's `POST /v1/keys/used`). */
+  report: (ids: string[]) => Promise<void>;
+  intervalMs: number;
+  /** Most distinct ids held between reports; more are dropped until the next one. */
+  maxPending?: number;
+}
+
+/**
+ * Last use of API keys without a write per request: the request path adds the id of
+ * an accepted key to a set (no I/O), and a timer sends the set to the key service in
+ * one call, which in turn writes its own batch to the database. A failed report is
+ * kept for the next one; `close` sends what is left.
+ */
+export class KeyUsageReporter {
+  readonly #o: Required<KeyUsageOptions>;
+  #pending = new Set<string>();
+  #sending: Promise<void> | null = null;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(options: KeyUsageOptions) {
+    this.#o = { maxPending: 100_000, ...options };
+    this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
+    this.#timer.unref();
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  record(keyId: string): void {
+    if (this.#pending.size < this.#o.maxPending) this.#pending.add(keyId);
+  }
+
+  flush(): Promise<void> {
+    if (this.#sending) return this.#sending;
+    if (this.#pending.size === 0) return Promise.resolve();
+    const batch = this.#pending;
+    this.#pending = new Set();
+    this.#sending = this.#o
+      .report([...batch])
+      .catch(() => {
+        // Keep them for the next report (still bounded).
+        for (const id of batch) this.record(id);
+      })
+      .finally(() => {
+        this.#sending = null;
+      });
+    return this.#sending;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#sending;
+    await this.flush();
+  }
 }

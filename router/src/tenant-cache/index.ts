@@ -16,7 +16,7 @@ import {
   type TenantRecord,
 } from "@portcullis/shared";
 import type { z } from "zod";
-import type { KeyServiceClient } from "./key-service-client.ts";
+import { type KeyServiceClient, KeyServiceError } from "./key-service-client.ts";
 import { type Lookup, TieredCache } from "./tiered.ts";
 
 export { createKeyServiceClient, type KeyServiceClient } from "./key-service-client.ts";
@@ -36,6 +36,19 @@ function parser<S extends z.ZodType>(schema: S) {
       return null;
     }
   };
+}
+
+/**
+ * A key-service answer names a tenant twice (the key's or host's tenant id, and the
+ * tenant record sent along). If they differ the answer is not trusted at all: it
+ * would otherwise cache one tenant's record under another's id, and that tenant's
+ * hostname would route to the wrong upstream. Throwing makes the lookup
+ * "unavailable" (503), never an allow.
+ */
+function consistent(tenantId: string, answer: TenantE): void {
+  if (answer.tenant !== null && answer.tenant.id !== tenantId) {
+    throw new KeyServiceError("key service answer names two different tenants");
+  }
 }
 
 export type TenantLookup = { ok: true; tenant: TenantRecord | null } | { ok: false; code: "unavailable" };
@@ -69,7 +82,11 @@ export class Resolver {
       ttl: CACHE.tenant,
       storeKey: CACHE.tenant.key,
       parse: parser(TenantEntry),
-      load: (id) => ks.tenant(id),
+      load: async (id) => {
+        const answer = await ks.tenant(id);
+        consistent(id, answer);
+        return answer;
+      },
       isNegative: (e) => e.tenant === null,
       onLookup: (tier) => options.onLookup?.("tenant", tier),
     });
@@ -82,7 +99,11 @@ export class Resolver {
       load: async (hostname) => {
         const epoch = this.tenants.epoch;
         const answer = await ks.resolveHost(hostname);
-        if (answer.tenant && answer.host.tenantId) this.tenants.prime(answer.host.tenantId, answer.tenant, epoch);
+        const id = answer.host.tenantId;
+        if (id !== null && answer.tenant) {
+          consistent(id, answer.tenant);
+          this.tenants.prime(id, answer.tenant, epoch);
+        }
         return answer.host;
       },
       isNegative: (e) => e.tenantId === null,
@@ -97,7 +118,11 @@ export class Resolver {
       load: async (hash) => {
         const epoch = this.tenants.epoch;
         const answer = await ks.verifyKey(hash);
-        if (answer.tenant && answer.entry.key) this.tenants.prime(answer.entry.key.tenantId, answer.tenant, epoch);
+        const id = answer.entry.key?.tenantId;
+        if (id !== undefined && answer.tenant) {
+          consistent(id, answer.tenant);
+          this.tenants.prime(id, answer.tenant, epoch);
+        }
         return answer.entry;
       },
       isNegative: (e) => e.key === null,
