@@ -17,6 +17,7 @@ export { loadControlPlaneConfig, type ControlPlaneConfig } from "./config.ts";
 export { migrate, openDatabase, type Database } from "./db/client.ts";
 export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
+export { createKeyServiceApp, type KeyServiceDeps } from "./key-service/app.ts";
 export { PLANS } from "./plans.ts";
 
 export interface ControlPlaneDeps {

@@ -7,7 +7,12 @@
  * router sends only a key's hash, refusals of invented keys are cheap and bounded,
  * and last use is reported in batches.
  */
+import { createServer } from "node:http";
+import { connect } from "node:net";
+import { getRequestListener } from "@hono/node-server";
+import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createKeyServiceApp } from "@portcullis/control-plane";
 import { CACHE, generateApiKey, hashApiKey, type TenantEntry } from "@portcullis/shared";
 import type { RunningRouter } from "@portcullis/router";
 import { ControlledStore } from "../helpers/controlled-store.ts";
@@ -279,5 +284,54 @@ describe("routers against a key service that is down, slow or lying (real Redis,
     await rare.close();
     const last = ks.callsTo("/v1/keys/used").slice(beforeClose);
     expect(last.map((c) => JSON.parse(c.body).ids)).toEqual([[a.id]]);
+  });
+
+  it("the key service bounds its own work: past its in-flight limit it answers 503 at once", async () => {
+    const ks = createKeyServiceApp({
+      db: stack.cp.database.db,
+      token: SECRETS.KEY_SERVICE_TOKEN,
+      log: pino({ level: "silent" }),
+      tenants: stack.cp.tenants,
+      maxInFlight: 2,
+    });
+    const server = createServer(getRequestListener(ks.app.fetch));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    cleanup.push(async () => {
+      ks.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    const port = (server.address() as { port: number }).port;
+    const body = JSON.stringify({ hash: generateApiKey().hash });
+    const head = `POST /v1/keys/verify HTTP/1.1\r\nHost: ks\r\nAuthorization: Bearer ${SECRETS.KEY_SERVICE_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`;
+    const verify = (authorization = `Bearer ${SECRETS.KEY_SERVICE_TOKEN}`) =>
+      fetch(`http://127.0.0.1:${port}/v1/keys/verify`, {
+        method: "POST",
+        headers: { authorization, "content-type": "application/json" },
+        body,
+      });
+    // Two verifications held in flight: their bodies arrive only half.
+    const held = [0, 1].map(() => {
+      const socket = connect(port, "127.0.0.1");
+      const chunks: Buffer[] = [];
+      socket.on("data", (c: Buffer) => chunks.push(c));
+      socket.write(head + body.slice(0, 10));
+      return { socket, answer: () => Buffer.concat(chunks).toString() };
+    });
+    let overloaded: Response | null = null;
+    await eventually(async () => {
+      const res = await verify();
+      if (res.status !== 503) return false;
+      overloaded = res;
+      return true;
+    }, 2_000);
+    expect(((await (overloaded as unknown as Response).json()) as { error: { code: string } }).error.code).toBe("overloaded");
+    // Routers without the token are refused before they count.
+    expect((await verify("Bearer wrong")).status).toBe(401);
+    // The held ones finish normally, and then there is room again.
+    for (const h of held) h.socket.write(body.slice(10));
+    await eventually(() => held.every((h) => h.answer().startsWith("HTTP/1.1 200")), 2_000);
+    for (const h of held) h.socket.destroy();
+    expect((await verify()).status).toBe(200);
   });
 });
