@@ -3,7 +3,8 @@
  * Redis connections share one prefix. A revoked key, a suspended or deleted tenant,
  * or an expired key stops on every router within 1 s, measured under continuous
  * traffic; and a router that never receives the invalidation event stops accepting
- * the key once the declared staleness (CACHE.apiKey.freshMs) has passed.
+ * the key (or a revoked session, a suspended tenant) once the declared staleness
+ * (CACHE.*.freshMs) has passed.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CACHE, RedisStore } from "@portcullis/shared";
@@ -142,16 +143,23 @@ describe("revocation reaches every router (real Redis, real Postgres)", () => {
     const revoked = await createKey("acme");
     const suspended = await stack.tenant("quiet");
     const quietKey = await createKey("quiet");
+    const user = (await stack.admin("POST", "/v1/tenants/acme/users", { email: "lost@example.com" })).json();
+    const session = (await stack.admin("POST", `/v1/tenants/acme/users/${user.id}/sessions`)).json();
+    await stack.cp.publisher.flush();
+    const withSession = (r: RunningRouter) => stack.request("acme.localhost", "/", { headers: { cookie: session.cookie } }, r);
     const warmedAt = Date.now();
     for (const r of [...routers, lost]) {
       expect((await send(r, revoked.key)).status).toBe(200);
       expect((await send(r, quietKey.key)).status).toBe(200);
+      expect((await withSession(r)).status).toBe(200);
     }
     expect((await stack.admin("DELETE", `/v1/tenants/acme/keys/${revoked.id}`)).status).toBe(204);
     expect((await stack.admin("PATCH", "/v1/tenants/quiet", { status: "suspended" })).status).toBe(200);
+    expect((await stack.admin("DELETE", `/v1/tenants/acme/sessions/${session.id}`)).status).toBe(204);
     for (const r of routers) {
       await eventually(async () => (await send(r, revoked.key)).status === 401, 1_000);
       await eventually(async () => (await send(r, quietKey.key)).status === 403, 1_000);
+      await eventually(async () => (await withSession(r)).status === 401, 1_000);
     }
     // The deaf router never heard: it goes on from memory while its entries are fresh …
     expect(lost.resolver.invalidations).toBe(0);
@@ -160,7 +168,7 @@ describe("revocation reaches every router (real Redis, real Postgres)", () => {
     offset = Math.max(0, warmedAt + CACHE.apiKey.freshMs - 500 - Date.now());
     expect((await send(lost, revoked.key)).status).toBe(200);
     // … and no longer: past the declared staleness it re-reads Redis, which has the revocation.
-    offset = Math.max(CACHE.apiKey.freshMs, CACHE.tenant.freshMs) + 1;
+    offset = Math.max(CACHE.apiKey.freshMs, CACHE.tenant.freshMs, CACHE.session.freshMs) + 1;
     const contacts = stack.upstreamContacts;
     const res = await send(lost, revoked.key);
     expect(res.status).toBe(401);
@@ -168,6 +176,9 @@ describe("revocation reaches every router (real Redis, real Postgres)", () => {
     const quiet = await send(lost, quietKey.key);
     expect(quiet.status).toBe(403);
     expect((await stack.auditAnywhere(quiet.json().error.requestId))[0]?.reason).toBe("tenant_suspended");
+    const revokedSession = await withSession(lost);
+    expect(revokedSession.status).toBe(401);
+    expect((await stack.auditAnywhere(revokedSession.json().error.requestId))[0]?.reason).toBe("session_invalid");
     expect(stack.upstreamContacts).toBe(contacts);
     expect(suspended.upstream.requests.length).toBe(routers.length + 1);
   });

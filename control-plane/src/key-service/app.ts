@@ -30,7 +30,8 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
   let inFlight = 0;
   const used = new Set<string>();
 
-  // Last use of keys: collected from verifications and router reports, written in
+  // Last use of keys: routers report the keys they accepted (a verification alone is
+  // not a use: the router may still refuse the request), written in
   // one statement per interval (a minute by default) instead of one write per request.
   const flushUsed = async () => {
     if (used.size === 0) return;
@@ -85,7 +86,6 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
     if (!parsed.success) return c.json({ error: { code: "validation_failed", message: "bad request", requestId: "" } }, 400);
     const entry: KeyEntry = await keyEntry(deps.db, parsed.data.hash);
     const tenant = entry.key ? await tenantEntry(deps.db, entry.key.tenantId) : null;
-    if (entry.key) used.add(entry.key.keyId);
     return c.json({ entry, tenant });
   });
 
