@@ -199,7 +199,8 @@ export function createRouterApp(deps: RouterDeps) {
     s.extracted = extractKey(incoming.rawHeaders, s.path, s.host.kind === "api");
     const t = now();
     const cookie = incoming.headers.cookie;
-    const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t) : null;
+    const hostTenant = s.host.ok && s.host.kind === "tenant" ? (s.host.tenant?.id ?? null) : null;
+    const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t, hostTenant) : null;
     const sessionWork = cookie?.includes(config.sessionCookie)
       ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
       : null;

@@ -61,6 +61,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   const resolver = new Resolver({
     store,
     keyService,
+    maxOriginInFlight: config.keyServiceMaxPending,
     ...(deps.now ? { now: deps.now } : {}),
     onLookup: (cache, tier) => metrics.cacheLookups.inc({ cache, tier }),
   });

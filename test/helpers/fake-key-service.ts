@@ -32,6 +32,9 @@ export class FakeKeyService {
   readonly calls: SeenCall[] = [];
   inFlight = 0;
   maxInFlight = 0;
+  /** Most calls in flight at once, per path (health probes included under /healthz). */
+  readonly maxInFlightByPath = new Map<string, number>();
+  readonly #inFlightByPath = new Map<string, number>();
   port = 0;
   answer: FakeKeyServiceOptions["answer"];
   readonly #realPort: number | undefined;
@@ -71,6 +74,9 @@ export class FakeKeyService {
     if (call.path !== "/healthz") this.calls.push(call);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    const onPath = (this.#inFlightByPath.get(call.path) ?? 0) + 1;
+    this.#inFlightByPath.set(call.path, onPath);
+    this.maxInFlightByPath.set(call.path, Math.max(this.maxInFlightByPath.get(call.path) ?? 0, onPath));
     try {
       const crafted = this.answer?.(call);
       if (crafted) {
@@ -105,6 +111,7 @@ export class FakeKeyService {
       res.end();
     } finally {
       this.inFlight--;
+      this.#inFlightByPath.set(call.path, (this.#inFlightByPath.get(call.path) ?? 1) - 1);
     }
   }
 

@@ -241,7 +241,7 @@ describe("routers against a key service that is down, slow or lying (real Redis,
     expect(first.map((res) => res.status)).toEqual(first.map(() => 401));
     // De-duplicated in flight: at most one lookup per distinct key, never one per request.
     expect(ks.callsTo(VERIFY).length).toBeLessThanOrEqual(distinct.length);
-    expect(ks.maxInFlight).toBeLessThanOrEqual(32);
+    expect(ks.maxInFlightByPath.get(VERIFY)).toBeLessThanOrEqual(32);
     // Negative cache: the same keys again cost the key service nothing.
     const before = ks.callsTo(VERIFY).length;
     const second = await burst(distinct);
@@ -255,6 +255,26 @@ describe("routers against a key service that is down, slow or lying (real Redis,
     const [event] = await stack.auditAnywhere(third[0]!.json().error.requestId);
     expect(event?.reason).toBe("key_malformed");
     expect(stack.upstreamContacts).toBe(contacts);
+  });
+
+  it("bounds its own lookups: past KEY_SERVICE_MAX_PENDING a miss is 503 at once, never queued, never an allow", async () => {
+    const ks = await fake((call) =>
+      call.path === VERIFY ? { body: { entry: { v: 1, key: null }, tenant: null }, delayMs: 1_500 } : undefined,
+    );
+    const r = await router(ks.url, {}, { keyServiceMaxPending: 4, keyServiceTimeoutMs: 5_000 });
+    const contacts = stack.upstreamContacts;
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () => stack.request(API, "/", { headers: { "x-api-key": generateApiKey().key } }, r)),
+    );
+    expect(answers.every((a) => a.status === 401 || a.status === 503)).toBe(true);
+    expect(ks.maxInFlightByPath.get(VERIFY)).toBeLessThanOrEqual(4);
+    expect(ks.callsTo(VERIFY).length).toBeLessThanOrEqual(4);
+    const shed = answers.filter((a) => a.status === 503);
+    expect(shed.length).toBeGreaterThanOrEqual(16);
+    expect(stack.upstreamContacts).toBe(contacts);
+    // The lookups that did go out were answered (401); the room is free again.
+    expect(answers.filter((a) => a.status === 401).length).toBe(ks.callsTo(VERIFY).length);
+    expect((await stack.request(API, "/", { headers: { "x-api-key": generateApiKey().key } }, r)).status).toBe(401);
   });
 
   it("reports last use of keys in batches (not one call per request), and what is left when it closes", async () => {

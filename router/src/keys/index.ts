@@ -15,8 +15,12 @@ export type Extracted =
   | { kind: "error"; code: "ambiguous_credentials" | "key_in_query" };
 
 const NONE: Extracted = { kind: "none" };
+// Expected outcomes, built once (the hot path allocates nothing to refuse).
+const MALFORMED: KeyOutcome = { presented: true, ok: false, code: "key_malformed" };
 const UNKNOWN: KeyOutcome = { presented: true, ok: false, code: "key_unknown" };
 const REVOKED: KeyOutcome = { presented: true, ok: false, code: "key_revoked" };
+const EXPIRED: KeyOutcome = { presented: true, ok: false, code: "key_expired" };
+const UNAVAILABLE: KeyOutcome = { presented: true, ok: false, code: "unavailable" };
 
 /**
  * Reads credentials from the raw header list (duplicates are visible there; Node's
@@ -69,15 +73,29 @@ export function keyInQuery(url: string): boolean {
   return url.indexOf("%", q) !== -1 && /pck%5f/i.test(url.slice(q));
 }
 
-export async function verifyKey(resolver: Resolver, key: string, now: number): Promise<KeyOutcome> {
-  if (!isWellFormedApiKey(key)) return { presented: true, ok: false, code: "key_malformed" };
+/**
+ * `hostTenantId` is the tenant the hostname names (null on API_HOSTNAME). Another
+ * tenant's key is answered after the same one lookup as an unknown, expired or revoked
+ * key (its tenant is not loaded), so the refusals cost the same.
+ */
+export async function verifyKey(
+  resolver: Resolver,
+  key: string,
+  now: number,
+  hostTenantId: string | null = null,
+): Promise<KeyOutcome> {
+  if (!isWellFormedApiKey(key)) return MALFORMED;
   const lookup = await resolver.key(hashApiKey(key));
-  if (!lookup.ok) return { presented: true, ok: false, code: "unavailable" };
+  if (!lookup.ok) return UNAVAILABLE;
   const entry = lookup.value.key;
   if (entry === null) return lookup.value.revoked ? REVOKED : UNKNOWN;
-  if (entry.expiresAt !== null && entry.expiresAt <= now) return { presented: true, ok: false, code: "key_expired" };
+  if (entry.expiresAt !== null && entry.expiresAt <= now) return EXPIRED;
+  if (hostTenantId !== null && entry.tenantId !== hostTenantId) {
+    // decide() refuses it as key_other_tenant (the tenant ids differ).
+    return { presented: true, ok: true, keyId: entry.keyId, tenantId: entry.tenantId, tenant: null, binding: entry.binding };
+  }
   const tenant = await resolver.tenant(entry.tenantId);
-  if (!tenant.ok) return { presented: true, ok: false, code: "unavailable" };
+  if (!tenant.ok) return UNAVAILABLE;
   return {
     presented: true,
     ok: true,

@@ -17,7 +17,7 @@ import {
 } from "@portcullis/shared";
 import type { z } from "zod";
 import { type KeyServiceClient, KeyServiceError } from "./key-service-client.ts";
-import { type Lookup, TieredCache } from "./tiered.ts";
+import { type Lookup, type OriginGate, TieredCache } from "./tiered.ts";
 
 export { createKeyServiceClient, type KeyServiceClient } from "./key-service-client.ts";
 export type { Lookup } from "./tiered.ts";
@@ -58,6 +58,8 @@ export interface ResolverOptions {
   keyService: KeyServiceClient;
   now?: () => number;
   maxEntries?: number;
+  /** Most key-service calls in flight from this router (all caches together). */
+  maxOriginInFlight?: number;
   onLookup?: (cache: string, tier: string) => void;
 }
 
@@ -75,7 +77,8 @@ export class Resolver {
     const max = options.maxEntries ?? L1_MAX_ENTRIES;
     const ks = options.keyService;
     this.#store = options.store;
-    const common = { store: options.store, now, maxEntries: max };
+    const gate: OriginGate = { inFlight: 0, max: options.maxOriginInFlight ?? 256 };
+    const common = { store: options.store, now, maxEntries: max, gate };
     this.tenants = new TieredCache<TenantE>({
       ...common,
       name: "tenant",
