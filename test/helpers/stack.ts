@@ -82,6 +82,11 @@ export class TestStack {
   #adminServer: Server | null = null;
   #prefix: string | null = null;
 
+  /** The Postgres URL of this stack's database (real backend), for services run as processes. */
+  get databaseUrl(): string | null {
+    return this.#testDb?.url ?? null;
+  }
+
   /** The Redis key prefix of this stack (real backend). */
   get prefix(): string {
     return this.#prefix ?? "";
