@@ -19,6 +19,8 @@ export interface Crafted {
   status?: number;
   body?: unknown;
   delayMs?: number;
+  /** Forward to the real key service at once, and hold its answer for `delayMs`. */
+  forward?: boolean;
 }
 
 export interface FakeKeyServiceOptions {
@@ -79,7 +81,7 @@ export class FakeKeyService {
     this.maxInFlightByPath.set(call.path, Math.max(this.maxInFlightByPath.get(call.path) ?? 0, onPath));
     try {
       const crafted = this.answer?.(call);
-      if (crafted) {
+      if (crafted && !crafted.forward) {
         if (crafted.delayMs) await new Promise((r) => setTimeout(r, crafted.delayMs));
         const body = crafted.body === undefined ? "" : JSON.stringify(crafted.body);
         if (!res.destroyed) {
@@ -104,6 +106,8 @@ export class FakeKeyService {
         body: call.body === "" ? null : call.body,
       });
       const text = await forwarded.body.text();
+      if (crafted?.delayMs) await new Promise((r) => setTimeout(r, crafted.delayMs));
+      if (res.destroyed) return;
       res.writeHead(forwarded.statusCode, { "content-type": "application/json" });
       res.end(text);
     } catch {

@@ -226,6 +226,30 @@ describe("routers against a key service that is down, slow or lying (real Redis,
     expect((await send(kept.key)).status).toBe(200);
   });
 
+  it("a request after a revocation was seen never joins a lookup that started before it", async () => {
+    let slow = false;
+    const ks = await fake((call) => (call.path === VERIFY && slow ? { forward: true, delayMs: 1_000 } : undefined));
+    const r = await router(ks.url, {}, { keyServiceTimeoutMs: 5_000 });
+    const k = await createKey("acme");
+    await stack.store.del(CACHE.apiKey.key(hashApiKey(k.key)));
+    slow = true;
+    const send = () => stack.request(API, "/", { headers: { "x-api-key": k.key } }, r);
+    // A lookup starts (the key service answers "valid" at once, delivered a second later) …
+    const early = send();
+    await eventually(() => ks.callsTo(VERIFY).length === 1, 2_000, 5);
+    // … the key is revoked and the router hears of it …
+    const heard = r.resolver.invalidations;
+    expect((await stack.admin("DELETE", `/v1/tenants/acme/keys/${k.id}`)).status).toBe(204);
+    await eventually(() => r.resolver.invalidations > heard, 1_000, 5);
+    // … so a request now must not be answered with the lookup from before (it reads
+    // the revocation the control plane wrote to Redis).
+    const late = await send();
+    expect(late.status).toBe(401);
+    expect((await stack.auditAnywhere(late.json().error.requestId))[0]?.reason).toBe("key_revoked");
+    // The request that started before the revocation keeps the answer it was waiting for.
+    expect((await early).status).toBe(200);
+  });
+
   it("refuses a burst of invented keys with 401s at a bounded key-service load", async () => {
     const ks = await fake();
     const r = await router(ks.url);

@@ -83,7 +83,10 @@ export class TieredCache<T extends { v: number }> {
     }
     let pending = this.#loading.get(id);
     if (!pending) {
-      pending = this.#load(id).finally(() => this.#loading.delete(id));
+      const started = this.#load(id).finally(() => {
+        if (this.#loading.get(id) === started) this.#loading.delete(id);
+      });
+      pending = started;
       this.#loading.set(id, pending);
     }
     const result = await pending;
@@ -102,14 +105,21 @@ export class TieredCache<T extends { v: number }> {
     return this.#epoch;
   }
 
+  /**
+   * Forget `id`. A load already in flight may carry the old value: later callers must
+   * not join it (they would be answered with what was just revoked), so they start
+   * their own; the callers that joined it before the event keep its answer.
+   */
   invalidate(id: string): void {
     this.#epoch++;
     this.#slots.delete(id);
+    this.#loading.delete(id);
   }
 
   clear(): void {
     this.#epoch++;
     this.#slots.clear();
+    this.#loading.clear();
   }
 
   async #load(id: string): Promise<Lookup<T>> {
