@@ -74,7 +74,10 @@ for (const backend of ["real", "embedded"] as Backend[]) {
         { authorization: `bearer  ${key}` },
       ];
       for (const headers of styles) {
-        const res = await stack.request(API, "/v1/orders?page=1", { headers: { ...headers, cookie: "theme=dark; cart=42" } });
+        // A client-supplied tenant selector is ignored: only the key names the tenant.
+        const res = await stack.request(API, "/v1/orders?page=1", {
+          headers: { ...headers, cookie: "theme=dark; cart=42", "x-tenant-id": globex.id, "x-tenant-slug": "globex" },
+        });
         expect(res.status).toBe(200);
         expect(res.json().app).toBe("acme-app");
         const seen = acme.upstream.requests.at(-1)!;
@@ -83,6 +86,8 @@ for (const backend of ["real", "embedded"] as Backend[]) {
         expect(seen.headers["x-api-key"]).toBeUndefined();
         expect(seen.rawHeaders.join("\n")).not.toContain(key.slice(4));
         expect(seen.headers.cookie).toBe("theme=dark; cart=42");
+        expect(seen.headers["x-tenant-id"]).toBe(acme.id);
+        expect(seen.headers["x-tenant-slug"]).toBe("acme");
         const verified = verifyTenantContext(seen.headers, SECRETS.CONTEXT_SIGNING_SECRET);
         expect(verified.ok).toBe(true);
         if (verified.ok) {
