@@ -259,6 +259,25 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   return new TestStack(options).start();
 }
 
+/**
+ * Send `request` every few milliseconds until `until` (epoch ms) has passed by `afterMs`,
+ * recording when each was sent: for checks like "nothing sent after T is accepted",
+ * which hold however slow the machine is.
+ */
+export async function sampleUntil(
+  until: number,
+  request: () => Promise<{ status: number }>,
+  afterMs = 300,
+): Promise<{ sentAt: number; status: number }[]> {
+  const samples: { sentAt: number; status: number }[] = [];
+  while (Date.now() < until + afterMs) {
+    const sentAt = Date.now();
+    samples.push({ sentAt, status: (await request()).status });
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return samples;
+}
+
 /** Poll until `check` passes or the time runs out; returns the elapsed milliseconds. */
 export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 2_000, stepMs = 10): Promise<number> {
   const start = performance.now();

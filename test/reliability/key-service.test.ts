@@ -228,13 +228,13 @@ describe("routers against a key service that is down, slow or lying (real Redis,
 
   it("a request after a revocation was seen never joins a lookup that started before it", async () => {
     let slow = false;
-    const ks = await fake((call) => (call.path === VERIFY && slow ? { forward: true, delayMs: 1_000 } : undefined));
+    const ks = await fake((call) => (call.path === VERIFY && slow ? { forward: true, delayMs: 2_000 } : undefined));
     const r = await router(ks.url, {}, { keyServiceTimeoutMs: 5_000 });
     const k = await createKey("acme");
     await stack.store.del(CACHE.apiKey.key(hashApiKey(k.key)));
     slow = true;
     const send = () => stack.request(API, "/", { headers: { "x-api-key": k.key } }, r);
-    // A lookup starts (the key service answers "valid" at once, delivered a second later) …
+    // A lookup starts (the key service answers "valid" at once, delivered 2 s later) …
     const early = send();
     await eventually(() => ks.callsTo(VERIFY).length === 1, 2_000, 5);
     // … the key is revoked and the router hears of it …
@@ -283,7 +283,7 @@ describe("routers against a key service that is down, slow or lying (real Redis,
 
   it("bounds its own lookups: past KEY_SERVICE_MAX_PENDING a miss is 503 at once, never queued, never an allow", async () => {
     const ks = await fake((call) =>
-      call.path === VERIFY ? { body: { entry: { v: 1, key: null }, tenant: null }, delayMs: 1_500 } : undefined,
+      call.path === VERIFY ? { body: { entry: { v: 1, key: null }, tenant: null }, delayMs: 3_000 } : undefined,
     );
     const r = await router(ks.url, {}, { keyServiceMaxPending: 4, keyServiceTimeoutMs: 5_000 });
     const contacts = stack.upstreamContacts;
