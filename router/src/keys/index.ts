@@ -112,6 +112,8 @@ export interface KeyUsageOptions {
   intervalMs: number;
   /** Most distinct ids held between reports; more are dropped until the next one. */
   maxPending?: number;
+  /** Most ids in one call (the key service reads at most 10,000 per call). */
+  batchSize?: number;
 }
 
 /**
@@ -127,7 +129,7 @@ export class KeyUsageReporter {
   readonly #timer: NodeJS.Timeout;
 
   constructor(options: KeyUsageOptions) {
-    this.#o = { maxPending: 100_000, ...options };
+    this.#o = { maxPending: 100_000, batchSize: 5_000, ...options };
     this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
     this.#timer.unref();
   }
@@ -143,17 +145,23 @@ export class KeyUsageReporter {
   flush(): Promise<void> {
     if (this.#sending) return this.#sending;
     if (this.#pending.size === 0) return Promise.resolve();
-    const batch = this.#pending;
+    const ids = [...this.#pending];
     this.#pending = new Set();
-    this.#sending = this.#o
-      .report([...batch])
-      .catch(() => {
-        // Keep them for the next report (still bounded).
-        for (const id of batch) this.record(id);
-      })
-      .finally(() => {
+    this.#sending = (async () => {
+      try {
+        for (let i = 0; i < ids.length; i += this.#o.batchSize) {
+          const batch = ids.slice(i, i + this.#o.batchSize);
+          try {
+            await this.#o.report(batch);
+          } catch {
+            // Keep them for the next report (still bounded).
+            for (const id of batch) this.record(id);
+          }
+        }
+      } finally {
         this.#sending = null;
-      });
+      }
+    })();
     return this.#sending;
   }
 

@@ -23,7 +23,7 @@ describe("extractKey", () => {
     );
   });
 
-  it("treats two different keys as ambiguous and one key presented twice the same way as once", () => {
+  it("treats two different keys, or one key header repeated, as ambiguous; one key in both headers as one key", () => {
     fc.assert(
       fc.property(key, key, fc.boolean(), (a, b, api) => {
         expect(extractKey(["Authorization", `Bearer ${a}`, "X-API-Key", b], "/", api)).toEqual({
@@ -74,6 +74,15 @@ describe("KeyUsageReporter", () => {
     reporter.record("key_c");
     await reporter.close();
     expect(sent.at(-1)).toEqual(["key_c"]);
+  });
+
+  it("splits a large report into calls the key service reads whole", async () => {
+    const sent: string[][] = [];
+    const reporter = new KeyUsageReporter({ intervalMs: 3_600_000, batchSize: 3, report: async (ids) => void sent.push(ids) });
+    for (let i = 0; i < 8; i++) reporter.record(`key_${i}`);
+    await reporter.close();
+    expect(sent.map((b) => b.length)).toEqual([3, 3, 2]);
+    expect(new Set(sent.flat()).size).toBe(8);
   });
 
   it("holds a bounded number of ids", async () => {
