@@ -7,7 +7,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateApiKey, verifyTenantContext } from "@portcullis/shared";
 import { raw, statuses } from "../helpers/http.ts";
-import { type Backend, eventually, SECRETS, sampleUntil, startTestStack, type TestStack } from "../helpers/stack.ts";
+import {
+  type Backend,
+  eventually,
+  SECRETS,
+  sampleUntil,
+  startTestStack,
+  type TestStack,
+  propagatesWithin,
+} from "../helpers/stack.ts";
 
 const API = "api.localhost";
 
@@ -226,14 +234,20 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       const { key } = await createKey("globex");
       expect((await stack.request(API, "/", { headers: { "x-api-key": key } })).status).toBe(200);
       expect((await stack.admin("PATCH", "/v1/tenants/globex", { features: { apiAccess: false } })).status).toBe(200);
-      await eventually(async () => (await stack.request(API, "/", { headers: { "x-api-key": key } })).status === 403, 1_000);
+      await propagatesWithin(
+        async () => (await stack.request(API, "/", { headers: { "x-api-key": key } })).status === 403,
+        1_000,
+      );
       const { res } = await refused(API, { headers: { "x-api-key": key } }, { status: 403, reason: "api_access_disabled" });
       expect(res.json().error.code).toBe("api_access_disabled");
       await refused(globex.host, { headers: { authorization: `Bearer ${key}` } }, { status: 403, reason: "api_access_disabled" });
       // The tenant's hostname still serves its users.
       expect((await stack.request(globex.host)).status).toBe(200);
       expect((await stack.admin("PATCH", "/v1/tenants/globex", { features: { apiAccess: true } })).status).toBe(200);
-      await eventually(async () => (await stack.request(API, "/", { headers: { "x-api-key": key } })).status === 200, 1_000);
+      await propagatesWithin(
+        async () => (await stack.request(API, "/", { headers: { "x-api-key": key } })).status === 200,
+        1_000,
+      );
     });
 
     it("refuses a key whose tenant has no database binding (503)", async () => {
@@ -254,7 +268,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
 
       expect((await stack.admin("DELETE", `/v1/tenants/acme/keys/${revoke.id}`)).status).toBe(204);
       expect(
-        await eventually(
+        await propagatesWithin(
           async () => (await stack.request(API, "/", { headers: { "x-api-key": revoke.key } })).status === 401,
           1_000,
         ),
@@ -262,14 +276,14 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       await refused(API, { headers: { "x-api-key": revoke.key } }, { status: 401, reason: "key_revoked" });
 
       expect((await stack.admin("PATCH", "/v1/tenants/victim", { status: "suspended" })).status).toBe(200);
-      await eventually(
+      await propagatesWithin(
         async () => (await stack.request(API, "/", { headers: { "x-api-key": suspend.key } })).status === 403,
         1_000,
       );
       await refused(API, { headers: { "x-api-key": suspend.key } }, { status: 403, reason: "tenant_suspended" });
 
       expect((await stack.admin("DELETE", "/v1/tenants/victim")).status).toBe(204);
-      await eventually(
+      await propagatesWithin(
         async () => (await stack.request(API, "/", { headers: { "x-api-key": suspend.key } })).status === 401,
         1_000,
       );

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signSession, verifyTenantContext } from "@portcullis/shared";
-import { type Backend, eventually, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { type Backend, propagatesWithin, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 const COOKIE = "portcullis_session";
 
@@ -151,7 +151,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       const revoke = await stack.admin("DELETE", `/v1/tenants/acme/sessions/${s.id}`);
       expect(revoke.status).toBe(204);
       for (const r of [stack.routers[0]!, second]) {
-        const elapsed = await eventually(
+        const elapsed = await propagatesWithin(
           async () => (await stack.request(acme.host, "/", { headers: { cookie: s.cookie } }, r)).status === 401,
           1_000,
         );

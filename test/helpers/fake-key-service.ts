@@ -38,6 +38,8 @@ export class FakeKeyService {
   readonly maxInFlightByPath = new Map<string, number>();
   readonly #inFlightByPath = new Map<string, number>();
   port = 0;
+  /** Paths of the calls the real key service has answered (before any crafted delay). */
+  readonly forwarded: string[] = [];
   answer: FakeKeyServiceOptions["answer"];
   readonly #realPort: number | undefined;
   #server: Server | null = null;
@@ -106,6 +108,7 @@ export class FakeKeyService {
         body: call.body === "" ? null : call.body,
       });
       const text = await forwarded.body.text();
+      this.forwarded.push(call.path);
       if (crafted?.delayMs) await new Promise((r) => setTimeout(r, crafted.delayMs));
       if (res.destroyed) return;
       res.writeHead(forwarded.statusCode, { "content-type": "application/json" });

@@ -278,6 +278,22 @@ export async function sampleUntil(
   return samples;
 }
 
+/**
+ * A propagation bound ("stops within 1 s"): send `check` repeatedly and return when,
+ * relative to the call, the first passing check was *sent*. Fails only when a check
+ * sent after `timeoutMs` still does not pass, so a slow machine that delays answers
+ * (not the propagation) does not fail it.
+ */
+export async function propagatesWithin(check: () => Promise<boolean>, timeoutMs = 1_000, stepMs = 10): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const sentAt = performance.now() - start;
+    if (await check()) return sentAt;
+    if (sentAt > timeoutMs) throw new Error(`not propagated: a check sent ${Math.round(sentAt)} ms after the change failed`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
 /** Poll until `check` passes or the time runs out; returns the elapsed milliseconds. */
 export async function eventually(check: () => Promise<boolean> | boolean, timeoutMs = 2_000, stepMs = 10): Promise<number> {
   const start = performance.now();
