@@ -22,6 +22,7 @@ import { eventually, SECRETS, startTestStack, type TestStack, propagatesWithin }
 
 const API = "api.localhost";
 const VERIFY = "/v1/keys/verify";
+/** The router's key-service timeout in the "slow" case (its answers come 4× later). */
 const TIMEOUT_MS = 300;
 
 describe("routers against a key service that is down, slow or lying (real Redis, real Postgres)", () => {
@@ -47,7 +48,7 @@ describe("routers against a key service that is down, slow or lying (real Redis,
 
   /** Each router here is closed after its test, so later tests see only their own. */
   async function router(keyServiceUrl: string, deps: Parameters<TestStack["addRouter"]>[1] = {}, overrides = {}) {
-    const r = await stack.addRouter({ keyServiceTimeoutMs: TIMEOUT_MS, ...overrides }, { ...deps, keyServiceUrl });
+    const r = await stack.addRouter({ keyServiceTimeoutMs: 2_000, ...overrides }, { ...deps, keyServiceUrl });
     cleanup.push(async () => {
       await r.close();
       stack.routers = stack.routers.filter((x) => x !== r);
@@ -125,7 +126,7 @@ describe("routers against a key service that is down, slow or lying (real Redis,
       if (call.path !== VERIFY) return undefined;
       return slow ? { body: { entry: positive, tenant: acmeEntry }, delayMs: TIMEOUT_MS * 4 } : { status: 503, body: {} };
     });
-    const r = await router(ks.url);
+    const r = await router(ks.url, {}, { keyServiceTimeoutMs: TIMEOUT_MS });
     await refused(r, API, k.key, 503, "resolution_unavailable");
     await refused(r, acme.host, k.key, 503, "resolution_unavailable");
     // Let the late answers arrive, then make the key service fail fast: nothing was kept.
