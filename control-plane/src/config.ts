@@ -21,6 +21,7 @@ const Env = z.object({
     .int()
     .positive()
     .default(7 * 24 * 3600),
+  KEY_USAGE_FLUSH_MS: z.coerce.number().int().positive().default(60_000),
   DNS_SERVERS: csv,
   ALERT_WEBHOOK_URL: z.string().url().optional(),
   // Re-verification of verified custom domains: how often (0 turns the job off) and
@@ -66,6 +67,8 @@ export interface ControlPlaneConfig {
   sessionSecret: string;
   sessionCookie: string;
   sessionTtlSeconds: number;
+  /** How often the key service writes collected last-used times (one statement per flush). */
+  keyUsageFlushMs: number;
   dnsServers: string[];
   alertWebhookUrl: string | undefined;
   domainRecheckIntervalMs: number;
@@ -109,6 +112,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     sessionSecret: secret(env, "SESSION_SECRET", generated),
     sessionCookie: e.SESSION_COOKIE,
     sessionTtlSeconds: e.SESSION_TTL_SECONDS,
+    keyUsageFlushMs: e.KEY_USAGE_FLUSH_MS,
     dnsServers: e.DNS_SERVERS,
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     domainRecheckIntervalMs: e.DOMAIN_RECHECK_INTERVAL_MS,

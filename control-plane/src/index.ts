@@ -35,6 +35,7 @@ export { loadControlPlaneConfig, type ControlPlaneConfig } from "./config.ts";
 export { migrate, openDatabase, type Database } from "./db/client.ts";
 export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
+export { createKeyServiceApp, type KeyServiceDeps } from "./key-service/app.ts";
 export { PLANS } from "./plans.ts";
 export { UsageCollector, type UsageView } from "./usage/index.ts";
 export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
@@ -124,6 +125,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     log,
     tenants,
     metrics: keyServiceMetrics,
+    usageFlushMs: config.keyUsageFlushMs,
   });
   const usage = new UsageCollector({
     db: database.db,

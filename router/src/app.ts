@@ -68,6 +68,8 @@ export interface RouterDeps {
   /** Cross-tenant attempts are reported here (metrics, alerts). */
   security?: SecuritySignals;
   log?: Logger;
+  /** Collects the ids of accepted keys for batched last-used reports. */
+  keyUsage?: { record(keyId: string): void };
   now?: () => number;
 }
 
@@ -298,13 +300,16 @@ export function createRouterApp(deps: RouterDeps) {
     s.extracted = extractKey(incoming.rawHeaders, s.path, s.host.kind === "api");
     const t = now();
     const cookie = incoming.headers.cookie;
-    const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t) : null;
+    const hostTenant = s.host.ok && s.host.kind === "tenant" ? (s.host.tenant?.id ?? null) : null;
+    const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t, hostTenant) : null;
     const sessionWork = cookie?.includes(config.sessionCookie)
       ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
       : null;
     if (keyWork) s.key = await keyWork;
     if (sessionWork) s.session = await sessionWork;
     await next();
+    // Last use is reported in batches, never written per request.
+    if (s.decision?.allow && s.decision.keyId !== undefined) deps.keyUsage?.record(s.decision.keyId);
   });
 
   // ---- decide: the one fail-closed decision ------------------------------------------

@@ -9,6 +9,9 @@ const Env = z.object({
   ROUTER_OPS_HOST: z.string().default("127.0.0.1"),
   KEY_SERVICE_PORT: port(8082),
   KEY_SERVICE_URL: z.string().url().optional(),
+  KEY_SERVICE_TIMEOUT_MS: z.coerce.number().int().positive().default(2_000),
+  KEY_SERVICE_MAX_PENDING: z.coerce.number().int().positive().default(256),
+  KEY_USAGE_REPORT_MS: z.coerce.number().int().positive().default(10_000),
   REDIS_URL: z.string().url().optional(),
   REDIS_PREFIX: z.string().default("pc:v1:"),
   PLATFORM_DOMAIN: z.string().default("localhost"),
@@ -42,6 +45,12 @@ export interface RouterConfig {
   opsHost: string;
   keyServiceUrl: string;
   keyServiceToken: string;
+  /** A key-service call not answered within this is "unavailable" (503 if nothing is cached). */
+  keyServiceTimeoutMs: number;
+  /** Most key-service lookups in flight; a miss beyond it is 503 at once, not queued. */
+  keyServiceMaxPending: number;
+  /** How often accepted key ids are reported to the key service (last-used times). */
+  keyUsageReportMs: number;
   redisUrl: string | undefined;
   redisPrefix: string;
   platformDomain: string;
@@ -89,6 +98,9 @@ export function loadRouterConfig(
     opsHost: e.ROUTER_OPS_HOST,
     keyServiceUrl: e.KEY_SERVICE_URL ?? `http://127.0.0.1:${e.KEY_SERVICE_PORT}`,
     keyServiceToken: secret(env, "KEY_SERVICE_TOKEN", generated),
+    keyServiceTimeoutMs: e.KEY_SERVICE_TIMEOUT_MS,
+    keyServiceMaxPending: e.KEY_SERVICE_MAX_PENDING,
+    keyUsageReportMs: e.KEY_USAGE_REPORT_MS,
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,
     platformDomain,

@@ -12,6 +12,7 @@ import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from
 import { clientIpResolver } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
 import { Limiter, UsageMeter } from "./limits/index.ts";
+import { KeyUsageReporter } from "./keys/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
 import { createDispatcher } from "./proxy/index.ts";
 import { createSecuritySignals, type SecuritySignals } from "./security/index.ts";
@@ -31,6 +32,7 @@ export interface RunningRouter {
   opsPort: number;
   resolver: Resolver;
   audit: AuditSink;
+  keyUsage: KeyUsageReporter;
   store: Store;
   limiter: Limiter;
   meter: UsageMeter;
@@ -59,12 +61,15 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   else store = new MemoryStore();
   const metrics = createRouterMetrics({ tenantLabels: config.metricsTenantLabels });
   const keyService = timedKeyService(
-    deps.keyService ?? createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken }),
+    deps.keyService ??
+      createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken, timeoutMs: config.keyServiceTimeoutMs }),
     metrics,
   );
+  const keyUsage = new KeyUsageReporter({ report: (ids) => keyService.reportUsed(ids), intervalMs: config.keyUsageReportMs });
   const resolver = new Resolver({
     store,
     keyService,
+    maxOriginInFlight: config.keyServiceMaxPending,
     ...(deps.now ? { now: deps.now } : {}),
     onLookup: (cache, tier) => metrics.cacheLookups.inc({ cache, tier }),
   });
@@ -107,6 +112,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     clientIp: clientIpResolver(config.trustedProxies),
     security,
     log,
+    keyUsage,
     ...(deps.now ? { now: deps.now } : {}),
   });
 
@@ -185,6 +191,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     }
     if (audit.depth > 0) log.error({ lost: audit.depth }, "audit events could not be written before shutdown");
     await security.flush();
+    await keyUsage.close();
     await resolver.close();
     await dispatcher.close();
     if (!deps.keyService) await keyService.close();
@@ -196,6 +203,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     opsPort,
     resolver,
     audit,
+    keyUsage,
     store,
     limiter,
     meter,

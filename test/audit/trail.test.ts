@@ -133,7 +133,7 @@ describe("audit trail through the Redis stream into Postgres", () => {
       },
       {
         name: "revoked key",
-        reason: "key_unknown",
+        reason: "key_revoked",
         status: 401,
         send: async () => id(await stack.request(api, "/", { headers: bearer(revoked.key) })),
       },

@@ -80,6 +80,8 @@ export class TestStack {
   store!: Store;
   routers: RunningRouter[] = [];
   audit: AuditEvent[] = [];
+  /** Audit events of every router of this stack (`audit` holds only the last router's). */
+  auditAll: AuditEvent[] = [];
   upstreams: EchoUpstream[] = [];
   keyServicePort = 0;
   adminPort = 0;
@@ -110,7 +112,7 @@ export class TestStack {
     return this.router.port;
   }
 
-  /** URL of this stack's Postgres database (real backend). */
+  /** URL of this stack's Postgres database (real backend; empty for the embedded one). */
   get databaseUrl(): string {
     return this.#testDb?.url ?? "";
   }
@@ -172,7 +174,14 @@ export class TestStack {
     this.audit = events;
     const router = await startRouter(config, {
       store: deps.store ?? this.store,
-      ...(this.#options.audit === "stream" ? {} : { auditWriter: writer }),
+      ...(this.#options.audit === "stream"
+        ? {}
+        : {
+            auditWriter: async (batch: AuditEvent[]) => {
+              this.auditAll.push(...batch);
+              await writer(batch);
+            },
+          }),
       log: deps.log ?? pino({ level: "silent" }),
       ...(deps.now ? { now: deps.now } : {}),
     });
@@ -249,6 +258,17 @@ export class TestStack {
     }
   }
 
+  /** The audit events of a request on any router of this stack. */
+  async auditAnywhere(requestId: string, timeoutMs = 3_000): Promise<AuditEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await Promise.all(this.routers.map((r) => r.audit.flush()));
+      const found = this.auditAll.filter((e) => e.requestId === requestId);
+      if (found.length > 0 || Date.now() > deadline) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   async close(): Promise<void> {
     for (const r of this.routers) await r.close();
     await this.stopKeyService();
@@ -265,6 +285,41 @@ export class TestStack {
 
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
   return new TestStack(options).start();
+}
+
+/**
+ * Send `request` every few milliseconds until `until` (epoch ms) has passed by `afterMs`,
+ * recording when each was sent: for checks like "nothing sent after T is accepted",
+ * which hold however slow the machine is.
+ */
+export async function sampleUntil(
+  until: number,
+  request: () => Promise<{ status: number }>,
+  afterMs = 300,
+): Promise<{ sentAt: number; status: number }[]> {
+  const samples: { sentAt: number; status: number }[] = [];
+  while (Date.now() < until + afterMs) {
+    const sentAt = Date.now();
+    samples.push({ sentAt, status: (await request()).status });
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return samples;
+}
+
+/**
+ * A propagation bound ("stops within 1 s"): send `check` repeatedly and return when,
+ * relative to the call, the first passing check was *sent*. Fails only when a check
+ * sent after `timeoutMs` still does not pass, so a slow machine that delays answers
+ * (not the propagation) does not fail it.
+ */
+export async function propagatesWithin(check: () => Promise<boolean>, timeoutMs = 1_000, stepMs = 10): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const sentAt = performance.now() - start;
+    if (await check()) return sentAt;
+    if (sentAt > timeoutMs) throw new Error(`not propagated: a check sent ${Math.round(sentAt)} ms after the change failed`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
 }
 
 /** Poll until `check` passes or the time runs out; returns the elapsed milliseconds. */

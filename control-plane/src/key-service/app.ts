@@ -32,6 +32,8 @@ export interface KeyServiceDeps {
   /** Most database lookups in flight at once; beyond it, answer 503 at once. */
   maxInFlight?: number;
   metrics?: KeyServiceMetrics;
+  /** How often collected last-used times are written (default one minute). */
+  usageFlushMs?: number;
 }
 
 export function createKeyServiceApp(deps: KeyServiceDeps) {
@@ -40,8 +42,9 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
   let inFlight = 0;
   const used = new Set<string>();
 
-  // Last use of keys: collected from verifications and router reports, written in
-  // one statement a minute instead of one write per request.
+  // Last use of keys: routers report the keys they accepted (a verification alone is
+  // not a use: the router may still refuse the request), written in
+  // one statement per interval (a minute by default) instead of one write per request.
   const flushUsed = async () => {
     if (used.size === 0) return;
     const ids = [...used];
@@ -52,7 +55,7 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
       deps.log.warn({ err: error }, "recording key last use failed");
     }
   };
-  const timer = setInterval(flushUsed, 60_000);
+  const timer = setInterval(flushUsed, deps.usageFlushMs ?? 60_000);
   timer.unref();
 
   const metrics = deps.metrics;
@@ -110,7 +113,6 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
     if (!parsed.success) return c.json({ error: { code: "validation_failed", message: "bad request", requestId: "" } }, 400);
     const entry: KeyEntry = await keyEntry(deps.db, parsed.data.hash);
     const tenant = entry.key ? await tenantEntry(deps.db, entry.key.tenantId) : null;
-    if (entry.key) used.add(entry.key.keyId);
     return c.json({ entry, tenant });
   });
 

@@ -96,9 +96,9 @@ export async function keyEntry(db: Executor, hash: string, tombstoneVersion?: nu
     .from(apiKeys)
     .innerJoin(tenants, eq(tenants.id, apiKeys.tenantId))
     .where(eq(apiKeys.hash, hash));
-  if (!row || row.revokedAt) {
-    return { v: row ? row.version : (tombstoneVersion ?? (await currentVersion(db))), key: null };
-  }
+  if (!row) return { v: tombstoneVersion ?? (await currentVersion(db)), key: null };
+  // As new as the positive record it replaces (which counted the tenant's version too).
+  if (row.revokedAt) return { v: Math.max(row.version, row.tenantVersion), revoked: true, key: null };
   const [binding] = await db
     .select({ server: databaseServers.address, database: databaseBindings.database })
     .from(databaseBindings)

@@ -15,6 +15,12 @@ export type Extracted =
   | { kind: "error"; code: "ambiguous_credentials" | "key_in_query" };
 
 const NONE: Extracted = { kind: "none" };
+// Expected outcomes, built once (the hot path allocates nothing to refuse).
+const MALFORMED: KeyOutcome = { presented: true, ok: false, code: "key_malformed" };
+const UNKNOWN: KeyOutcome = { presented: true, ok: false, code: "key_unknown" };
+const REVOKED: KeyOutcome = { presented: true, ok: false, code: "key_revoked" };
+const EXPIRED: KeyOutcome = { presented: true, ok: false, code: "key_expired" };
+const UNAVAILABLE: KeyOutcome = { presented: true, ok: false, code: "unavailable" };
 
 /**
  * Reads credentials from the raw header list (duplicates are visible there; Node's
@@ -35,8 +41,7 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
       apiKey = rawHeaders[i + 1];
     }
   }
-  const q = url.indexOf("?");
-  if (q !== -1 && url.includes(API_KEY_PREFIX, q)) return { kind: "error", code: "key_in_query" };
+  if (keyInQuery(url)) return { kind: "error", code: "key_in_query" };
   if (authCount > 1 || apiKeyCount > 1) return { kind: "error", code: "ambiguous_credentials" };
 
   let fromAuth: string | undefined;
@@ -56,15 +61,41 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
   return NONE;
 }
 
-export async function verifyKey(resolver: Resolver, key: string, now: number): Promise<KeyOutcome> {
-  if (!isWellFormedApiKey(key)) return { presented: true, ok: false, code: "key_malformed" };
+/**
+ * A key in the URL ends up in access logs, browser history and Referer headers
+ * (RFC 6750 §5.3 advises against bearer tokens in page URLs): refuse it, also
+ * percent-encoded (`pck%5F…`), which the app would decode into a key.
+ */
+export function keyInQuery(url: string): boolean {
+  const q = url.indexOf("?");
+  if (q === -1) return false;
+  if (url.includes(API_KEY_PREFIX, q)) return true;
+  return url.indexOf("%", q) !== -1 && /pck%5f/i.test(url.slice(q));
+}
+
+/**
+ * `hostTenantId` is the tenant the hostname names (null on API_HOSTNAME). Another
+ * tenant's key is answered after the same one lookup as an unknown, expired or revoked
+ * key (its tenant is not loaded), so the refusals cost the same.
+ */
+export async function verifyKey(
+  resolver: Resolver,
+  key: string,
+  now: number,
+  hostTenantId: string | null = null,
+): Promise<KeyOutcome> {
+  if (!isWellFormedApiKey(key)) return MALFORMED;
   const lookup = await resolver.key(hashApiKey(key));
-  if (!lookup.ok) return { presented: true, ok: false, code: "unavailable" };
+  if (!lookup.ok) return UNAVAILABLE;
   const entry = lookup.value.key;
-  if (entry === null) return { presented: true, ok: false, code: "key_unknown" };
-  if (entry.expiresAt !== null && entry.expiresAt <= now) return { presented: true, ok: false, code: "key_expired" };
+  if (entry === null) return lookup.value.revoked ? REVOKED : UNKNOWN;
+  if (entry.expiresAt !== null && entry.expiresAt <= now) return EXPIRED;
+  if (hostTenantId !== null && entry.tenantId !== hostTenantId) {
+    // decide() refuses it as key_other_tenant (the tenant ids differ).
+    return { presented: true, ok: true, keyId: entry.keyId, tenantId: entry.tenantId, tenant: null, binding: entry.binding };
+  }
   const tenant = await resolver.tenant(entry.tenantId);
-  if (!tenant.ok) return { presented: true, ok: false, code: "unavailable" };
+  if (!tenant.ok) return UNAVAILABLE;
   return {
     presented: true,
     ok: true,
@@ -73,4 +104,70 @@ export async function verifyKey(resolver: Resolver, key: string, now: number): P
     tenant: tenant.tenant,
     binding: entry.binding,
   };
+}
+
+export interface KeyUsageOptions {
+  /** Sends one batch of key ids (the key service's `POST /v1/keys/used`). */
+  report: (ids: string[]) => Promise<void>;
+  intervalMs: number;
+  /** Most distinct ids held between reports; more are dropped until the next one. */
+  maxPending?: number;
+  /** Most ids in one call (the key service reads at most 10,000 per call). */
+  batchSize?: number;
+}
+
+/**
+ * Last use of API keys without a write per request: the request path adds the id of
+ * an accepted key to a set (no I/O), and a timer sends the set to the key service in
+ * one call, which in turn writes its own batch to the database. A failed report is
+ * kept for the next one; `close` sends what is left.
+ */
+export class KeyUsageReporter {
+  readonly #o: Required<KeyUsageOptions>;
+  #pending = new Set<string>();
+  #sending: Promise<void> | null = null;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(options: KeyUsageOptions) {
+    this.#o = { maxPending: 100_000, batchSize: 5_000, ...options };
+    this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
+    this.#timer.unref();
+  }
+
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  record(keyId: string): void {
+    if (this.#pending.size < this.#o.maxPending) this.#pending.add(keyId);
+  }
+
+  flush(): Promise<void> {
+    if (this.#sending) return this.#sending;
+    if (this.#pending.size === 0) return Promise.resolve();
+    const ids = [...this.#pending];
+    this.#pending = new Set();
+    this.#sending = (async () => {
+      try {
+        for (let i = 0; i < ids.length; i += this.#o.batchSize) {
+          const batch = ids.slice(i, i + this.#o.batchSize);
+          try {
+            await this.#o.report(batch);
+          } catch {
+            // Keep them for the next report (still bounded).
+            for (const id of batch) this.record(id);
+          }
+        }
+      } finally {
+        this.#sending = null;
+      }
+    })();
+    return this.#sending;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#sending;
+    await this.flush();
+  }
 }

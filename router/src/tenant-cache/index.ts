@@ -16,8 +16,8 @@ import {
   type TenantRecord,
 } from "@portcullis/shared";
 import type { z } from "zod";
-import type { KeyServiceClient } from "./key-service-client.ts";
-import { type Lookup, TieredCache } from "./tiered.ts";
+import { type KeyServiceClient, KeyServiceError } from "./key-service-client.ts";
+import { type Lookup, type OriginGate, TieredCache } from "./tiered.ts";
 
 export { createKeyServiceClient, type KeyServiceClient } from "./key-service-client.ts";
 export type { Lookup } from "./tiered.ts";
@@ -38,6 +38,19 @@ function parser<S extends z.ZodType>(schema: S) {
   };
 }
 
+/**
+ * A key-service answer names a tenant twice (the key's or host's tenant id, and the
+ * tenant record sent along). If they differ the answer is not trusted at all: it
+ * would otherwise cache one tenant's record under another's id, and that tenant's
+ * hostname would route to the wrong upstream. Throwing makes the lookup
+ * "unavailable" (503), never an allow.
+ */
+function consistent(tenantId: string, answer: TenantE): void {
+  if (answer.tenant !== null && answer.tenant.id !== tenantId) {
+    throw new KeyServiceError("key service answer names two different tenants");
+  }
+}
+
 export type TenantLookup = { ok: true; tenant: TenantRecord | null } | { ok: false; code: "unavailable" };
 
 export interface ResolverOptions {
@@ -45,6 +58,8 @@ export interface ResolverOptions {
   keyService: KeyServiceClient;
   now?: () => number;
   maxEntries?: number;
+  /** Most key-service calls in flight from this router (all caches together). */
+  maxOriginInFlight?: number;
   onLookup?: (cache: string, tier: string) => void;
 }
 
@@ -62,14 +77,19 @@ export class Resolver {
     const max = options.maxEntries ?? L1_MAX_ENTRIES;
     const ks = options.keyService;
     this.#store = options.store;
-    const common = { store: options.store, now, maxEntries: max };
+    const gate: OriginGate = { inFlight: 0, max: options.maxOriginInFlight ?? 256 };
+    const common = { store: options.store, now, maxEntries: max, gate };
     this.tenants = new TieredCache<TenantE>({
       ...common,
       name: "tenant",
       ttl: CACHE.tenant,
       storeKey: CACHE.tenant.key,
       parse: parser(TenantEntry),
-      load: (id) => ks.tenant(id),
+      load: async (id) => {
+        const answer = await ks.tenant(id);
+        consistent(id, answer);
+        return answer;
+      },
       isNegative: (e) => e.tenant === null,
       onLookup: (tier) => options.onLookup?.("tenant", tier),
     });
@@ -82,7 +102,11 @@ export class Resolver {
       load: async (hostname) => {
         const epoch = this.tenants.epoch;
         const answer = await ks.resolveHost(hostname);
-        if (answer.tenant && answer.host.tenantId) this.tenants.prime(answer.host.tenantId, answer.tenant, epoch);
+        const id = answer.host.tenantId;
+        if (id !== null && answer.tenant) {
+          consistent(id, answer.tenant);
+          this.tenants.prime(id, answer.tenant, epoch);
+        }
         return answer.host;
       },
       isNegative: (e) => e.tenantId === null,
@@ -97,7 +121,11 @@ export class Resolver {
       load: async (hash) => {
         const epoch = this.tenants.epoch;
         const answer = await ks.verifyKey(hash);
-        if (answer.tenant && answer.entry.key) this.tenants.prime(answer.entry.key.tenantId, answer.tenant, epoch);
+        const id = answer.entry.key?.tenantId;
+        if (id !== undefined && answer.tenant) {
+          consistent(id, answer.tenant);
+          this.tenants.prime(id, answer.tenant, epoch);
+        }
         return answer.entry;
       },
       isNegative: (e) => e.key === null,

@@ -74,6 +74,7 @@ export function createKeyServiceClient(options: { url: string; token: string; ti
         body: JSON.stringify({ ids }),
       });
       await res.body.dump();
+      if (res.statusCode !== 204 && res.statusCode !== 200) throw new KeyServiceError(`key service answered ${res.statusCode}`);
     },
     async healthy() {
       try {

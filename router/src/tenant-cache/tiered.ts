@@ -25,6 +25,17 @@ export type Lookup<T> =
   | { ok: true; value: T; tier: "memory" | "store" | "origin" | "stale" }
   | { ok: false; code: "unavailable" };
 
+/**
+ * Origin calls in flight, shared by the caches that call one key service. Past `max`,
+ * a miss is answered like an unreachable origin (stale within bounds, else
+ * "unavailable") instead of queueing: a flood of invented keys cannot grow the
+ * router's queue to the key service without bound or starve real lookups behind it.
+ */
+export interface OriginGate {
+  inFlight: number;
+  max: number;
+}
+
 export interface TieredOptions<T extends { v: number }> {
   name: string;
   ttl: Ttl;
@@ -37,8 +48,11 @@ export interface TieredOptions<T extends { v: number }> {
   isNegative: (value: T) => boolean;
   maxEntries: number;
   now: () => number;
+  gate?: OriginGate;
   onLookup?: (tier: Lookup<T> extends infer L ? (L extends { tier: infer X } ? X : never) | "unavailable" : never) => void;
 }
+
+const UNAVAILABLE = { ok: false, code: "unavailable" } as const;
 
 export class TieredCache<T extends { v: number }> {
   readonly #o: TieredOptions<T>;
@@ -69,7 +83,10 @@ export class TieredCache<T extends { v: number }> {
     }
     let pending = this.#loading.get(id);
     if (!pending) {
-      pending = this.#load(id).finally(() => this.#loading.delete(id));
+      const started = this.#load(id).finally(() => {
+        if (this.#loading.get(id) === started) this.#loading.delete(id);
+      });
+      pending = started;
       this.#loading.set(id, pending);
     }
     const result = await pending;
@@ -88,14 +105,21 @@ export class TieredCache<T extends { v: number }> {
     return this.#epoch;
   }
 
+  /**
+   * Forget `id`. A load already in flight may carry the old value: later callers must
+   * not join it (they would be answered with what was just revoked), so they start
+   * their own; the callers that joined it before the event keep its answer.
+   */
   invalidate(id: string): void {
     this.#epoch++;
     this.#slots.delete(id);
+    this.#loading.delete(id);
   }
 
   clear(): void {
     this.#epoch++;
     this.#slots.clear();
+    this.#loading.clear();
   }
 
   async #load(id: string): Promise<Lookup<T>> {
@@ -110,13 +134,16 @@ export class TieredCache<T extends { v: number }> {
       // The store is down: go to the origin.
     }
     if (value === null) {
+      const gate = o.gate;
+      if (gate !== undefined && gate.inFlight >= gate.max) return this.#stale(id);
+      if (gate !== undefined) gate.inFlight++;
       try {
         value = await o.load(id);
         tier = "origin";
       } catch {
-        const slot = this.#slots.get(id);
-        if (slot && o.now() < slot.staleUntil) return { ok: true, value: slot.value, tier: "stale" };
-        return { ok: false, code: "unavailable" };
+        return this.#stale(id);
+      } finally {
+        if (gate !== undefined) gate.inFlight--;
       }
       this.#fill(id, value);
     }
@@ -124,6 +151,13 @@ export class TieredCache<T extends { v: number }> {
     // this request, but do not keep it.
     if (epoch === this.#epoch) this.#remember(id, value);
     return { ok: true, value, tier };
+  }
+
+  /** The origin cannot answer: the kept entry within its maximum staleness, or nothing. */
+  #stale(id: string): Lookup<T> {
+    const slot = this.#slots.get(id);
+    if (slot && this.#o.now() < slot.staleUntil) return { ok: true, value: slot.value, tier: "stale" };
+    return UNAVAILABLE;
   }
 
   #remember(id: string, value: T): void {

@@ -8,7 +8,12 @@
  * - with invalidation lost, an in-process entry is trusted for `freshMs`, then
  *   re-read from Redis; Redis entries written by the control plane live `redisTtlMs`;
  * - when neither Redis nor the key service answers, an entry is served until
- *   `maxStaleMs` after it was fetched, then the router answers 503.
+ *   `maxStaleMs` after it was fetched, then the router answers 503;
+ * - an entry whose invalidation the router did receive is never served stale: it is
+ *   dropped, so a revoked key gets 503 (not an allow) while nothing can be resolved.
+ * So a router that missed a key's revocation accepts it at most `apiKey.freshMs` after
+ * it fetched it while Redis is reachable (Redis holds the revocation), and at most
+ * `apiKey.maxStaleMs` when Redis and the key service are both unreachable.
  */
 export const CACHE = {
   host: {

@@ -50,9 +50,14 @@ export type HostEntry = z.infer<typeof HostEntry>;
 export const TenantEntry = z.object({ v: z.number(), tenant: TenantRecord.nullable() });
 export type TenantEntry = z.infer<typeof TenantEntry>;
 
-/** What the key service says of one API key (cached by the key's SHA-256). */
+/**
+ * What the key service says of one API key (cached by the key's SHA-256). A revoked
+ * key has `key: null` like an unknown one (so any reader refuses it) and `revoked:
+ * true` only so the audit trail can name the reason.
+ */
 export const KeyEntry = z.object({
   v: z.number(),
+  revoked: z.literal(true).optional(),
   key: z
     .object({
       keyId: z.string(),

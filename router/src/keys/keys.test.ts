@@ -1,0 +1,94 @@
+/**
+ * Key extraction (property-based, as a parser) and the batched last-use reporter.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { generateApiKey } from "@portcullis/shared";
+import { extractKey, KeyUsageReporter, keyInQuery } from "./index.ts";
+
+const key = fc.constant(null).map(() => generateApiKey().key);
+const token = fc.stringMatching(/^[A-Za-z0-9._~+/-]{1,40}$/);
+
+describe("extractKey", () => {
+  it("finds a key in the query string, raw or with its underscore percent-encoded, wherever it sits", () => {
+    fc.assert(
+      fc.property(key, fc.stringMatching(/^[a-z]{0,8}$/), fc.boolean(), fc.boolean(), (k, name, encoded, upper) => {
+        const value = encoded ? k.replace("_", upper ? "%5F" : "%5f") : k;
+        const url = `/p?x=1&${name}=${value}`;
+        expect(keyInQuery(url)).toBe(true);
+        expect(extractKey([], url, false)).toEqual({ kind: "error", code: "key_in_query" });
+        // In the path, not the query: not this rule's business.
+        expect(keyInQuery(`/p/${k}`)).toBe(false);
+      }),
+    );
+  });
+
+  it("treats two different keys, or one key header repeated, as ambiguous; one key in both headers as one key", () => {
+    fc.assert(
+      fc.property(key, key, fc.boolean(), (a, b, api) => {
+        expect(extractKey(["Authorization", `Bearer ${a}`, "X-API-Key", b], "/", api)).toEqual({
+          kind: "error",
+          code: "ambiguous_credentials",
+        });
+        expect(extractKey(["x-api-key", a, "X-Api-Key", a], "/", api).kind).toBe("error");
+        expect(extractKey(["authorization", `Bearer ${a}`, "x-api-key", a], "/", api)).toEqual({
+          kind: "key",
+          key: a,
+          fromAuthorization: true,
+        });
+        expect(extractKey(["X-API-KEY", ` ${b} `], "/", api)).toEqual({ kind: "key", key: b, fromAuthorization: false });
+      }),
+    );
+  });
+
+  it("leaves an app's own bearer token alone on a tenant hostname, and takes it as a (bad) key on the API hostname", () => {
+    fc.assert(
+      fc.property(token, (t) => {
+        fc.pre(!t.startsWith("pck_"));
+        expect(extractKey(["Authorization", `Bearer ${t}`], "/", false)).toEqual({ kind: "none" });
+        expect(extractKey(["Authorization", `Bearer ${t}`], "/", true)).toEqual({ kind: "key", key: t, fromAuthorization: true });
+      }),
+    );
+  });
+});
+
+describe("KeyUsageReporter", () => {
+  it("sends each key id once per batch, keeps a failed batch for the next one, and sends the rest on close", async () => {
+    const sent: string[][] = [];
+    let fail = true;
+    const reporter = new KeyUsageReporter({
+      intervalMs: 3_600_000,
+      report: async (ids) => {
+        if (fail) throw new Error("key service down");
+        sent.push(ids);
+      },
+    });
+    for (let i = 0; i < 100; i++) reporter.record(i % 2 ? "key_a" : "key_b");
+    expect(reporter.pending).toBe(2);
+    await reporter.flush();
+    expect(sent).toEqual([]);
+    expect(reporter.pending).toBe(2);
+    fail = false;
+    await reporter.flush();
+    expect(sent.map((b) => [...b].sort())).toEqual([["key_a", "key_b"]]);
+    reporter.record("key_c");
+    await reporter.close();
+    expect(sent.at(-1)).toEqual(["key_c"]);
+  });
+
+  it("splits a large report into calls the key service reads whole", async () => {
+    const sent: string[][] = [];
+    const reporter = new KeyUsageReporter({ intervalMs: 3_600_000, batchSize: 3, report: async (ids) => void sent.push(ids) });
+    for (let i = 0; i < 8; i++) reporter.record(`key_${i}`);
+    await reporter.close();
+    expect(sent.map((b) => b.length)).toEqual([3, 3, 2]);
+    expect(new Set(sent.flat()).size).toBe(8);
+  });
+
+  it("holds a bounded number of ids", async () => {
+    const reporter = new KeyUsageReporter({ intervalMs: 3_600_000, maxPending: 10, report: async () => {} });
+    for (let i = 0; i < 1_000; i++) reporter.record(`key_${i}`);
+    expect(reporter.pending).toBe(10);
+    await reporter.close();
+  });
+});
