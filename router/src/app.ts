@@ -99,6 +99,13 @@ export function createRouterApp(deps: RouterDeps) {
 
   function recordAudit(s: RequestState, method: string) {
     const d = s.decision;
+    if (!config.audit) {
+      metrics.decisions.inc({
+        decision: d?.allow ? "allow" : "refuse",
+        reason: d === null ? "resolution_unavailable" : d.allow ? "allowed" : d.reason,
+      });
+      return;
+    }
     const reason =
       d === null
         ? "resolution_unavailable"

@@ -28,6 +28,9 @@ const Env = z.object({
   MAX_HEADER_COUNT: z.coerce.number().int().positive().default(100),
   DRAIN_TIMEOUT_MS: z.coerce.number().int().positive().default(25_000),
   LOG_LEVEL: z.string().default("info"),
+  // Measurement only: "off" skips building and recording audit events (the contract
+  // requires them; `npm run bench` uses this to show what auditing costs).
+  ROUTER_AUDIT: z.enum(["on", "off"]).default("on"),
 });
 
 export interface RouterConfig {
@@ -52,6 +55,8 @@ export interface RouterConfig {
   maxHeaderCount: number;
   drainTimeoutMs: number;
   logLevel: string;
+  /** False only to measure the cost of auditing (ROUTER_AUDIT=off). */
+  audit: boolean;
   generatedSecrets: string[];
 }
 
@@ -95,6 +100,7 @@ export function loadRouterConfig(
     maxHeaderCount: e.MAX_HEADER_COUNT,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
+    audit: e.ROUTER_AUDIT === "on",
     generatedSecrets: generated,
     ...overrides,
   });

@@ -84,6 +84,15 @@ export class TieredCache<T extends { v: number }> {
     this.#fill(id, value);
   }
 
+  /**
+   * Put a value into this process's table only (no store write): warming a router
+   * from a snapshot, and the benchmark's large tenant counts. The value is trusted
+   * for the usual fresh TTL, like any other entry.
+   */
+  seed(id: string, value: T): void {
+    this.#remember(id, value);
+  }
+
   get epoch(): number {
     return this.#epoch;
   }
