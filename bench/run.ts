@@ -82,6 +82,7 @@ function pinned(cpu: string | null, cmd: string, args: string[]): [string, strin
 
 interface NodeProc {
   port: number;
+  opsPort: number;
   child: ChildProcess;
   ask(message: Record<string, unknown>): Promise<unknown>;
 }
@@ -95,10 +96,11 @@ function startNode(file: string, cpu: string | null, options: unknown, nodeArgs:
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`${file} exited (${code})`)));
     child.on("message", (raw) => {
-      const m = raw as { type: string; port?: number; id?: number; answer?: unknown };
+      const m = raw as { type: string; port?: number; opsPort?: number; id?: number; answer?: unknown };
       if (m.type === "ready")
         resolve({
           port: m.port as number,
+          opsPort: m.opsPort ?? 0,
           child,
           ask: (message) =>
             new Promise((r) => {
@@ -323,6 +325,16 @@ async function measure(t: Target): Promise<LoadResult & { cpuUs: number }> {
   return { ...r, cpuUs: ((cpuSeconds(t.pid) - cpu0) * 1e6) / r.requests };
 }
 
+/** The router's cache lookups by cache and tier (memory hits on the synchronous path are not counted). */
+async function lookups(p: NodeProc): Promise<Record<string, number>> {
+  const r = await request(`http://127.0.0.1:${p.opsPort}/metrics`);
+  const text = await r.body.text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^portcullis_cache_lookups_total\{cache="(\w+)",tier="(\w+)"\} (\d+)/gm))
+    out[`${m[1]}/${m[2]}`] = Number(m[3]);
+  return out;
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -404,7 +416,7 @@ async function main() {
   });
   const router = await startNode("router.ts", TARGET_CPU, { env: routerEnv() }, [
     "--expose-gc",
-    ...(PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE}`] : []),
+    ...(PROFILE ? ["--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${PROFILE}`] : []),
   ]);
   const routerNoAudit = await startNode("router.ts", TARGET_CPU, { env: routerEnv({ ROUTER_AUDIT: "off" }) });
 
@@ -478,7 +490,12 @@ async function main() {
     },
   ];
 
-  if (ONLY) targets.splice(0, targets.length, ...targets.filter((t) => ONLY.some((o) => t.name.includes(o))));
+  if (ONLY)
+    targets.splice(
+      0,
+      targets.length,
+      ...targets.filter((t) => ONLY.some((o) => (o.startsWith("=") ? t.name === o.slice(1) : o !== "" && t.name.includes(o)))),
+    );
   // ---- throughput: alternate targets within each repetition -------------------------------
   const samples = new Map<string, (LoadResult & { cpuUs: number })[]>();
   for (let rep = 0; rep < P.reps; rep++) {
@@ -543,6 +560,8 @@ async function main() {
   const directP50 = median(rateRuns.filter((r) => r.target === "direct upstream").map((r) => r.p50ms));
   const routerP50 = median(rateRuns.filter((r) => r.target === "Portcullis").map((r) => r.p50ms));
   const added = { rate: P.rate, p50ms: routerP50 - directP50, p99ms: median(routerRate) - median(directRate), runs: rateRuns };
+
+  log(`  router cache lookups that missed memory: ${JSON.stringify(await lookups(router))}`);
 
   // ---- single requests: warm, cold through the store, cold through the key service -------------
   async function single(host: string, headers: Record<string, string> = {}): Promise<number> {

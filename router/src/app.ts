@@ -19,10 +19,10 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import type { Dispatcher } from "undici";
 import {
+  contextSigner,
   REFUSALS,
   type RefusalReason,
   refusalBody,
-  signContext,
   type TenantContext,
   type TenantRecord,
 } from "@portcullis/shared";
@@ -90,7 +90,18 @@ export function createRouterApp(deps: RouterDeps) {
   const { config, resolver, metrics, audit } = deps;
   const now = deps.now ?? Date.now;
   const app = new Hono<Env>();
+  const sign = contextSigner(config.contextSigningSecret);
   let rr = 0;
+  // Many requests share a millisecond: format the audit time once per millisecond.
+  let isoAt = Number.NaN;
+  let iso = "";
+  function isoTime(ms: number): string {
+    if (ms !== isoAt) {
+      isoAt = ms;
+      iso = new Date(ms).toISOString();
+    }
+    return iso;
+  }
 
   function pathOnly(path: string): string {
     const q = path.indexOf("?");
@@ -115,7 +126,7 @@ export function createRouterApp(deps: RouterDeps) {
             : "allowed"
           : d.reason;
     const event: AuditEvent = {
-      time: new Date(now()).toISOString(),
+      time: isoTime(now()),
       requestId: s.requestId,
       decision: d?.allow ? "allow" : "refuse",
       reason,
@@ -283,7 +294,7 @@ export function createRouterApp(deps: RouterDeps) {
     if (d.userId) context["x-user-id"] = d.userId;
     headers.push(H.host, s.hostname);
     for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
-    headers.push(H.tenantSignature, signContext(context, config.contextSigningSecret, now()));
+    headers.push(H.tenantSignature, sign(context, now()));
 
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
     const result = await forward(
