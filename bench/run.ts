@@ -321,6 +321,8 @@ async function measure(t: Target): Promise<LoadResult & { cpuUs: number }> {
   await load({ ...base, seconds: P.warmup });
   const cpu0 = cpuSeconds(t.pid);
   const r = await load({ ...base, seconds: P.seconds });
+  // A run that completed nothing counts as failed, not as infinitely cheap.
+  if (r.requests === 0) return { ...r, errors: r.errors + 1, cpuUs: Number.NaN };
   // CPU time of the target per request: much steadier than req/s on a busy machine.
   return { ...r, cpuUs: ((cpuSeconds(t.pid) - cpu0) * 1e6) / r.requests };
 }
@@ -517,7 +519,7 @@ async function main() {
       rps: median(s.map((r) => r.rps)),
       p50ms: median(s.map((r) => r.p50ms)),
       p99ms: median(s.map((r) => r.p99ms)),
-      cpuUs: median(s.map((r) => r.cpuUs)),
+      cpuUs: median(s.map((r) => r.cpuUs).filter((v) => Number.isFinite(v))),
       runs: s.map((r) => Math.round(r.rps)),
       errors: s.reduce((n, r) => n + r.errors, 0),
       group: t.group,
