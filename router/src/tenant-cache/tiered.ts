@@ -35,6 +35,8 @@ export interface TieredOptions<T extends { v: number }> {
   /** Load from the origin (key service). Throws when unavailable. */
   load: (id: string) => Promise<T>;
   isNegative: (value: T) => boolean;
+  /** Answer a stale (not negative) value while re-reading it in the background. */
+  refreshAhead?: boolean;
   maxEntries: number;
   now: () => number;
   onLookup?: (tier: Lookup<T> extends infer L ? (L extends { tier: infer X } ? X : never) | "unavailable" : never) => void;
@@ -54,11 +56,29 @@ export class TieredCache<T extends { v: number }> {
     return this.#slots.size;
   }
 
-  /** The in-process value when it is fresh: the synchronous hot path. */
+  /**
+   * The in-process value when it is fresh: the synchronous hot path. With
+   * `refreshAhead`, a value past its freshness but within its maximum staleness is
+   * still answered while one background load re-reads it (stale-while-revalidate),
+   * so a busy host never waits for Redis when its entry ages out; a failed re-read
+   * leaves the entry to expire at its maximum staleness, as before.
+   */
   peek(id: string): T | undefined {
     const slot = this.#slots.get(id);
-    if (slot !== undefined && this.#o.now() < slot.freshUntil) return slot.value;
+    if (slot === undefined) return undefined;
+    const now = this.#o.now();
+    if (now < slot.freshUntil) return slot.value;
+    if (this.#o.refreshAhead === true && now < slot.staleUntil) {
+      if (!this.#loading.has(id)) this.#start(id);
+      return slot.value;
+    }
     return undefined;
+  }
+
+  #start(id: string): Promise<Lookup<T>> {
+    const pending = this.#load(id).finally(() => this.#loading.delete(id));
+    this.#loading.set(id, pending);
+    return pending;
   }
 
   async get(id: string): Promise<Lookup<T>> {
@@ -67,11 +87,7 @@ export class TieredCache<T extends { v: number }> {
       this.#o.onLookup?.("memory");
       return { ok: true, value: fresh, tier: "memory" };
     }
-    let pending = this.#loading.get(id);
-    if (!pending) {
-      pending = this.#load(id).finally(() => this.#loading.delete(id));
-      this.#loading.set(id, pending);
-    }
+    const pending = this.#loading.get(id) ?? this.#start(id);
     const result = await pending;
     this.#o.onLookup?.(result.ok ? result.tier : "unavailable");
     return result;
