@@ -711,6 +711,9 @@ async function main() {
   const big = get(`Portcullis, ${P.big.toLocaleString("en")} tenants`) as Row;
   const small = get("Portcullis, 10 tenants") as Row;
   const ratio = (a: number, b: number) => (b > 0 ? a / b : Number.NaN);
+  // Throughput ratios pair the runs of one repetition (taken minutes apart from the
+  // next), then take the median: the machine's load drifts between repetitions.
+  const paired = (a: Row, b: Row) => median(a.runs.map((x, i) => ratio(x, b.runs[i] ?? Number.NaN)));
   const checks: { target: string; value: string; met: boolean }[] = [];
   for (const [name, need] of [
     ["hono proxy() helper", 2],
@@ -724,14 +727,19 @@ async function main() {
       checks.push({ target: `≥ ${need}× ${name}`, value: "not measured (not installed)", met: false });
       continue;
     }
-    const r = ratio(portcullis.rps, peer.rps);
-    checks.push({ target: `throughput ≥ ${need}× ${name}`, value: `${r.toFixed(2)}×`, met: r >= need });
+    const r = paired(portcullis, peer);
+    const cpu = ratio(peer.cpuUs, portcullis.cpuUs);
+    checks.push({
+      target: `throughput ≥ ${need}× ${name}`,
+      value: `${r.toFixed(2)}× (by CPU per request: ${cpu.toFixed(2)}×)`,
+      met: r >= need,
+    });
   }
   checks.push({ target: `added p99 at ${P.rate} req/s ≤ 1 ms`, value: `${added.p99ms.toFixed(3)} ms`, met: added.p99ms <= 1 });
-  const tenantRatio = ratio(big.rps, small.rps);
+  const tenantRatio = paired(big, small);
   checks.push({
     target: `${P.big.toLocaleString("en")} tenants ≥ 0.95× 10 tenants`,
-    value: `${tenantRatio.toFixed(2)}×`,
+    value: `${tenantRatio.toFixed(2)}× (by CPU per request: ${ratio(small.cpuUs, big.cpuUs).toFixed(2)}×)`,
     met: tenantRatio >= 0.95,
   });
   checks.push({ target: "< 2 KiB per cached tenant", value: `${Math.round(bytesPerTenant)} B`, met: bytesPerTenant < 2048 });
@@ -801,7 +809,12 @@ async function main() {
       : "Revocation propagation: not measured (needs Redis).",
     "",
   );
-  md.push("| target | reached | met |", "|---|---|---|");
+  md.push(
+    "Targets: throughput ratios are medians of per-repetition ratios; CPU per request (the target's own CPU time over the requests it served) is steadier on a busy machine and shown beside them.",
+    "",
+    "| target | reached | met |",
+    "|---|---|---|",
+  );
   for (const c of checks) md.push(`| ${c.target} | ${c.value} | ${c.met ? "yes" : "**no**"} |`);
   if (notes.length > 0) md.push("", "Notes:", ...notes.map((n) => `- ${n}`));
   md.push("", `Run took ${result.durationSeconds} s.`);
