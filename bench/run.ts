@@ -240,6 +240,7 @@ backend none
 // ---- stores -----------------------------------------------------------------------------
 async function reachableRedis(url: string): Promise<boolean> {
   const r = new Redis(url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on("error", () => {});
   try {
     await r.connect();
     return (await r.ping()) === "PONG";
