@@ -22,10 +22,10 @@ import { type Context, Hono } from "hono";
 import type { Logger } from "pino";
 import type { Dispatcher } from "undici";
 import {
+  contextSigner,
   REFUSALS,
   type RefusalReason,
   refusalBody,
-  signContext,
   type TenantContext,
   type TenantRecord,
 } from "@portcullis/shared";
@@ -121,12 +121,23 @@ export function createRouterApp(deps: RouterDeps) {
   const { config, resolver, metrics, audit, limiter, meter } = deps;
   const now = deps.now ?? Date.now;
   const app = new Hono<Env>();
+  const sign = contextSigner(config.contextSigningSecret);
   let rr = 0;
   // Connections refused and closing: nothing more is read from them as a request.
   const closing = new WeakSet<object>();
   // The request being served on each connection, so that a timeout or parser error
   // on that connection is refused and audited as that request, once.
   const inflight = new WeakMap<object, RequestState>();
+  // Many requests share a millisecond: format the audit time once per millisecond.
+  let isoAt = Number.NaN;
+  let iso = "";
+  function isoTime(ms: number): string {
+    if (ms !== isoAt) {
+      isoAt = ms;
+      iso = new Date(ms).toISOString();
+    }
+    return iso;
+  }
 
   function pathOnly(path: string): string {
     const q = path.indexOf("?");
@@ -135,6 +146,15 @@ export function createRouterApp(deps: RouterDeps) {
 
   function recordAudit(s: RequestState, method: string) {
     const d = s.decision;
+    if (!config.audit) {
+      const tenantId = d === null ? null : d.allow ? d.tenant.id : (d.tenantId ?? null);
+      metrics.decided(
+        d?.allow ? "allow" : "refuse",
+        d === null ? "resolution_unavailable" : d.allow ? "allowed" : d.reason,
+        tenantId,
+      );
+      return;
+    }
     const reason =
       d === null
         ? "resolution_unavailable"
@@ -144,7 +164,7 @@ export function createRouterApp(deps: RouterDeps) {
             : "allowed"
           : d.reason;
     const event: AuditEvent = {
-      time: new Date(now()).toISOString(),
+      time: isoTime(now()),
       requestId: s.requestId,
       decision: d?.allow ? "allow" : "refuse",
       reason,
@@ -418,7 +438,7 @@ export function createRouterApp(deps: RouterDeps) {
     if (d.userId) context["x-user-id"] = d.userId;
     headers.push(H.host, s.hostname, "traceparent", nextTraceparent(traceparent));
     for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
-    headers.push(H.tenantSignature, signContext(context, config.contextSigningSecret, now()));
+    headers.push(H.tenantSignature, sign(context, now()));
 
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
     const result = await forward(

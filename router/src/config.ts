@@ -36,6 +36,9 @@ const Env = z.object({
   ALERT_WEBHOOK_URL: z.string().url().optional(),
   ALERT_MIN_INTERVAL_MS: z.coerce.number().int().nonnegative().default(60_000),
   METRICS_TENANT_LABELS: z.coerce.number().int().nonnegative().default(100),
+  // Measurement only: "off" skips building and recording audit events (the contract
+  // requires them; `npm run bench` uses this to show what auditing costs).
+  ROUTER_AUDIT: z.enum(["on", "off"]).default("on"),
 });
 
 export interface RouterConfig {
@@ -75,6 +78,8 @@ export interface RouterConfig {
   alertMinIntervalMs: number;
   /** Tenants that get their own metric label value; the rest share `other`. */
   metricsTenantLabels: number;
+  /** False only to measure the cost of auditing (ROUTER_AUDIT=off). */
+  audit: boolean;
   generatedSecrets: string[];
 }
 
@@ -126,6 +131,7 @@ export function loadRouterConfig(
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     alertMinIntervalMs: e.ALERT_MIN_INTERVAL_MS,
     metricsTenantLabels: e.METRICS_TENANT_LABELS,
+    audit: e.ROUTER_AUDIT === "on",
     generatedSecrets: generated,
     ...overrides,
   });

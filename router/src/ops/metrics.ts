@@ -2,9 +2,69 @@
  * Router metrics (Prometheus, prom-client). Label values are bounded sets only:
  * tenant ids become labels for the first `tenantLabels` tenants seen by this
  * process and `other` after that, so a million tenants cannot explode the series
- * count (see tenantLabel). Per-request updates go through cached label children.
+ * count (see tenantLabel).
+ *
+ * Counters and the in-flight gauge touched on every request are kept in plain numbers
+ * and handed to prom-client when scraped (its `collect` hook): a labelled `inc` hashes
+ * its label object each time, which is avoidable work on the request path.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+
+/** A labelled counter whose increments are summed locally and added to prom-client on scrape. */
+export class BatchedCounter<L extends string> {
+  readonly #pending = new Map<string, { labels: Record<L, string>; n: number }>();
+  readonly counter: Counter<L>;
+
+  constructor(options: { name: string; help: string; labelNames: readonly L[]; registry: Registry }) {
+    const pending = this.#pending;
+    this.counter = new Counter<L>({
+      name: options.name,
+      help: options.help,
+      labelNames: options.labelNames,
+      registers: [options.registry],
+      collect() {
+        for (const entry of pending.values()) {
+          if (entry.n > 0) this.inc(entry.labels, entry.n);
+          entry.n = 0;
+        }
+      },
+    });
+  }
+
+  inc(labels: Record<L, string>, by = 1): void {
+    let key = "";
+    for (const name in labels) key += `${labels[name]}\u0000`;
+    const entry = this.#pending.get(key);
+    if (entry !== undefined) entry.n += by;
+    // Label values come from bounded sets, so this table stays small.
+    else this.#pending.set(key, { labels: { ...labels }, n: by });
+  }
+}
+
+/** A gauge moved on every request, read by prom-client only when scraped. */
+export class BatchedGauge {
+  value = 0;
+
+  constructor(options: { name: string; help: string; registry: Registry }) {
+    const self = this;
+    new Gauge({
+      name: options.name,
+      help: options.help,
+      registers: [options.registry],
+      collect() {
+        this.set(self.value);
+      },
+    });
+  }
+
+  inc(): void {
+    this.value++;
+  }
+
+  dec(): void {
+    this.value--;
+  }
+}
 
 export const OTHER_TENANT = "other";
 
@@ -13,11 +73,11 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
   const registry = new Registry();
   // Includes the event-loop delay (portcullis_router_nodejs_eventloop_lag_*).
   collectDefaultMetrics({ register: registry, prefix: "portcullis_router_" });
-  const decisions = new Counter({
+  const decisions = new BatchedCounter({
     name: "portcullis_decisions_total",
     help: "Routing decisions by outcome and reason.",
     labelNames: ["decision", "reason"] as const,
-    registers: [registry],
+    registry,
   });
   const tenantDecisions = new Counter({
     name: "portcullis_tenant_decisions_total",
@@ -50,11 +110,11 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
     registers: [registry],
   });
-  const cacheLookups = new Counter({
+  const cacheLookups = new BatchedCounter({
     name: "portcullis_cache_lookups_total",
     help: "Cache lookups by cache and tier that answered (memory, store, origin, stale, unavailable).",
     labelNames: ["cache", "tier"] as const,
-    registers: [registry],
+    registry,
   });
   const upstreamErrors = new Counter({
     name: "portcullis_upstream_errors_total",
@@ -84,7 +144,7 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     labelNames: ["outcome"] as const,
     registers: [registry],
   });
-  const inFlight = new Gauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registers: [registry] });
+  const inFlight = new BatchedGauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registry });
   const limiterDegraded = new Gauge({
     name: "portcullis_limiter_degraded",
     help: "1 while rate limits are decided in this router's memory because the shared store failed (quota not enforced).",
@@ -130,15 +190,9 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
 
   // Cached children, per decision: no label hashing or string building per request.
   // Keys are bounded sets (reasons; tenant labels).
-  const decisionChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
   const tenantChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
   function decided(decision: "allow" | "refuse", reason: string, tenantId: string | null) {
-    let child = decisionChildren[decision].get(reason);
-    if (!child) {
-      child = decisions.labels({ decision, reason });
-      decisionChildren[decision].set(reason, child);
-    }
-    child.inc();
+    decisions.inc({ decision, reason });
     const tenant = tenantLabel(tenantId);
     let tchild = tenantChildren[decision].get(tenant);
     if (!tchild) {

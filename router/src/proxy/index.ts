@@ -102,6 +102,7 @@ export function forward(
     let controllerRef: Dispatcher.DispatchController | null = null;
     let current = "";
     let bodyError: Error | null = null;
+    let drainHooked = false;
 
     const finish = (status: number, failure: RefusalReason | null) => {
       if (done) return;
@@ -165,11 +166,18 @@ export function forward(
               controller.abort(new Error("invalid upstream response headers"));
               return;
             }
-            res.on("drain", () => controller.resume());
           },
           onResponseData(controller, chunk) {
             bytesOut += chunk.length;
-            if (!res.write(chunk)) controller.pause();
+            if (!res.write(chunk)) {
+              // Backpressure: listen for drain only once a write has actually filled
+              // the client socket (most responses never do).
+              controller.pause();
+              if (!drainHooked) {
+                drainHooked = true;
+                res.on("drain", () => controller.resume());
+              }
+            }
           },
           onResponseEnd() {
             res.end();

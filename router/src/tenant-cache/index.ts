@@ -83,6 +83,9 @@ export class Resolver {
       ...common,
       name: "tenant",
       ttl: CACHE.tenant,
+      // Routing records: revocations and deletions arrive as invalidation events,
+      // which drop the entry outright; refresh-ahead only hides the periodic re-read.
+      refreshAhead: true,
       storeKey: CACHE.tenant.key,
       parse: parser(TenantEntry),
       load: async (id) => {
@@ -97,6 +100,7 @@ export class Resolver {
       ...common,
       name: "host",
       ttl: CACHE.host,
+      refreshAhead: true,
       storeKey: CACHE.host.key,
       parse: parser(HostEntry),
       load: async (hostname) => {

@@ -17,9 +17,14 @@ export interface Ttl {
 
 interface Slot<T> {
   value: T;
+  /** With refresh-ahead, a busy entry is re-read in the background from this time on. */
+  refreshAt: number;
   freshUntil: number;
   staleUntil: number;
 }
+
+/** Refresh-ahead starts this far into an entry's freshness. */
+const REFRESH_AT = 0.8;
 
 export type Lookup<T> =
   | { ok: true; value: T; tier: "memory" | "store" | "origin" | "stale" }
@@ -46,6 +51,12 @@ export interface TieredOptions<T extends { v: number }> {
   /** Load from the origin (key service). Throws when unavailable. */
   load: (id: string) => Promise<T>;
   isNegative: (value: T) => boolean;
+  /**
+   * Re-read a (not negative) entry in the background once it is 80% through its
+   * freshness and still asked for, so a busy entry never makes a request wait. Never
+   * answers past the freshness bound: that bound is what a lost invalidation costs.
+   */
+  refreshAhead?: boolean;
   maxEntries: number;
   now: () => number;
   gate?: OriginGate;
@@ -68,11 +79,30 @@ export class TieredCache<T extends { v: number }> {
     return this.#slots.size;
   }
 
-  /** The in-process value when it is fresh: the synchronous hot path. */
+  /**
+   * The in-process value when it is fresh: the synchronous hot path. With
+   * `refreshAhead`, a fresh value near the end of its freshness starts one background
+   * re-read, so a busy host never waits for Redis when its entry ages out. Past its
+   * freshness an entry is never answered from here: the caller waits for a re-read
+   * (and gets the entry only as the stale fallback when nothing can be read).
+   */
   peek(id: string): T | undefined {
     const slot = this.#slots.get(id);
-    if (slot !== undefined && this.#o.now() < slot.freshUntil) return slot.value;
-    return undefined;
+    if (slot === undefined) return undefined;
+    const now = this.#o.now();
+    if (now >= slot.freshUntil) return undefined;
+    if (now >= slot.refreshAt && !this.#loading.has(id)) this.#start(id);
+    return slot.value;
+  }
+
+  #start(id: string): Promise<Lookup<T>> {
+    // Only this load's own entry is removed: an invalidation may already have
+    // replaced it with a newer load, which must stay joinable.
+    const pending: Promise<Lookup<T>> = this.#load(id).finally(() => {
+      if (this.#loading.get(id) === pending) this.#loading.delete(id);
+    });
+    this.#loading.set(id, pending);
+    return pending;
   }
 
   async get(id: string): Promise<Lookup<T>> {
@@ -81,14 +111,7 @@ export class TieredCache<T extends { v: number }> {
       this.#o.onLookup?.("memory");
       return { ok: true, value: fresh, tier: "memory" };
     }
-    let pending = this.#loading.get(id);
-    if (!pending) {
-      const started = this.#load(id).finally(() => {
-        if (this.#loading.get(id) === started) this.#loading.delete(id);
-      });
-      pending = started;
-      this.#loading.set(id, pending);
-    }
+    const pending = this.#loading.get(id) ?? this.#start(id);
     const result = await pending;
     this.#o.onLookup?.(result.ok ? result.tier : "unavailable");
     return result;
@@ -99,6 +122,15 @@ export class TieredCache<T extends { v: number }> {
     if (epoch !== this.#epoch) return;
     this.#remember(id, value);
     this.#fill(id, value);
+  }
+
+  /**
+   * Put a value into this process's table only (no store write): warming a router
+   * from a snapshot, and the benchmark's large tenant counts. The value is trusted
+   * for the usual fresh TTL, like any other entry.
+   */
+  seed(id: string, value: T): void {
+    this.#remember(id, value);
   }
 
   get epoch(): number {
@@ -169,9 +201,11 @@ export class TieredCache<T extends { v: number }> {
       if (oldest !== undefined) this.#slots.delete(oldest);
     }
     const negative = o.isNegative(value);
+    const freshUntil = now + (negative ? o.ttl.negativeMs : o.ttl.freshMs);
     this.#slots.set(id, {
       value,
-      freshUntil: now + (negative ? o.ttl.negativeMs : o.ttl.freshMs),
+      refreshAt: o.refreshAhead === true && !negative ? now + o.ttl.freshMs * REFRESH_AT : freshUntil,
+      freshUntil,
       staleUntil: negative ? now + o.ttl.negativeMs : now + o.ttl.maxStaleMs,
     });
   }

@@ -1,0 +1,67 @@
+/**
+ * Portcullis's router as a benchmark process: `startRouter` with the settings it is
+ * given (Redis or its own in-process store, the orchestrator's key service), plus a
+ * few IPC commands the harness needs: seed N synthetic tenants straight into the
+ * in-memory cache (every check still runs on each request), drop cached entries to
+ * force a cold lookup, and report heap use.
+ */
+import pino from "pino";
+import { CACHE, type TenantRecord } from "@portcullis/shared";
+import { loadRouterConfig, startRouter } from "@portcullis/router";
+import { hostAt, settings } from "./common.ts";
+
+const s = settings<{ env: Record<string, string> }>();
+const config = loadRouterConfig(s.env, { port: 0, opsPort: 0, host: "127.0.0.1", opsHost: "127.0.0.1" });
+const router = await startRouter(config, { log: pino({ level: "silent" }), auditWriter: async () => {} });
+const { resolver, store } = router;
+
+type Command =
+  | { type: "seed"; count: number; prefix: string; domain: string; template: string }
+  | { type: "unseed" }
+  | { type: "forget"; hosts: string[]; tenantIds: string[]; keyHashes: string[]; fromStore: boolean }
+  | { type: "heap" };
+
+function heap(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed;
+}
+
+process.on("message", async (raw) => {
+  const m = raw as Command & { id: number };
+  let answer: unknown = null;
+  if (m.type === "seed") {
+    // Each tenant gets its own record objects, as if each had been parsed from JSON.
+    const template = JSON.parse(m.template) as TenantRecord;
+    for (let i = 0; i < m.count; i++) {
+      const slug = `${m.prefix}${String(i).padStart(4, "0")}`;
+      const id = `ten_bench${m.prefix}${i}`;
+      const tenant: TenantRecord = {
+        ...structuredClone(template),
+        id,
+        slug,
+        binding: { server: `pg-${slug}.internal:5432`, database: slug },
+      };
+      resolver.tenants.seed(id, { v: 1, tenant });
+      resolver.hosts.seed(hostAt(i, m.domain, m.prefix), { v: 1, tenantId: id });
+    }
+    answer = { hosts: resolver.hosts.size, tenants: resolver.tenants.size };
+  } else if (m.type === "unseed") {
+    resolver.clear();
+  } else if (m.type === "forget") {
+    for (const h of m.hosts) resolver.hosts.invalidate(h);
+    for (const t of m.tenantIds) resolver.tenants.invalidate(t);
+    for (const k of m.keyHashes) resolver.keys.invalidate(k);
+    if (m.fromStore)
+      await store.del(
+        ...m.hosts.map((h) => CACHE.host.key(h)),
+        ...m.tenantIds.map((t) => CACHE.tenant.key(t)),
+        ...m.keyHashes.map((k) => CACHE.apiKey.key(k)),
+      );
+  } else if (m.type === "heap") {
+    answer = heap();
+  }
+  process.send?.({ type: "answer", id: m.id, answer });
+});
+
+process.send?.({ type: "ready", port: router.port, opsPort: router.opsPort });

@@ -1,0 +1,113 @@
+import { describe, expect, it } from "vitest";
+import { MemoryStore } from "@portcullis/shared";
+import { TieredCache } from "./tiered.ts";
+
+type Entry = { v: number; name: string | null };
+const TTL = { freshMs: 1_000, negativeMs: 500, maxStaleMs: 3_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 };
+
+function cache(options: { refreshAhead: boolean; origin: Map<string, Entry>; down?: () => boolean }) {
+  let clock = 1_000_000;
+  const store = new MemoryStore({ now: () => clock });
+  let loads = 0;
+  const c = new TieredCache<Entry>({
+    name: "test",
+    ttl: TTL,
+    store,
+    storeKey: (id) => `t:${id}`,
+    parse: (json) => JSON.parse(json) as Entry,
+    load: async (id) => {
+      loads++;
+      if (options.down?.()) throw new Error("origin down");
+      return options.origin.get(id) ?? { v: 0, name: null };
+    },
+    isNegative: (e) => e.name === null,
+    refreshAhead: options.refreshAhead,
+    maxEntries: 100,
+    now: () => clock,
+  });
+  return {
+    c,
+    store,
+    advance: (ms: number) => (clock += ms),
+    get loads() {
+      return loads;
+    },
+  };
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 10));
+
+describe("TieredCache refresh-ahead", () => {
+  it("re-reads a busy entry in the background before it ages out, once, then answers the new value", async () => {
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = cache({ refreshAhead: true, origin });
+    expect((await t.c.get("a")).ok).toBe(true);
+    expect(t.loads).toBe(1);
+
+    origin.set("a", { v: 2, name: "two" });
+    await t.store.del("t:a");
+    t.advance(TTL.freshMs * 0.8 + 1);
+    // Near the end of its freshness: the old value, synchronously, and exactly one re-read started.
+    expect(t.c.peek("a")?.name).toBe("one");
+    expect(t.c.peek("a")?.name).toBe("one");
+    await settle();
+    expect(t.loads).toBe(2);
+    expect(t.c.peek("a")?.name).toBe("two");
+  });
+
+  it("never answers an entry past its freshness from memory, even with refresh-ahead (the lost-invalidation bound)", async () => {
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = cache({ refreshAhead: true, origin });
+    await t.c.get("a");
+    origin.set("a", { v: 2, name: "revoked" });
+    await t.store.del("t:a");
+    // Nobody asked during the refresh window: past freshness the caller waits for the re-read.
+    t.advance(TTL.freshMs + 1);
+    expect(t.c.peek("a")).toBeUndefined();
+    const next = await t.c.get("a");
+    expect(next.ok && next.value.name).toBe("revoked");
+  });
+
+  it("without refresh-ahead, an entry near the end of its freshness starts no re-read", async () => {
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = cache({ refreshAhead: false, origin });
+    await t.c.get("a");
+    t.advance(TTL.freshMs * 0.8 + 1);
+    expect(t.c.peek("a")?.name).toBe("one");
+    await settle();
+    expect(t.loads).toBe(1);
+    t.advance(TTL.freshMs);
+    expect(t.c.peek("a")).toBeUndefined();
+  });
+
+  it("when re-reads fail, serves the entry only until its maximum staleness, then reports unavailable", async () => {
+    let down = false;
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = cache({ refreshAhead: true, origin, down: () => down });
+    await t.c.get("a");
+    down = true;
+    await t.store.del("t:a");
+    t.advance(TTL.freshMs * 0.8 + 1);
+    expect(t.c.peek("a")?.name).toBe("one");
+    await settle();
+    t.advance(TTL.freshMs);
+    expect(t.c.peek("a")).toBeUndefined();
+    const stale = await t.c.get("a");
+    expect(stale.ok && stale.tier).toBe("stale");
+    t.advance(TTL.maxStaleMs);
+    expect(await t.c.get("a")).toEqual({ ok: false, code: "unavailable" });
+  });
+
+  it("never answers an aged-out negative entry: 'not found' is re-read before answering", async () => {
+    const origin = new Map<string, Entry>();
+    const t = cache({ refreshAhead: true, origin });
+    const first = await t.c.get("missing");
+    expect(first.ok && first.value.name).toBe(null);
+    origin.set("missing", { v: 3, name: "now here" });
+    await t.store.del("t:missing");
+    t.advance(TTL.negativeMs + 1);
+    expect(t.c.peek("missing")).toBeUndefined();
+    const second = await t.c.get("missing");
+    expect(second.ok && second.value.name).toBe("now here");
+  });
+});
