@@ -531,6 +531,10 @@ export function createRouterApp(deps: RouterDeps) {
       return;
     }
     (incoming as Guarded)[GUARDED] = verdict;
+    // The adapter parses the target again and answers a bare 400 (no decision, no
+    // audit) to absolute forms the guard accepted (e.g. `HTTP://`, RFC 9110 §4.2.3):
+    // it gets the origin form the guard checked, whose host is the Host header's.
+    incoming.url = verdict.path;
     void honoListener(incoming, outgoing);
   }
 
