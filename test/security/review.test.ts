@@ -6,7 +6,10 @@
  * `Expect: 100-continue` (curl's default for large bodies) never reached the upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestStack, type TestStack } from "../helpers/stack.ts";
+import { RedisStore } from "@portcullis/shared";
+import { TEST_REDIS_URL } from "../helpers/env.ts";
+import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { TcpProxy } from "../helpers/tcp-proxy.ts";
 import { exchange, expectRefused, type Guarded, type GuardedTenant, guardedTenant, parseResponses, req } from "./lib.ts";
 
 const A = "acme.localhost";
@@ -97,4 +100,43 @@ describe("review findings", () => {
     expect(got.map((r) => r.url)).toEqual(["/upload"]);
     expect(got[0]!.headers.expect).toBeUndefined();
   });
+});
+
+describe("review findings: invalidations after Redis was down when a router started", () => {
+  let stack: TestStack;
+  let relay: TcpProxy;
+  let store: RedisStore;
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    await stack.tenant("acme");
+    const url = new URL(TEST_REDIS_URL);
+    relay = new TcpProxy(url.hostname, Number(url.port || 6379));
+  });
+  afterAll(async () => {
+    await store?.close();
+    await relay?.stop();
+    await stack?.close();
+  });
+
+  it("a router that started while Redis was unreachable still receives revocations once Redis is back — contract: revoked keys stop at once", async () => {
+    // Redis down at start: the router comes up (it waits for its subscription a while, then goes on).
+    await relay.start();
+    await relay.stop();
+    store = new RedisStore({ url: `redis://127.0.0.1:${relay.port}`, prefix: stack.prefix });
+    const router = await stack.addRouter({}, { store });
+    // Redis is back; the router resolves through it again.
+    await relay.start(relay.port);
+    const k = (await stack.admin("POST", "/v1/tenants/acme/keys", { name: "late" })).json();
+    await stack.cp.publisher.flush();
+    const call = () => stack.request("api.localhost", "/", { headers: { authorization: `Bearer ${k.key}` } }, router);
+    await eventually(async () => (await call()).status === 200, 10_000, 50);
+    // Give the router's subscription time to be made again after the reconnect.
+    await eventually(async () => (await store.ping()) === true, 5_000, 50);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await call()).status).toBe(200);
+
+    expect((await stack.admin("DELETE", `/v1/tenants/acme/keys/${k.id}`)).status).toBe(204);
+    expect(await propagatesWithin(async () => (await call()).status === 401, 1_000)).toBeLessThan(1_000);
+  }, 90_000);
 });
