@@ -86,6 +86,30 @@ describe("review findings", () => {
     });
   });
 
+  it("a rate-limit refusal with an unread body closes the connection instead of reading the body — RFC 9112 §9.6", async () => {
+    const limited = await guardedTenant(stack, "limited", { limits: { requestsPerSecond: 0.001, burst: 1 } });
+    try {
+      const first = await exchange(stack.port, req("GET / HTTP/1.1", "Host: limited.localhost", "Connection: close"));
+      expect(first.responses.map((r) => r.status)).toEqual([200]);
+      // 1 MB declared, 10 bytes sent: the refusal must not wait for (or read) the rest.
+      const { exchange: ex } = await expectRefused(
+        { stack, sentinels: [acme.sentinel, globex.sentinel, limited.sentinel] },
+        {
+          name: "rate-limited POST with an unread body",
+          source: "RFC 9112 §9.6",
+          bytes: "POST /upload HTTP/1.1\r\nHost: limited.localhost\r\nContent-Length: 1000000\r\n\r\n0123456789",
+          status: 429,
+          reason: "rate_limited",
+          close: true,
+          options: { timeoutMs: 3_000 },
+        },
+      );
+      expect(ex.responses[0]!.headers["retry-after"]).toBeDefined();
+    } finally {
+      await limited.sentinel.close();
+    }
+  });
+
   it("a body sent after Expect: 100-continue reaches the upstream — RFC 9110 §10.1.1", async () => {
     const before = acme.sentinel.requests.length;
     const ex = await exchange(
