@@ -232,13 +232,13 @@ export function createRouterApp(deps: RouterDeps) {
   }
 
   /** Refuse; close the connection when a body is still unread (never wait for it). */
-  function refuseRequest(c: Context<Env>, s: RequestState, reason: RefusalReason) {
+  function refuseRequest(c: Context<Env>, s: RequestState, reason: RefusalReason, extra?: Record<string, string>) {
     const incoming = c.env.incoming;
     if (!incoming.complete) {
       closing.add(incoming.socket);
       c.header("connection", "close");
     }
-    return refuse(c, s, reason);
+    return refuse(c, s, reason, extra);
   }
 
   // ---- context ---------------------------------------------------------------------
@@ -360,7 +360,7 @@ export function createRouterApp(deps: RouterDeps) {
       const limit = await limiter.check(d.tenant, d.keyId);
       if (!limit.ok) {
         s.decision = { allow: false, reason: limit.reason, tenantId: d.tenant.id };
-        return refuse(c, s, limit.reason, limit.headers);
+        return refuseRequest(c, s, limit.reason, limit.headers);
       }
       if (d.tenant.limits.concurrency !== null) s.slot = d.tenant.id;
       s.rateHeaders = limit.headers;
@@ -551,6 +551,10 @@ export function createRouterApp(deps: RouterDeps) {
       return;
     }
     (incoming as Guarded)[GUARDED] = verdict;
+    // The adapter parses the target again and answers a bare 400 (no decision, no
+    // audit) to absolute forms the guard accepted (e.g. `HTTP://`, RFC 9110 §4.2.3):
+    // it gets the origin form the guard checked, whose host is the Host header's.
+    incoming.url = verdict.path;
     void honoListener(incoming, outgoing);
   }
 

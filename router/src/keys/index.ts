@@ -46,8 +46,10 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
 
   let fromAuth: string | undefined;
   if (authorization !== undefined) {
-    const bearer = /^Bearer +(\S+) *$/i.exec(authorization);
-    const token = bearer?.[1];
+    // Any whitespace after the scheme, and a bare token: app servers split on any
+    // whitespace (RFC 9110 §11.6.2 allows only SP), so to them each spelling is a key.
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    const token = bearer?.[1] ?? (authorization.startsWith(API_KEY_PREFIX) ? authorization.trim() : undefined);
     // A bearer token that is not a Portcullis key belongs to the tenant's app
     // (its own JWT, say) and passes through on tenant hostnames.
     if (token?.startsWith(API_KEY_PREFIX)) fromAuth = token;

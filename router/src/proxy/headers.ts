@@ -84,7 +84,9 @@ export function isBlockedRequestHeader(name: string): boolean {
   let blocked = cache.get(name);
   if (blocked === undefined) {
     const n = name.toLowerCase().replaceAll("_", "-");
-    blocked = HOP_BY_HOP.has(n) || SPOOFABLE.has(n) || n.startsWith("x-tenant-") || n.startsWith("x-portcullis-");
+    // `expect`: the router's own server already answered 100-continue (RFC 9110 §10.1.1).
+    blocked =
+      HOP_BY_HOP.has(n) || SPOOFABLE.has(n) || n === "expect" || n.startsWith("x-tenant-") || n.startsWith("x-portcullis-");
     // Memo bounded: header names a client invents must not grow memory.
     if (cache.size < 4096) cache.set(name, blocked);
   }

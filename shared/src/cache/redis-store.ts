@@ -199,15 +199,29 @@ export class RedisStore implements Store, StreamStore {
     this.#subscribers.add(sub);
     const name = this.#prefix + channel;
     let readyOnce = false;
+    let subscribed = false;
+    let subscribing = false;
+    const attempt = async () => {
+      subscribing = true;
+      try {
+        await sub.subscribe(name);
+        subscribed = true;
+      } finally {
+        subscribing = false;
+      }
+    };
     sub.on("ready", () => {
       // ioredis re-subscribes on reconnect; anything published meanwhile is lost.
       if (readyOnce) onReset();
       readyOnce = true;
+      // ioredis renews only a subscription that once succeeded: one that failed
+      // (Redis down at start) is made here, else the subscriber never hears an event.
+      if (!subscribed && !subscribing) attempt().then(onReset, () => {});
     });
     sub.on("message", (ch: string, message: string) => {
       if (ch === name) onMessage(message);
     });
-    await sub.subscribe(name);
+    await attempt();
     return async () => {
       this.#subscribers.delete(sub);
       sub.disconnect();
