@@ -103,6 +103,7 @@ export async function verifyKey(
     tenantId: entry.tenantId,
     tenant: tenant.tenant,
     binding: entry.binding,
+    limits: entry.limits ?? null,
   };
 }
 
