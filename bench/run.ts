@@ -53,6 +53,7 @@ const PROFILE = option("--profile");
 const DOMAIN = "bench.test";
 const API_HOST = `api.${DOMAIN}`;
 const CONNECTIONS = 64;
+const BENCH_LIMITS = { requestsPerSecond: 1_000_000, burst: 1_000_000, monthlyRequests: null, concurrency: 100_000 };
 const SECRETS = {
   ADMIN_TOKEN: randomBytes(16).toString("hex"),
   KEY_SERVICE_TOKEN: randomBytes(16).toString("hex"),
@@ -402,6 +403,11 @@ async function main() {
     ids[i] = created.value.id;
     await cp.tenants.putDatabase(slug, { server: `pg-${slug}.internal:5432`, database: slug });
     await cp.tenants.putUpstreams(slug, [upstreamUrl]);
+    // Limits stay on (every request still takes the limiter's store round trip) but set
+    // above any load here: this measures routing, not refusals (the noisy-neighbour
+    // figure measures those). The plan's defaults (free: 20 req/s) would refuse most of it.
+    const limited = await cp.tenants.patch(slug, { limits: BENCH_LIMITS });
+    if (!limited.ok) throw new Error(`limits ${slug}: ${limited.code}`);
   };
   const parallel = db.label === "Postgres" ? 32 : 1;
   for (let i = 0; i < HOSTS; i += parallel)
