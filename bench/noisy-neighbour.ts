@@ -12,10 +12,12 @@
  * round, not the result.
  *
  * Settings (environment): BENCH_SECONDS (3 per phase and round), BENCH_ROUNDS (3),
- * QUIET_RPS (200), NOISY_LIMIT_RPS (50; the flood is ten times this).
+ * QUIET_RPS (200), NOISY_LIMIT_RPS (50; the flood is ten times this),
+ * NOISY_RESULT_FILE (also write the result as JSON there: `npm run bench` reads it),
+ * REDIS_PREFIX (default: a fresh random prefix).
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -99,7 +101,8 @@ const settings = {
 const env: Record<string, string | undefined> = {
   ...process.env,
   LOG_LEVEL: "silent",
-  REDIS_PREFIX: `pc:bench:${randomBytes(4).toString("hex")}:`,
+  // `npm run bench` passes its own prefix so that its clean-up covers these keys too.
+  REDIS_PREFIX: process.env.REDIS_PREFIX ?? `pc:bench:${randomBytes(4).toString("hex")}:`,
 };
 for (const name of ["ADMIN_TOKEN", "KEY_SERVICE_TOKEN", "CONTEXT_SIGNING_SECRET", "SESSION_SECRET"]) {
   if (!env[name]) env[name] = randomBytes(24).toString("base64url");
@@ -210,6 +213,23 @@ console.log(
     `p50 ${m((r) => r.alone.p50).toFixed(2)} -> ${m((r) => r.flooded.p50).toFixed(2)} ms (ratio ${(m((r) => r.flooded.p50) / m((r) => r.alone.p50)).toFixed(2)}); ` +
     `p99 ${m((r) => r.alone.p99).toFixed(2)} -> ${m((r) => r.flooded.p99).toFixed(2)} ms (ratio ${(m((r) => r.flooded.p99) / m((r) => r.alone.p99)).toFixed(2)})`,
 );
+
+if (process.env.NOISY_RESULT_FILE) {
+  const figures = (pick: (r: (typeof rounds)[number]) => ReturnType<typeof summary>) => ({
+    successPercent: m((r) => pick(r).success),
+    p50ms: m((r) => pick(r).p50),
+    p99ms: m((r) => pick(r).p99),
+  });
+  const result = {
+    store: store.kind,
+    database: database.kind,
+    settings: { ...settings, floodRps: settings.noisyLimit * 10 },
+    alone: figures((r) => r.alone),
+    flooded: figures((r) => r.flooded),
+    rounds,
+  };
+  writeFileSync(process.env.NOISY_RESULT_FILE, `${JSON.stringify(result)}\n`);
+}
 
 await router.close();
 for (const s of [keyServer, ...upstreams]) {

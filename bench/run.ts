@@ -11,7 +11,10 @@
  * Then: added latency at a fixed moderate rate, 100,000 cached tenants against 10,
  * memory per cached tenant, cold lookups through the store and through the key
  * service, the API-key path warm and cold, revocation propagation across two
- * routers sharing Redis, and audit on against off.
+ * routers sharing Redis, audit on against off, and the noisy-neighbour figure (a
+ * quiet tenant's success rate and p50/p99 alone and with a neighbour flooding at ten
+ * times its rate limit: bench/noisy-neighbour.ts, run as its own process, 2 rounds of
+ * 2 s per phase with --quick, 3 rounds of 3 s otherwise: about 20-40 s).
  *
  *   npm run bench            about 5-6 minutes
  *   npm run bench -- --quick about 1 minute (one repetition, short runs)
@@ -50,6 +53,7 @@ const PROFILE = option("--profile");
 const DOMAIN = "bench.test";
 const API_HOST = `api.${DOMAIN}`;
 const CONNECTIONS = 64;
+const BENCH_LIMITS = { requestsPerSecond: 1_000_000, burst: 1_000_000, monthlyRequests: null, concurrency: 100_000 };
 const SECRETS = {
   ADMIN_TOKEN: randomBytes(16).toString("hex"),
   KEY_SERVICE_TOKEN: randomBytes(16).toString("hex"),
@@ -399,6 +403,11 @@ async function main() {
     ids[i] = created.value.id;
     await cp.tenants.putDatabase(slug, { server: `pg-${slug}.internal:5432`, database: slug });
     await cp.tenants.putUpstreams(slug, [upstreamUrl]);
+    // Limits stay on (every request still takes the limiter's store round trip) but set
+    // above any load here: this measures routing, not refusals (the noisy-neighbour
+    // figure measures those). The plan's defaults (free: 20 req/s) would refuse most of it.
+    const limited = await cp.tenants.patch(slug, { limits: BENCH_LIMITS });
+    if (!limited.ok) throw new Error(`limits ${slug}: ${limited.code}`);
   };
   const parallel = db.label === "Postgres" ? 32 : 1;
   for (let i = 0; i < HOSTS; i += parallel)
@@ -695,6 +704,14 @@ async function main() {
     log(`  revocation propagation (2 routers)         p50 ${revocation.p50.toFixed(2)} ms  p99 ${revocation.p99.toFixed(2)} ms`);
   }
 
+  // ---- noisy neighbour ----------------------------------------------------------------------------
+  const noisy = await noisyNeighbour(useRedis ? { REDIS_URL: redisUrl, REDIS_PREFIX: `${prefix}noisy:` } : {});
+  if (noisy)
+    log(
+      `  noisy neighbour: quiet success ${noisy.alone.successPercent.toFixed(2)} % -> ${noisy.flooded.successPercent.toFixed(2)} %, ` +
+        `p50 ${noisy.alone.p50ms.toFixed(2)} -> ${noisy.flooded.p50ms.toFixed(2)} ms, p99 ${noisy.alone.p99ms.toFixed(2)} -> ${noisy.flooded.p99ms.toFixed(2)} ms`,
+    );
+
   // ---- report ----------------------------------------------------------------------------------
   const none: Row = {
     name: "",
@@ -768,6 +785,7 @@ async function main() {
     bytesPerCachedTenant: Math.round(bytesPerTenant),
     singleRequests: cold,
     revocationPropagationMs: revocation,
+    noisyNeighbour: noisy,
     cacheLookups,
     checks,
     notes,
@@ -810,6 +828,19 @@ async function main() {
       : "Revocation propagation: not measured (needs Redis).",
     "",
   );
+  if (noisy) {
+    const n = noisy.settings;
+    md.push(
+      `Noisy neighbour (bench/noisy-neighbour.ts; ${noisy.store} store, ${noisy.database}; ${n.rounds} alternating rounds of ${n.seconds} s per phase, medians): ` +
+        `a quiet tenant at ${n.quietRps} req/s, alone and while a neighbour limited to ${n.noisyLimit} req/s floods at ${n.floodRps} req/s.`,
+      "",
+      "| quiet tenant | success | p50 ms | p99 ms |",
+      "|---|---:|---:|---:|",
+      `| alone | ${f(noisy.alone.successPercent)} % | ${f(noisy.alone.p50ms)} | ${f(noisy.alone.p99ms)} |`,
+      `| with the neighbour flooding | ${f(noisy.flooded.successPercent)} % | ${f(noisy.flooded.p50ms)} | ${f(noisy.flooded.p99ms)} |`,
+      "",
+    );
+  } else md.push("Noisy neighbour: not measured (see notes).", "");
   md.push(
     "Targets: throughput ratios are medians of per-repetition ratios; CPU per request (the target's own CPU time over the requests it served) is steadier on a busy machine and shown beside them.",
     "",
@@ -845,6 +876,53 @@ async function main() {
       cursor = next;
     } while (cursor !== "0");
     r.disconnect();
+  }
+}
+
+interface NoisyFigures {
+  successPercent: number;
+  p50ms: number;
+  p99ms: number;
+}
+interface NoisyResult {
+  store: string;
+  database: string;
+  settings: { seconds: number; rounds: number; quietRps: number; noisyLimit: number; floodRps: number };
+  alone: NoisyFigures;
+  flooded: NoisyFigures;
+}
+
+/**
+ * Runs bench/noisy-neighbour.ts as its own process (its own stack on PGlite, and the
+ * Redis when given) on both cores, and reads its result file; null (with a note) if
+ * it fails or runs past its bound.
+ */
+async function noisyNeighbour(extraEnv: Record<string, string>): Promise<NoisyResult | null> {
+  const file = join(tmp, "noisy-neighbour.json");
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    ...extraEnv,
+    BENCH_SECONDS: QUICK ? "2" : "3",
+    BENCH_ROUNDS: QUICK ? "2" : "3",
+    NOISY_RESULT_FILE: file,
+  };
+  // Its control plane stays embedded: never migrate into a database named in the environment.
+  delete env.DATABASE_URL;
+  if (!extraEnv.REDIS_URL) delete env.REDIS_URL;
+  log(`bench: noisy neighbour (${env.BENCH_ROUNDS} rounds of ${env.BENCH_SECONDS} s per phase)...`);
+  const [cmd, args] = pinned(TASKSET ? "0,1" : null, process.execPath, [join(here, "noisy-neighbour.ts")]);
+  // Its own table goes to stderr with the other progress lines; the figures come from the file.
+  const child = spawn(cmd, args, { stdio: ["ignore", 2, 2], env });
+  children.push(child);
+  const bound = setTimeout(() => child.kill("SIGTERM"), 180_000);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  clearTimeout(bound);
+  try {
+    if (code !== 0) throw new Error(`exited with ${code}`);
+    return JSON.parse(readFileSync(file, "utf8")) as NoisyResult;
+  } catch (error) {
+    note(`noisy neighbour not measured: ${(error as Error).message}`);
+    return null;
   }
 }
 

@@ -357,7 +357,8 @@ export function createRouterApp(deps: RouterDeps) {
       return refuseRequest(c, s, "body_too_large");
     }
     if (limiter !== undefined) {
-      const limit = await limiter.check(d.tenant, d.keyId);
+      const keyLimits = d.keyId !== undefined && s.key.presented && s.key.ok ? s.key.limits : undefined;
+      const limit = await limiter.check(d.tenant, d.keyId, keyLimits ?? null);
       if (!limit.ok) {
         s.decision = { allow: false, reason: limit.reason, tenantId: d.tenant.id };
         return refuseRequest(c, s, limit.reason, limit.headers);

@@ -62,7 +62,21 @@ const schemas = {
   database: z.object({ server: z.string().min(3).max(300), database: z.string().min(1).max(63) }).strict(),
   upstreams: z.object({ urls: z.array(z.string().max(2000)).min(1).max(64) }).strict(),
   hostname: z.object({ hostname: z.string().min(1).max(300) }).strict(),
-  key: z.object({ name: z.string().max(200).optional(), expiresAt: z.string().datetime({ offset: true }).optional() }).strict(),
+  key: z
+    .object({
+      name: z.string().max(200).optional(),
+      expiresAt: z.string().datetime({ offset: true }).optional(),
+      // The key's own rate limit, validated like the tenant's (Limits); without it the
+      // key's bucket uses the tenant's numbers.
+      limits: z
+        .object({
+          requestsPerSecond: z.number().positive().max(1e6),
+          burst: z.number().int().positive().max(1e7).nullable().optional(),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
   user: z.object({ email: z.string().email().max(320) }).strict(),
 };
 

@@ -90,6 +90,8 @@ export async function keyEntry(db: Executor, hash: string, tombstoneVersion?: nu
       tenantId: apiKeys.tenantId,
       expiresAt: apiKeys.expiresAt,
       revokedAt: apiKeys.revokedAt,
+      rateLimitRps: apiKeys.rateLimitRps,
+      rateLimitBurst: apiKeys.rateLimitBurst,
       version: apiKeys.version,
       tenantVersion: tenants.version,
     })
@@ -112,6 +114,7 @@ export async function keyEntry(db: Executor, hash: string, tombstoneVersion?: nu
       tenantId: row.tenantId,
       expiresAt: row.expiresAt ? row.expiresAt.getTime() : null,
       binding: binding ?? null,
+      limits: row.rateLimitRps === null ? null : { requestsPerSecond: row.rateLimitRps, burst: row.rateLimitBurst },
     },
   };
 }

@@ -405,7 +405,14 @@ export class TenantService {
 
   // ---- API keys ------------------------------------------------------------------
 
-  async createKey(ref: string, input: { name?: string | undefined; expiresAt?: string | undefined }) {
+  async createKey(
+    ref: string,
+    input: {
+      name?: string | undefined;
+      expiresAt?: string | undefined;
+      limits?: { requestsPerSecond: number; burst?: number | null | undefined } | undefined;
+    },
+  ) {
     const row = await this.find(ref);
     if (!row) return fail<never>("not_found");
     let expiresAt: Date | null = null;
@@ -415,6 +422,7 @@ export class TenantService {
       if (expiresAt.getTime() <= this.#now().getTime())
         return fail<never>("validation_failed", "expiresAt must be in the future");
     }
+    const limits = input.limits ? { requestsPerSecond: input.limits.requestsPerSecond, burst: input.limits.burst ?? null } : null;
     const generated = generateApiKey();
     const id = newId("key");
     await this.#db.insert(apiKeys).values({
@@ -424,6 +432,8 @@ export class TenantService {
       prefix: generated.prefix,
       name: input.name ?? null,
       expiresAt,
+      rateLimitRps: limits?.requestsPerSecond ?? null,
+      rateLimitBurst: limits?.burst ?? null,
       version: await nextVersion(this.#db),
     });
     // Purges a cached "unknown key" for this hash (vanishingly unlikely, but cheap).
@@ -434,6 +444,7 @@ export class TenantService {
       prefix: generated.prefix,
       name: input.name ?? null,
       expiresAt: expiresAt?.toISOString() ?? null,
+      limits,
     });
   }
 
@@ -449,14 +460,17 @@ export class TenantService {
         expiresAt: apiKeys.expiresAt,
         revokedAt: apiKeys.revokedAt,
         lastUsedAt: apiKeys.lastUsedAt,
+        rateLimitRps: apiKeys.rateLimitRps,
+        rateLimitBurst: apiKeys.rateLimitBurst,
       })
       .from(apiKeys)
       .where(eq(apiKeys.tenantId, row.id))
       .orderBy(asc(apiKeys.createdAt));
     const now = this.#now().getTime();
     return ok(
-      keys.map((k) => ({
+      keys.map(({ rateLimitRps, rateLimitBurst, ...k }) => ({
         ...k,
+        limits: rateLimitRps === null ? null : { requestsPerSecond: rateLimitRps, burst: rateLimitBurst },
         status: k.revokedAt ? "revoked" : k.expiresAt && k.expiresAt.getTime() <= now ? "expired" : "active",
       })),
     );

@@ -105,6 +105,7 @@ export async function verifyKey(
     tenantId: entry.tenantId,
     tenant: tenant.tenant,
     binding: entry.binding,
+    limits: entry.limits ?? null,
   };
 }
 

@@ -1,8 +1,9 @@
 /**
  * Per-tenant limits on the request path, after the policy allowed the request:
  *
- * - rate: GCRA buckets per tenant and, for API-key traffic, per key, both with the
- *   tenant's `requestsPerSecond` and `burst`, decided together with the monthly quota
+ * - rate: GCRA buckets per tenant and, for API-key traffic, per key (with the key's
+ *   own `limits` when it has them, else the tenant's `requestsPerSecond` and `burst`,
+ *   which the tenant's bucket then always reaches first), decided together with the monthly quota
  *   by one atomic script in the shared store (one round trip, Redis' clock), so the
  *   limits hold across every router sharing that Redis;
  * - monthly quota: `monthlyRequests` allowed requests per UTC calendar month,
@@ -31,7 +32,7 @@ import {
   type RateCheck,
   type Store,
 } from "@portcullis/shared";
-import type { TenantRecord } from "@portcullis/shared";
+import type { KeyLimits, TenantRecord } from "@portcullis/shared";
 import type { RouterMetrics } from "../ops/index.ts";
 
 export { UsageMeter } from "./usage.ts";
@@ -57,29 +58,53 @@ export interface LimiterOptions {
   now?: () => number;
 }
 
+interface Bucket {
+  emissionIntervalMs: number;
+  burst: number;
+  /** The RateLimit-Policy item (draft-ietf-httpapi-ratelimit-headers §3) and its name. */
+  policy: string;
+  name: string;
+}
+
 interface Compiled {
-  rate: { emissionIntervalMs: number; burst: number; policy: string } | null;
+  rate: Bucket | null;
 }
 
 const compiled = new WeakMap<TenantRecord, Compiled>();
+const compiledKeys = new WeakMap<KeyLimits, Bucket>();
+
+function bucketOf(name: string, rps: number, burstSet: number | null): Bucket {
+  // No burst set: one second's worth of requests (at least one).
+  const burst = burstSet ?? Math.max(1, Math.ceil(rps));
+  // The policy's window is the time an empty bucket takes to fill again.
+  const window = Math.max(1, Math.ceil(burst / rps));
+  return { emissionIntervalMs: 1000 / rps, burst, policy: `"${name}";q=${burst};w=${window}`, name };
+}
 
 /** The tenant's bucket parameters and policy header, built once per record. */
 function compile(tenant: TenantRecord): Compiled {
   let c = compiled.get(tenant);
   if (c === undefined) {
     const rps = tenant.limits.requestsPerSecond;
-    if (rps === null) c = { rate: null };
-    else {
-      // No burst set: one second's worth of requests (at least one).
-      const burst = tenant.limits.burst ?? Math.max(1, Math.ceil(rps));
-      const emissionIntervalMs = 1000 / rps;
-      // The policy's window is the time an empty bucket takes to fill again.
-      const window = Math.max(1, Math.ceil(burst / rps));
-      c = { rate: { emissionIntervalMs, burst, policy: `"tenant";q=${burst};w=${window}` } };
-    }
+    c = { rate: rps === null ? null : bucketOf("tenant", rps, tenant.limits.burst) };
     compiled.set(tenant, c);
   }
   return c;
+}
+
+/**
+ * The key's bucket: its own limits (built once per cached key record), or, for a key
+ * without them, the tenant's numbers under the tenant's policy name (as before keys
+ * had limits: the tenant's bucket, counting all the tenant's traffic, binds first).
+ */
+function keyBucket(limits: KeyLimits | null, tenantRate: Bucket | null): Bucket | null {
+  if (limits === null) return tenantRate;
+  let b = compiledKeys.get(limits);
+  if (b === undefined) {
+    b = bucketOf("key", limits.requestsPerSecond, limits.burst);
+    compiledKeys.set(limits, b);
+  }
+  return b;
 }
 
 function seconds(ms: number): number {
@@ -111,7 +136,7 @@ export class Limiter {
    * Takes a concurrency slot for the tenant (release it with `release` when the
    * exchange ends, whatever happens), then checks rate and quota.
    */
-  async check(tenant: TenantRecord, keyId: string | undefined): Promise<LimitOutcome> {
+  async check(tenant: TenantRecord, keyId: string | undefined, keyLimits: KeyLimits | null = null): Promise<LimitOutcome> {
     const max = tenant.limits.concurrency;
     if (max !== null) {
       const n = this.#inFlight.get(tenant.id) ?? 0;
@@ -120,7 +145,7 @@ export class Limiter {
       }
       this.#inFlight.set(tenant.id, n + 1);
     }
-    const outcome = await this.#rateAndQuota(tenant, keyId);
+    const outcome = await this.#rateAndQuota(tenant, keyId, keyLimits);
     if (!outcome.ok && max !== null) this.release(tenant.id);
     return outcome;
   }
@@ -137,21 +162,27 @@ export class Limiter {
     return this.#inFlight.get(tenantId) ?? 0;
   }
 
-  async #rateAndQuota(tenant: TenantRecord, keyId: string | undefined): Promise<LimitOutcome> {
+  async #rateAndQuota(tenant: TenantRecord, keyId: string | undefined, keyLimits: KeyLimits | null): Promise<LimitOutcome> {
     const { rate } = compile(tenant);
+    const keyRate = keyId === undefined ? null : keyBucket(keyLimits, rate);
     const monthly = tenant.limits.monthlyRequests;
-    if (rate === null && monthly === null) return { ok: true, headers: null };
+    if (rate === null && keyRate === null && monthly === null) return { ok: true, headers: null };
 
     const now = this.#now();
     if (now >= this.#periodEnds) {
       this.#period = periodOf(now);
       this.#periodEnds = now + msToNextPeriod(now);
     }
+    // `buckets[i]` describes `rates[i]`, so the store's answer can name its policy.
     const rates: RateCheck[] = [];
+    const buckets: Bucket[] = [];
     if (rate !== null) {
       rates.push({ key: LIMIT_KEYS.tenantRate(tenant.id), emissionIntervalMs: rate.emissionIntervalMs, burst: rate.burst });
-      if (keyId !== undefined)
-        rates.push({ key: LIMIT_KEYS.keyRate(keyId), emissionIntervalMs: rate.emissionIntervalMs, burst: rate.burst });
+      buckets.push(rate);
+    }
+    if (keyRate !== null && keyId !== undefined) {
+      rates.push({ key: LIMIT_KEYS.keyRate(keyId), emissionIntervalMs: keyRate.emissionIntervalMs, burst: keyRate.burst });
+      buckets.push(keyRate);
     }
     const quota =
       monthly === null
@@ -177,19 +208,20 @@ export class Limiter {
     }
 
     if (answer.ok) {
-      if (rate === null) return { ok: true, headers: null };
+      const b = buckets[answer.bucket ?? 0];
+      if (b === undefined) return { ok: true, headers: null };
       return {
         ok: true,
-        headers: { "ratelimit-policy": rate.policy, ratelimit: `"tenant";r=${answer.remaining};t=${seconds(answer.resetMs)}` },
+        headers: { "ratelimit-policy": b.policy, ratelimit: `"${b.name}";r=${answer.remaining};t=${seconds(answer.resetMs)}` },
       };
     }
     if (answer.code === "rate") {
-      const policy = (rate as NonNullable<typeof rate>).policy;
+      const b = (buckets[answer.bucket ?? 0] ?? buckets[0]) as Bucket;
       const wait = seconds(answer.retryAfterMs);
       return {
         ok: false,
         reason: "rate_limited",
-        headers: { "retry-after": String(wait), "ratelimit-policy": policy, ratelimit: `"tenant";r=0;t=${wait}` },
+        headers: { "retry-after": String(wait), "ratelimit-policy": b.policy, ratelimit: `"${b.name}";r=0;t=${wait}` },
       };
     }
     const wait = seconds(this.#periodEnds - now);

@@ -5,7 +5,7 @@
  * anything unresolved ends in a refusal. Property-tested in policy.test.ts.
  */
 import { BlockList, isIP } from "node:net";
-import type { DatabaseBinding, RefusalReason, TenantRecord } from "@portcullis/shared";
+import type { DatabaseBinding, KeyLimits, RefusalReason, TenantRecord } from "@portcullis/shared";
 
 export type HostOutcome =
   | { kind: "tenant"; ok: true; tenant: TenantRecord | null }
@@ -14,7 +14,16 @@ export type HostOutcome =
 
 export type KeyOutcome =
   | { presented: false }
-  | { presented: true; ok: true; keyId: string; tenant: TenantRecord | null; tenantId: string; binding: DatabaseBinding | null }
+  | {
+      presented: true;
+      ok: true;
+      keyId: string;
+      tenant: TenantRecord | null;
+      tenantId: string;
+      binding: DatabaseBinding | null;
+      /** The key's own rate limit (absent or null: the tenant's numbers). */
+      limits?: KeyLimits | null;
+    }
   | { presented: true; ok: false; code: "key_malformed" | "key_unknown" | "key_expired" | "key_revoked" | "unavailable" };
 
 export type SessionOutcome =

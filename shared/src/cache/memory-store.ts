@@ -105,23 +105,30 @@ export class MemoryStore implements Store, StreamStore {
     let retryAfterMs = 0;
     let remaining = -1;
     let resetMs = 0;
-    for (const r of rates) {
+    let tightest = 0;
+    let slowest = 0;
+    for (const [i, r] of rates.entries()) {
       const cur = this.#counters.get(r.key);
       let tat = cur && cur.expiresAt > now ? cur.n : now;
       if (tat < now) tat = now;
       const newTat = tat + r.emissionIntervalMs;
       const allowAt = newTat - r.burst * r.emissionIntervalMs;
       next.push(newTat);
-      if (allowAt > now) retryAfterMs = Math.max(retryAfterMs, allowAt - now);
-      else {
+      if (allowAt > now) {
+        if (allowAt - now > retryAfterMs) {
+          retryAfterMs = allowAt - now;
+          slowest = i;
+        }
+      } else {
         const left = Math.floor((now - allowAt) / r.emissionIntervalMs);
         if (remaining < 0 || left < remaining) {
           remaining = left;
           resetMs = newTat - now;
+          tightest = i;
         }
       }
     }
-    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs) };
+    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
     let used = 0;
     if (quota !== null) {
       const cur = this.#counters.get(quota.key);
@@ -135,7 +142,7 @@ export class MemoryStore implements Store, StreamStore {
       const newTat = next[i] as number;
       this.#counters.set(r.key, { n: newTat, expiresAt: newTat + 1 });
     });
-    return { ok: true, remaining: Math.max(0, remaining), resetMs: Math.ceil(resetMs), used };
+    return { ok: true, remaining: Math.max(0, remaining), resetMs: Math.ceil(resetMs), used, bucket: tightest };
   }
 
   async addCounters(key: string, increments: Record<string, number>): Promise<void> {

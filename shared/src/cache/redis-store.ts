@@ -54,6 +54,8 @@ local n = tonumber(ARGV[1])
 local retry = 0
 local remaining = -1
 local reset = 0
+local tightest = 0
+local slowest = 0
 local tats = {}
 for i = 1, n do
   local interval = tonumber(ARGV[2 * i])
@@ -64,21 +66,25 @@ for i = 1, n do
   local allow_at = new_tat - burst * interval
   tats[i] = new_tat
   if allow_at > now then
-    if allow_at - now > retry then retry = allow_at - now end
+    if allow_at - now > retry then
+      retry = allow_at - now
+      slowest = i - 1
+    end
   else
     local left = math.floor((now - allow_at) / interval)
     if remaining < 0 or left < remaining then
       remaining = left
       reset = new_tat - now
+      tightest = i - 1
     end
   end
 end
-if retry > 0 then return {1, math.ceil(retry / 1000), 0} end
+if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest} end
 local used = 0
 if #KEYS > n then
   local limit = tonumber(ARGV[2 * n + 2])
   used = tonumber(redis.call('GET', KEYS[n + 1])) or 0
-  if used >= limit then return {2, 0, used} end
+  if used >= limit then return {2, 0, used, 0, 0} end
   used = redis.call('INCR', KEYS[n + 1])
   if used == 1 then redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 3]) end
 end
@@ -86,7 +92,7 @@ for i = 1, n do
   redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1)
 end
 if remaining < 0 then remaining = 0 end
-return {0, remaining, math.ceil(reset / 1000), used}`;
+return {0, remaining, math.ceil(reset / 1000), used, tightest}`;
 
 const TAKE = `
 local v = redis.call('HGETALL', KEYS[1])
@@ -261,10 +267,16 @@ export class RedisStore implements Store, StreamStore {
       args.push(quota.limit, Math.max(1, Math.ceil(quota.ttlMs)));
     }
     // ioredis: a command defined without numberOfKeys takes the key count first.
-    const [code, a, b, c] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [number, number, number, number?];
-    if (code === 1) return { ok: false, code: "rate", retryAfterMs: a };
+    const [code, a, b, c, bucket] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    if (code === 1) return { ok: false, code: "rate", retryAfterMs: a, bucket };
     if (code === 2) return { ok: false, code: "quota", used: b };
-    return { ok: true, remaining: a, resetMs: b, used: c ?? 0 };
+    return { ok: true, remaining: a, resetMs: b, used: c, bucket };
   }
 
   async addCounters(key: string, increments: Record<string, number>): Promise<void> {

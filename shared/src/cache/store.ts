@@ -22,10 +22,13 @@ export interface QuotaCheck {
  * The answer of `admit`: allowed (with the tightest bucket's remaining requests and
  * the milliseconds until it is full again, and the quota used including this
  * request), or refused by a bucket (`rate`, with when to retry) or by the quota.
+ * `bucket` is the index in `rates` of the tightest bucket (allowed) or of the one
+ * that makes the caller wait longest (refused), so the caller can name its policy;
+ * optional so that other implementations stay valid (absent: the first bucket).
  */
 export type Admission =
-  | { ok: true; remaining: number; resetMs: number; used: number }
-  | { ok: false; code: "rate"; retryAfterMs: number }
+  | { ok: true; remaining: number; resetMs: number; used: number; bucket?: number }
+  | { ok: false; code: "rate"; retryAfterMs: number; bucket?: number }
   | { ok: false; code: "quota"; used: number };
 
 /** One entry of a durable stream: its id (assigned by the store) and payload. */

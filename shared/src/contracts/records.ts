@@ -18,6 +18,13 @@ export const Limits = z.object({
 });
 export type Limits = z.infer<typeof Limits>;
 
+/** An API key's own rate limit (`POST /v1/tenants/:tenant/keys` `limits`). */
+export const KeyLimits = z.object({
+  requestsPerSecond: z.number().positive(),
+  burst: z.number().int().positive().nullable(),
+});
+export type KeyLimits = z.infer<typeof KeyLimits>;
+
 export const Branding = z.object({
   displayName: z.string().max(200).optional(),
   logoUrl: z.string().url().max(2000).optional(),
@@ -64,6 +71,9 @@ export const KeyEntry = z.object({
       tenantId: z.string(),
       expiresAt: z.number().nullable(),
       binding: DatabaseBinding.nullable(),
+      // The key's own rate limit. Absent (records written before keys had limits) or
+      // null: the key's bucket uses the tenant's requestsPerSecond and burst.
+      limits: KeyLimits.nullable().optional(),
     })
     .nullable(),
 });

@@ -1,4 +1,4 @@
-import { index, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { doublePrecision, index, integer, pgTable, text, timestamp } from "drizzle-orm/pg-core";
 import { createdAt, version } from "./common.ts";
 import { tenants } from "./tenants.ts";
 
@@ -16,6 +16,10 @@ export const apiKeys = pgTable(
     expiresAt: timestamp("expires_at", { withTimezone: true, mode: "date" }),
     revokedAt: timestamp("revoked_at", { withTimezone: true, mode: "date" }),
     lastUsedAt: timestamp("last_used_at", { withTimezone: true, mode: "date" }),
+    // The key's own rate limit; null: the key's bucket uses the tenant's numbers.
+    rateLimitRps: doublePrecision("rate_limit_rps"),
+    // Null with a rate set: one second's worth of requests (as for tenants).
+    rateLimitBurst: integer("rate_limit_burst"),
     version: version(),
     createdAt: createdAt(),
   },
