@@ -1,6 +1,6 @@
 /** Control plane and key service settings, parsed once from the environment. */
 import { z } from "zod";
-import { csv, normalizeHostname, parseEnv, port, secret } from "@portcullis/shared";
+import { csv, hostSetting, parseEnv, port, secret } from "@portcullis/shared";
 
 const Env = z.object({
   ADMIN_PORT: port(8081),
@@ -85,12 +85,6 @@ export interface ControlPlaneConfig {
   auditConsumer: boolean;
   /** Names of secrets generated for this process because they were not set. */
   generatedSecrets: string[];
-}
-
-function hostSetting(name: string, value: string): string {
-  const result = normalizeHostname(value);
-  if (!result.ok) throw new Error(`${name} is not a valid hostname (${result.code})`);
-  return result.hostname;
 }
 
 export function loadControlPlaneConfig(env: Record<string, string | undefined>): Readonly<ControlPlaneConfig> {

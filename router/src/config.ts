@@ -1,6 +1,6 @@
 /** Router settings, parsed once from the environment and frozen. */
 import { z } from "zod";
-import { csv, normalizeHostname, parseEnv, port, secret } from "@portcullis/shared";
+import { csv, hostSetting, parseEnv, port, secret } from "@portcullis/shared";
 
 const Env = z.object({
   ROUTER_PORT: port(8080),
@@ -81,12 +81,6 @@ export interface RouterConfig {
   /** False only to measure the cost of auditing (ROUTER_AUDIT=off). */
   audit: boolean;
   generatedSecrets: string[];
-}
-
-function hostSetting(name: string, value: string): string {
-  const result = normalizeHostname(value);
-  if (!result.ok) throw new Error(`${name} is not a valid hostname (${result.code})`);
-  return result.hostname;
 }
 
 export function loadRouterConfig(

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { normalizeHostname } from "./hostname/index.ts";
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
@@ -39,4 +40,11 @@ export function parseEnv<T extends z.ZodType>(schema: T, env: Record<string, str
     throw new Error(`invalid settings:\n${lines.join("\n")}`);
   }
   return result.data;
+}
+
+/** A hostname setting (PLATFORM_DOMAIN, API_HOSTNAME), normalized like every hostname. */
+export function hostSetting(name: string, value: string): string {
+  const result = normalizeHostname(value);
+  if (!result.ok) throw new Error(`${name} is not a valid hostname (${result.code})`);
+  return result.hostname;
 }
