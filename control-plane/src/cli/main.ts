@@ -112,13 +112,18 @@ function describeTenant(t: any): string[] {
   ];
 }
 
-async function tenantsCommand(args: string[], flags: Flags, api: ReturnType<typeof client>, io: Io): Promise<number> {
-  const [sub, ...rest] = args;
-  const print = (answer: ApiAnswer, readable: (body: any) => string[]) => {
+/** Prints an admin answer: its JSON with --json, else the readable lines; refusals as such. */
+function printer(flags: Flags, io: Io) {
+  return (answer: ApiAnswer, readable: (body: any) => string[]): number => {
     if (answer.status >= 300) return refusal(io, answer);
     for (const line of flags.json ? [JSON.stringify(answer.body, null, 2)] : readable(answer.body)) io.out(line);
     return EXIT.ok;
   };
+}
+
+async function tenantsCommand(args: string[], flags: Flags, api: ReturnType<typeof client>, io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  const print = printer(flags, io);
   switch (sub) {
     case "list": {
       positional(rest, 0, "no arguments");
@@ -169,11 +174,7 @@ async function tenantsCommand(args: string[], flags: Flags, api: ReturnType<type
 
 async function hostnamesCommand(args: string[], flags: Flags, api: ReturnType<typeof client>, io: Io): Promise<number> {
   const [sub, ...rest] = args;
-  const print = (answer: ApiAnswer, readable: (body: any) => string[]) => {
-    if (answer.status >= 300) return refusal(io, answer);
-    for (const line of flags.json ? [JSON.stringify(answer.body, null, 2)] : readable(answer.body)) io.out(line);
-    return EXIT.ok;
-  };
+  const print = printer(flags, io);
   switch (sub) {
     case "list": {
       const [t] = positional(rest, 1, "hostnames list <tenant>");
@@ -213,11 +214,7 @@ async function hostnamesCommand(args: string[], flags: Flags, api: ReturnType<ty
 
 async function keysCommand(args: string[], flags: Flags, api: ReturnType<typeof client>, io: Io): Promise<number> {
   const [sub, ...rest] = args;
-  const print = (answer: ApiAnswer, readable: (body: any) => string[]) => {
-    if (answer.status >= 300) return refusal(io, answer);
-    for (const line of flags.json ? [JSON.stringify(answer.body, null, 2)] : readable(answer.body)) io.out(line);
-    return EXIT.ok;
-  };
+  const print = printer(flags, io);
   switch (sub) {
     case "list": {
       const [t] = positional(rest, 1, "keys list <tenant>");
