@@ -1,7 +1,7 @@
 /** A Redis key prefix per test file, and clean-up of everything under it. */
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
-import { RedisStore } from "@portcullis/shared";
+import { MemoryStore, RedisStore, type Store, type StreamStore } from "@portcullis/shared";
 import { TEST_REDIS_URL } from "./env.ts";
 
 export function testPrefix(): string {
@@ -27,3 +27,34 @@ export async function deleteKeys(prefix: string): Promise<void> {
 
 /** Remove every key under the prefix, as a `FLUSHALL` would, without touching other files' keys. */
 export const flushPrefix = deleteKeys;
+
+/**
+ * The two store implementations, made fresh per test, for suites that hold both to one
+ * contract: Redis over a real socket (own key prefix) and the in-process store.
+ * `closeAll` closes every store made and deletes its Redis keys.
+ */
+export function storeFactories() {
+  const made: { store: Store; prefix?: string }[] = [];
+  const factories = {
+    redis: async (): Promise<Store & StreamStore> => {
+      const s = await createTestStore();
+      made.push({ store: s, prefix: s.prefix });
+      return s;
+    },
+    memory: async (): Promise<Store & StreamStore> => {
+      const s = new MemoryStore();
+      made.push({ store: s });
+      return s;
+    },
+  };
+  return {
+    factories,
+    track: (store: Store, prefix?: string) => made.push(prefix ? { store, prefix } : { store }),
+    async closeAll() {
+      for (const m of made) {
+        await m.store.close();
+        if (m.prefix) await deleteKeys(m.prefix);
+      }
+    },
+  };
+}

@@ -6,30 +6,12 @@
  * store → consumer → PGlite).
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryStore, type Store, type StreamStore } from "@portcullis/shared";
-import { createTestStore, deleteKeys } from "../helpers/redis.ts";
+import type { StreamStore } from "@portcullis/shared";
+import { createTestStore, deleteKeys, storeFactories } from "../helpers/redis.ts";
 import { startTestStack } from "../helpers/stack.ts";
 
-const made: { store: Store; prefix?: string }[] = [];
-afterAll(async () => {
-  for (const m of made) {
-    await m.store.close();
-    if (m.prefix) await deleteKeys(m.prefix);
-  }
-});
-
-const factories: Record<string, () => Promise<Store & StreamStore>> = {
-  redis: async () => {
-    const s = await createTestStore();
-    made.push({ store: s, prefix: s.prefix });
-    return s;
-  },
-  memory: async () => {
-    const s = new MemoryStore();
-    made.push({ store: s });
-    return s;
-  },
-};
+const { factories, track, closeAll } = storeFactories();
+afterAll(closeAll);
 
 const read = (store: StreamStore, consumer: string, pending = false, blockMs = 0) =>
   store.streamRead("s", { group: "g", consumer, count: 100, blockMs, pending });
@@ -80,7 +62,7 @@ for (const [kind, make] of Object.entries(factories)) {
 describe("redis store streams after Redis lost its data", () => {
   it("recreates the consumer group and goes on reading", async () => {
     const store = await createTestStore();
-    made.push({ store, prefix: store.prefix });
+    track(store, store.prefix);
     await store.streamAppend("s", ["before"], 100);
     expect(await read(store, "c1")).toHaveLength(1);
     await deleteKeys(store.prefix); // as a restarted, empty Redis would be

@@ -1,28 +1,9 @@
 /** The stores' limit and usage primitives keep one contract: Redis over a real socket, and in-process. */
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryStore, type Store } from "@portcullis/shared";
-import { createTestStore, deleteKeys } from "../helpers/redis.ts";
+import { storeFactories } from "../helpers/redis.ts";
 
-const made: { store: Store; prefix?: string }[] = [];
-afterAll(async () => {
-  for (const m of made) {
-    await m.store.close();
-    if (m.prefix) await deleteKeys(m.prefix);
-  }
-});
-
-const factories: Record<string, () => Promise<Store>> = {
-  redis: async () => {
-    const s = await createTestStore();
-    made.push({ store: s, prefix: s.prefix });
-    return s;
-  },
-  memory: async () => {
-    const s = new MemoryStore();
-    made.push({ store: s });
-    return s;
-  },
-};
+const { factories, closeAll } = storeFactories();
+afterAll(closeAll);
 
 // A slow refill (one request a minute) so the test's own duration cannot add requests.
 const slow = (key: string, burst: number) => ({ key, emissionIntervalMs: 60_000, burst });

@@ -1,28 +1,9 @@
 /** The two stores keep one contract: tested the same way, Redis over a real socket. */
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryStore, type Store } from "@portcullis/shared";
-import { createTestStore, deleteKeys } from "../helpers/redis.ts";
+import { storeFactories } from "../helpers/redis.ts";
 
-const made: { store: Store; prefix?: string }[] = [];
-afterAll(async () => {
-  for (const m of made) {
-    await m.store.close();
-    if (m.prefix) await deleteKeys(m.prefix);
-  }
-});
-
-const factories: Record<string, () => Promise<Store>> = {
-  redis: async () => {
-    const s = await createTestStore();
-    made.push({ store: s, prefix: s.prefix });
-    return s;
-  },
-  memory: async () => {
-    const s = new MemoryStore();
-    made.push({ store: s });
-    return s;
-  },
-};
+const { factories, closeAll } = storeFactories();
+afterAll(closeAll);
 
 for (const [kind, make] of Object.entries(factories)) {
   describe(`${kind} store`, () => {

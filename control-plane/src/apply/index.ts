@@ -15,6 +15,7 @@ import { adminChanges, apiKeys, databaseBindings, databaseServers, hostnames, te
 import { lockSkeletons, type PlatformNames } from "../domains/hostnames.ts";
 import { verificationName, verificationValue } from "../domains/verify.ts";
 import type { Publisher } from "../publish/index.ts";
+import { insertPlatformHostname } from "../tenants/service.ts";
 import { type Conflict, type LiveState, type PlannedChange, planApply } from "./plan.ts";
 import { type ApplyRequest, type NormalizedTenant, normalizeTenantFile } from "./spec.ts";
 
@@ -176,17 +177,7 @@ export class ApplyService {
         const version = await nextVersion(tx);
         await tx.insert(tenants).values({ id, slug: t.slug, name: t.name, plan: t.plan ?? "free", version });
         const subdomain = `${t.slug}.${platformDomain}`;
-        await tx.insert(hostnames).values({
-          id: newId("hostname"),
-          tenantId: id,
-          hostname: subdomain,
-          kind: "platform",
-          status: "verified",
-          verificationToken: randomBytes(16).toString("hex"),
-          skeleton: confusableSkeleton(subdomain),
-          verifiedAt: now,
-          version,
-        });
+        await insertPlatformHostname(tx, id, subdomain, version, now);
         hosts.add(subdomain);
       } else if (current.name !== t.name || (t.plan !== undefined && current.plan !== t.plan)) {
         await tx

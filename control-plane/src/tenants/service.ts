@@ -74,6 +74,24 @@ export interface Deps {
   now?: () => Date;
 }
 
+/**
+ * A tenant's branded subdomain: registered and verified when the tenant is created
+ * (the platform owns the name), by the admin API and by `portcullis apply` alike.
+ */
+export async function insertPlatformHostname(tx: Executor, tenantId: string, subdomain: string, version: number, now: Date) {
+  await tx.insert(hostnames).values({
+    id: newId("hostname"),
+    tenantId,
+    hostname: subdomain,
+    kind: "platform",
+    status: "verified",
+    verificationToken: randomBytes(16).toString("hex"),
+    skeleton: confusableSkeleton(subdomain),
+    verifiedAt: now,
+    version,
+  });
+}
+
 export class TenantService {
   readonly #db: Db;
   readonly #publisher: Publisher;
@@ -155,17 +173,7 @@ export class TenantService {
       const view = await this.#db.transaction(async (tx) => {
         const version = await nextVersion(tx);
         await tx.insert(tenants).values({ id, slug: input.slug, name: input.name, plan, version });
-        await tx.insert(hostnames).values({
-          id: newId("hostname"),
-          tenantId: id,
-          hostname: subdomain,
-          kind: "platform",
-          status: "verified",
-          verificationToken: randomBytes(16).toString("hex"),
-          skeleton: confusableSkeleton(subdomain),
-          verifiedAt: this.#now(),
-          version,
-        });
+        await insertPlatformHostname(tx, id, subdomain, version, this.#now());
         const [row] = await tx.select().from(tenants).where(eq(tenants.id, id));
         return this.view(row as TenantRow, tx);
       });
