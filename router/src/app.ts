@@ -95,6 +95,29 @@ interface RequestState {
   closedBy: RefusalReason | null;
 }
 
+/** A request's state before anything is known about it: nothing resolved, nothing presented. */
+function newState(requestId: string, started: number, hostname: string, path: string, clientIp: string): RequestState {
+  return {
+    requestId,
+    started,
+    hostname,
+    path,
+    clientIp,
+    host: UNRESOLVED,
+    extracted: { kind: "none" },
+    key: NOT_PRESENTED,
+    session: NOT_PRESENTED,
+    decision: null,
+    status: 0,
+    upstreamMs: 0,
+    slot: null,
+    bytesIn: 0,
+    bytesOut: 0,
+    rateHeaders: null,
+    closedBy: null,
+  };
+}
+
 type Env = { Bindings: HttpBindings; Variables: { state: RequestState } };
 
 const GUARDED = Symbol("portcullis.guarded");
@@ -245,25 +268,7 @@ export function createRouterApp(deps: RouterDeps) {
   app.use(async function context(c, next) {
     const incoming = c.env.incoming as Guarded;
     const guarded = incoming[GUARDED] as { hostname: string; path: string };
-    const state: RequestState = {
-      requestId: nextRequestId(),
-      started: performance.now(),
-      hostname: guarded.hostname,
-      path: guarded.path,
-      clientIp: deps.clientIp(incoming),
-      host: UNRESOLVED,
-      extracted: { kind: "none" },
-      key: NOT_PRESENTED,
-      session: NOT_PRESENTED,
-      decision: null,
-      status: 0,
-      upstreamMs: 0,
-      slot: null,
-      bytesIn: 0,
-      bytesOut: 0,
-      rateHeaders: null,
-      closedBy: null,
-    };
+    const state = newState(nextRequestId(), performance.now(), guarded.hostname, guarded.path, deps.clientIp(incoming));
     c.set("state", state);
     const socket = incoming.socket;
     inflight.set(socket, state);
@@ -485,28 +490,10 @@ export function createRouterApp(deps: RouterDeps) {
 
   /** Records one refusal decided at the edge, before any request state existed. */
   function auditEdge(requestId: string, reason: RefusalReason, hostname: string, path: string, method: string, ip: string) {
-    recordAudit(
-      {
-        requestId,
-        started: 0,
-        hostname,
-        path,
-        clientIp: ip,
-        host: UNRESOLVED,
-        extracted: { kind: "none" },
-        key: NOT_PRESENTED,
-        session: NOT_PRESENTED,
-        decision: { allow: false, reason },
-        status: REFUSALS[reason].status,
-        upstreamMs: 0,
-        slot: null,
-        bytesIn: 0,
-        bytesOut: 0,
-        rateHeaders: null,
-        closedBy: null,
-      },
-      method,
-    );
+    const state = newState(requestId, 0, hostname, path, ip);
+    state.decision = { allow: false, reason };
+    state.status = REFUSALS[reason].status;
+    recordAudit(state, method);
   }
 
   /**
