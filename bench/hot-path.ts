@@ -1,0 +1,162 @@
+/**
+ * `npm run bench:hot`: a short A/B loop for work on the router's hot path, without the
+ * control plane. The router's cache is seeded straight from a tenant template (as the
+ * full benchmark does for its large tenant counts), Redis is the store, the limits of
+ * the full benchmark are on (every request passes the limiter), and the router runs
+ * beside the bare node:http + undici forwarder on the same core, alternating. It
+ * prints req/s and the target's CPU time per request (the steadier figure).
+ *
+ *   npm run bench:hot                          3 alternating rounds of 5 s
+ *   npm run bench:hot -- --rounds 5 --seconds 4
+ *   npm run bench:hot -- --profile /tmp/prof   CPU profile of the router (load phase only)
+ *
+ * Not the benchmark of record: `npm run bench` is.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { TenantRecord } from "@portcullis/shared";
+import { has, type HostSet, runWrk } from "./load.ts";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const option = (name: string, fallback: string) => {
+  const i = argv.indexOf(name);
+  return i === -1 ? fallback : (argv[i + 1] ?? fallback);
+};
+const ROUNDS = Number(option("--rounds", "3"));
+const SECONDS = Number(option("--seconds", "5"));
+const PROFILE = option("--profile", "");
+const HOSTS = 1_000;
+const DOMAIN = "bench.test";
+
+if (!has("wrk")) {
+  console.error("bench:hot needs wrk (apt-get install -y wrk)");
+  process.exit(2);
+}
+const TASKSET = has("taskset") && availableParallelism() >= 2;
+const LOAD_CPU = TASKSET ? "0" : null;
+const TARGET_CPU = TASKSET ? "1" : null;
+
+const children: ChildProcess[] = [];
+const tmp = mkdtempSync(join(tmpdir(), "pc-hot-"));
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGTERM");
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Proc {
+  port: number;
+  pid: number;
+  ask(message: Record<string, unknown>): Promise<unknown>;
+}
+
+function start(file: string, cpu: string | null, options: unknown, nodeArgs: string[] = []): Promise<Proc> {
+  const args = [...nodeArgs, join(here, "procs", file), JSON.stringify(options)];
+  const [cmd, full] = cpu ? ["taskset", ["-c", cpu, process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, full, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.push(child);
+  let next = 0;
+  const waiting = new Map<number, (v: unknown) => void>();
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`${file} exited (${code})`)));
+    child.on("message", (raw) => {
+      const m = raw as { type: string; port?: number; id?: number; answer?: unknown };
+      if (m.type === "ready")
+        resolve({
+          port: m.port as number,
+          pid: child.pid as number,
+          ask: (message) =>
+            new Promise((r) => {
+              const id = next++;
+              waiting.set(id, r);
+              child.send({ ...message, id });
+            }),
+        });
+      else if (m.type === "answer") waiting.get(m.id as number)?.(m.answer);
+    });
+  });
+}
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  let ticks = Number(fields[11]) + Number(fields[12]);
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+    if (kids !== "") for (const kid of kids.split(" ")) ticks += cpuSeconds(Number(kid)) * 100;
+  }
+  return ticks / 100;
+}
+
+const upstream = await start("upstream.ts", LOAD_CPU, {});
+const origin = `http://127.0.0.1:${upstream.port}`;
+const env = {
+  ADMIN_TOKEN: randomBytes(16).toString("hex"),
+  KEY_SERVICE_TOKEN: randomBytes(16).toString("hex"),
+  CONTEXT_SIGNING_SECRET: randomBytes(16).toString("hex"),
+  SESSION_SECRET: randomBytes(16).toString("hex"),
+  PLATFORM_DOMAIN: DOMAIN,
+  LOG_LEVEL: "silent",
+  // Nothing listens here: every lookup is answered from the seeded memory tier.
+  KEY_SERVICE_URL: "http://127.0.0.1:9",
+  REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+  REDIS_PREFIX: `pc-hot-${randomBytes(4).toString("hex")}:`,
+};
+const router = await start("router.ts", TARGET_CPU, { env }, [
+  "--expose-gc",
+  ...(PROFILE ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${PROFILE}`] : []),
+]);
+const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
+
+const template: TenantRecord = {
+  id: "",
+  slug: "",
+  status: "active",
+  plan: "enterprise",
+  binding: null,
+  upstreams: [origin],
+  limits: {
+    requestsPerSecond: 1_000_000,
+    burst: 1_000_000,
+    monthlyRequests: null,
+    concurrency: 100_000,
+    maxBodyBytes: 10_485_760,
+  },
+  features: { beta: true },
+  settings: { allowedIps: [], branding: {} },
+};
+const seed = () => router.ask({ type: "seed", count: HOSTS, prefix: "t", domain: DOMAIN, template: JSON.stringify(template) });
+
+const hosts: HostSet = { prefix: "t", count: HOSTS, domain: DOMAIN };
+const targets = [
+  { name: "Portcullis", proc: router, before: seed },
+  { name: "bare node:http + undici", proc: bare, before: async () => {} },
+];
+const results = new Map<string, { rps: number; us: number }[]>();
+for (let round = 0; round < ROUNDS; round++) {
+  for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+    await t.before();
+    const base = { port: t.proc.port, connections: 64, hosts, cpu: LOAD_CPU, tmp };
+    await runWrk({ ...base, seconds: 1 });
+    const cpu0 = cpuSeconds(t.proc.pid);
+    const r = await runWrk({ ...base, seconds: SECONDS });
+    const us = ((cpuSeconds(t.proc.pid) - cpu0) * 1e6) / r.requests;
+    results.set(t.name, [...(results.get(t.name) ?? []), { rps: r.rps, us }]);
+    console.log(
+      `${t.name.padEnd(26)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs/req  p99 ${r.p99ms.toFixed(2)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
+    );
+  }
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const p = results.get("Portcullis") ?? [];
+const b = results.get("bare node:http + undici") ?? [];
+const pr = median(p.map((x) => x.rps));
+const br = median(b.map((x) => x.rps));
+console.log(
+  `median: Portcullis ${Math.round(pr)} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(br)} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${(pr / br).toFixed(2)}× bare`,
+);
+process.exit(0);
