@@ -2,7 +2,8 @@
  * `npm run bench:hot`: a short A/B loop for work on the router's hot path, without the
  * control plane. The router's cache is seeded straight from a tenant template (as the
  * full benchmark does for its large tenant counts), Redis is the store, the limits of
- * the full benchmark are on (every request passes the limiter), and the router runs
+ * the full benchmark are on (every request passes the limiter), audit events go to the
+ * store's durable stream, and the router runs
  * beside the bare node:http + undici forwarder on the same core, alternating. It
  * prints req/s and the target's CPU time per request (the steadier figure).
  *

@@ -6,20 +6,23 @@
  * force a cold lookup, and report heap use.
  */
 import pino from "pino";
-import { CACHE, type TenantRecord } from "@portcullis/shared";
+import { AUDIT_STREAM, CACHE, type TenantRecord } from "@portcullis/shared";
 import { loadRouterConfig, startRouter } from "@portcullis/router";
 import { hostAt, settings } from "./common.ts";
 
 const s = settings<{ env: Record<string, string> }>();
 const config = loadRouterConfig(s.env, { port: 0, opsPort: 0, host: "127.0.0.1", opsHost: "127.0.0.1" });
-const router = await startRouter(config, { log: pino({ level: "silent" }), auditWriter: async () => {} });
+// Audit as in production: batches appended to the store's durable stream (the
+// orchestrator empties the stream between runs; nothing consumes it meanwhile).
+const router = await startRouter(config, { log: pino({ level: "silent" }) });
 const { resolver, store } = router;
 
 type Command =
   | { type: "seed"; count: number; prefix: string; domain: string; template: string }
   | { type: "unseed" }
   | { type: "forget"; hosts: string[]; tenantIds: string[]; keyHashes: string[]; fromStore: boolean }
-  | { type: "heap" };
+  | { type: "heap" }
+  | { type: "clear-audit" };
 
 function heap(): number {
   (globalThis as { gc?: () => void }).gc?.();
@@ -58,6 +61,9 @@ process.on("message", async (raw) => {
         ...m.tenantIds.map((t) => CACHE.tenant.key(t)),
         ...m.keyHashes.map((k) => CACHE.apiKey.key(k)),
       );
+  } else if (m.type === "clear-audit") {
+    await router.audit.flush();
+    await store.del(AUDIT_STREAM.key);
   } else if (m.type === "heap") {
     answer = heap();
   }

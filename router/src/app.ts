@@ -38,6 +38,7 @@ import {
   HTML_HEADERS,
   isBranded,
   type Limiter,
+  type LimitOutcome,
   type UsageMeter,
   wantsHtml,
 } from "./limits/index.ts";
@@ -93,6 +94,8 @@ interface RequestState {
   rateHeaders: Record<string, string> | null;
   /** Set when the connection failed under this request (timeout, parser error). */
   closedBy: RefusalReason | null;
+  /** The exchange has been accounted for (audit, metrics, metering): once only. */
+  ended: boolean;
 }
 
 /** A request's state before anything is known about it: nothing resolved, nothing presented. */
@@ -115,6 +118,7 @@ function newState(requestId: string, started: number, hostname: string, path: st
     bytesOut: 0,
     rateHeaders: null,
     closedBy: null,
+    ended: false,
   };
 }
 
@@ -125,6 +129,9 @@ type Guarded = IncomingMessage & { [GUARDED]?: { hostname: string; path: string 
 
 const NOT_PRESENTED = { presented: false } as const;
 const UNRESOLVED: HostOutcome = { kind: "tenant", ok: false, code: "unavailable" };
+const HOST_UNAVAILABLE: HostOutcome = UNRESOLVED;
+const API_HOST: HostOutcome = { kind: "api", ok: true };
+type Allowed = Extract<Decision, { allow: true }>;
 
 /** Features enabled for a tenant, as the signed `x-tenant-features` value. */
 const featureHeader = new WeakMap<TenantRecord, string>();
@@ -254,92 +261,141 @@ export function createRouterApp(deps: RouterDeps) {
     return c.body(refusalBody(reason, s.requestId), s.status, headers);
   }
 
-  /** Refuse; close the connection when a body is still unread (never wait for it). */
+  /**
+   * Refuse (the exchange ends here); close the connection when a body is still
+   * unread (never wait for it).
+   */
   function refuseRequest(c: Context<Env>, s: RequestState, reason: RefusalReason, extra?: Record<string, string>) {
     const incoming = c.env.incoming;
     if (!incoming.complete) {
       closing.add(incoming.socket);
       c.header("connection", "close");
     }
-    return refuse(c, s, reason, extra);
+    return answer(c, s, refuse(c, s, reason, extra));
   }
 
-  // ---- context ---------------------------------------------------------------------
-  app.use(async function context(c, next) {
+  // ---- the request path ---------------------------------------------------------------
+  // One Hono handler runs the stages in order. Each stage is synchronous when what it
+  // needs is in memory (a warm host, key, session and rate lease) and returns a promise
+  // only when it must wait: a warm request is resolved, decided and handed to the
+  // upstream without a single await. `finish` ends the exchange exactly once: when
+  // the router answers itself, or when the forwarded response ends.
+  type Reply = Response | Promise<Response>;
+
+  app.all("*", function route(c): Reply {
     const incoming = c.env.incoming as Guarded;
     const guarded = incoming[GUARDED] as { hostname: string; path: string };
-    const state = newState(nextRequestId(), performance.now(), guarded.hostname, guarded.path, deps.clientIp(incoming));
-    c.set("state", state);
-    const socket = incoming.socket;
-    inflight.set(socket, state);
+    const s = newState(nextRequestId(), performance.now(), guarded.hostname, guarded.path, deps.clientIp(incoming));
+    c.set("state", s);
+    inflight.set(incoming.socket, s);
     metrics.inFlight.inc();
     try {
-      await next();
-    } finally {
-      metrics.inFlight.dec();
-      if (state.slot !== null) limiter?.release(state.slot);
-      if (inflight.get(socket) === state) inflight.delete(socket);
-      if (state.closedBy !== null) {
-        const d = state.decision;
-        const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
-        state.decision = { allow: false, reason: state.closedBy, ...(tenantId ? { tenantId } : {}) };
-        state.status = REFUSALS[state.closedBy].status;
-      }
-      const d = state.decision;
-      const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
-      if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, state.bytesIn, state.bytesOut);
-      recordAudit(state, incoming.method ?? "");
-      const total = performance.now() - state.started;
-      metrics.added.observe(Math.max(0, total - state.upstreamMs) / 1000);
-      if (state.upstreamMs > 0) metrics.upstream.observe(state.upstreamMs / 1000);
+      const reply = resolveHost(c, s);
+      return reply instanceof Promise ? reply.catch((error: unknown) => failed(c, s, error)) : reply;
+    } catch (error) {
+      return failed(c, s, error);
     }
   });
 
-  // ---- resolve: exact Host → tenant --------------------------------------------------
-  app.use(async function resolveHost(c, next) {
-    const s = c.get("state");
-    if (s.hostname === config.apiHostname) {
-      s.host = { kind: "api", ok: true };
-    } else {
-      const hit = resolver.peekHost(s.hostname);
-      if (hit !== undefined) s.host = { kind: "tenant", ok: true, tenant: hit };
-      else {
-        const lookup = await resolver.resolveHost(s.hostname);
-        s.host = lookup.ok
-          ? { kind: "tenant", ok: true, tenant: lookup.tenant }
-          : { kind: "tenant", ok: false, code: "unavailable" };
-      }
+  /** Ends the exchange once: concurrency slot, metering, audit, metrics. */
+  function finish(s: RequestState, incoming: IncomingMessage) {
+    if (s.ended) return;
+    s.ended = true;
+    metrics.inFlight.dec();
+    if (s.slot !== null) limiter?.release(s.slot);
+    const socket = incoming.socket;
+    if (inflight.get(socket) === s) inflight.delete(socket);
+    if (s.closedBy !== null) {
+      const d = s.decision;
+      const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
+      s.decision = { allow: false, reason: s.closedBy, ...(tenantId ? { tenantId } : {}) };
+      s.status = REFUSALS[s.closedBy].status;
     }
+    const d = s.decision;
+    const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
+    if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, s.bytesIn, s.bytesOut);
+    // Last use is reported in batches, never written per request.
+    if (d?.allow && d.keyId !== undefined) deps.keyUsage?.record(d.keyId);
+    recordAudit(s, incoming.method ?? "");
+    const total = performance.now() - s.started;
+    metrics.added.observe(Math.max(0, total - s.upstreamMs) / 1000);
+    if (s.upstreamMs > 0) metrics.upstream.observe(s.upstreamMs / 1000);
+  }
+
+  /** The router's own answer (refusal, branding): the exchange ends as it is sent. */
+  function answer(c: Context<Env>, s: RequestState, response: Response): Response {
+    finish(s, c.env.incoming);
+    return response;
+  }
+
+  /** A programmer error on the path: fail closed, never forward. */
+  function failed(c: Context<Env>, s: RequestState, error: unknown): Response {
+    const forwarding = s.ended || c.env.outgoing.headersSent;
+    s.decision = { allow: false, reason: "resolution_unavailable" };
+    s.status = 503;
+    if (deps.log) deps.log.error({ err: error, requestId: s.requestId }, "router error");
+    else console.error(`router error ${s.requestId}:`, error);
+    if (forwarding) {
+      // The answer had begun: a truncated response must not look complete.
+      c.env.outgoing.destroy();
+      finish(s, c.env.incoming);
+      return RESPONSE_ALREADY_SENT;
+    }
+    return answer(c, s, refuse(c, s, "resolution_unavailable"));
+  }
+
+  // ---- resolve: exact Host → tenant --------------------------------------------------
+  function resolveHost(c: Context<Env>, s: RequestState): Reply {
+    if (s.hostname === config.apiHostname) {
+      s.host = API_HOST;
+      return credentials(c, s);
+    }
+    const hit = resolver.peekHost(s.hostname);
+    if (hit !== undefined) {
+      s.host = { kind: "tenant", ok: true, tenant: hit };
+      return afterHost(c, s);
+    }
+    return resolver.resolveHost(s.hostname).then((lookup) => {
+      s.host = lookup.ok ? { kind: "tenant", ok: true, tenant: lookup.tenant } : HOST_UNAVAILABLE;
+      return afterHost(c, s);
+    });
+  }
+
+  function afterHost(c: Context<Env>, s: RequestState): Reply {
     // An unknown host is refused before any credential is looked at.
     if (s.host.ok && s.host.kind === "tenant" && s.host.tenant === null) {
       s.decision = { allow: false, reason: "unknown_host" };
       return refuseRequest(c, s, "unknown_host");
     }
-    await next();
-  });
+    return credentials(c, s);
+  }
 
   // ---- credentials: API key and session ------------------------------------------------
-  app.use(async function credentials(c, next) {
-    const s = c.get("state");
+  function credentials(c: Context<Env>, s: RequestState): Reply {
     const incoming = c.env.incoming;
     s.extracted = extractKey(incoming.rawHeaders, s.path, s.host.kind === "api");
     const t = now();
     const cookie = incoming.headers.cookie;
     const hostTenant = s.host.ok && s.host.kind === "tenant" ? (s.host.tenant?.id ?? null) : null;
-    const keyWork = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t, hostTenant) : null;
-    const sessionWork = cookie?.includes(config.sessionCookie)
+    // Both lookups start before either is awaited.
+    const key = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t, hostTenant) : NOT_PRESENTED;
+    const session = cookie?.includes(config.sessionCookie)
       ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
-      : null;
-    if (keyWork) s.key = await keyWork;
-    if (sessionWork) s.session = await sessionWork;
-    await next();
-    // Last use is reported in batches, never written per request.
-    if (s.decision?.allow && s.decision.keyId !== undefined) deps.keyUsage?.record(s.decision.keyId);
-  });
+      : NOT_PRESENTED;
+    if (key instanceof Promise || session instanceof Promise) {
+      return Promise.all([key, session]).then(([k, v]) => {
+        s.key = k;
+        s.session = v;
+        return decision(c, s);
+      });
+    }
+    s.key = key;
+    s.session = session;
+    return decision(c, s);
+  }
 
   // ---- decide: the one fail-closed decision ------------------------------------------
-  app.use(async function decision(c, next) {
-    const s = c.get("state");
+  function decision(c: Context<Env>, s: RequestState): Reply {
     s.decision = decide({
       host: s.host,
       key: s.key,
@@ -348,59 +404,63 @@ export function createRouterApp(deps: RouterDeps) {
       clientIp: s.clientIp,
     });
     if (!s.decision.allow) return refuseRequest(c, s, s.decision.reason);
-    await next();
-  });
+    return limits(c, s, s.decision);
+  }
 
   // ---- limits ---------------------------------------------------------------------------
-  app.use(async function limits(c, next) {
-    const s = c.get("state");
-    const d = s.decision as Extract<Decision, { allow: true }>;
+  function limits(c: Context<Env>, s: RequestState, d: Allowed): Reply {
     const max = d.tenant.limits.maxBodyBytes;
     const declared = c.env.incoming.headers["content-length"];
     if (max !== null && declared !== undefined && Number(declared) > max) {
       s.decision = { allow: false, reason: "body_too_large", tenantId: d.tenant.id };
       return refuseRequest(c, s, "body_too_large");
     }
-    if (limiter !== undefined) {
-      const keyLimits = d.keyId !== undefined && s.key.presented && s.key.ok ? s.key.limits : undefined;
-      const limit = await limiter.check(d.tenant, d.keyId, keyLimits ?? null);
-      if (!limit.ok) {
-        s.decision = { allow: false, reason: limit.reason, tenantId: d.tenant.id };
-        return refuseRequest(c, s, limit.reason, limit.headers);
-      }
-      if (d.tenant.limits.concurrency !== null) s.slot = d.tenant.id;
-      s.rateHeaders = limit.headers;
+    if (limiter === undefined) return branding(c, s, d);
+    const keyLimits = d.keyId !== undefined && s.key.presented && s.key.ok ? s.key.limits : undefined;
+    const limit = limiter.check(d.tenant, d.keyId, keyLimits ?? null);
+    return limit instanceof Promise ? limit.then((l) => limited(c, s, d, l)) : limited(c, s, d, limit);
+  }
+
+  function limited(c: Context<Env>, s: RequestState, d: Allowed, limit: LimitOutcome): Reply {
+    if (!limit.ok) {
+      s.decision = { allow: false, reason: limit.reason, tenantId: d.tenant.id };
+      return refuseRequest(c, s, limit.reason, limit.headers);
     }
-    await next();
-  });
+    if (d.tenant.limits.concurrency !== null) s.slot = d.tenant.id;
+    s.rateHeaders = limit.headers;
+    return branding(c, s, d);
+  }
 
   // ---- branding: answered by the router on the tenant's own hostnames ------------------
-  app.use(async function branding(c, next) {
-    const s = c.get("state");
+  function branding(c: Context<Env>, s: RequestState, d: Allowed): Reply {
     if (s.host.kind === "tenant" && pathOnly(s.path) === BRANDING_PATH) {
-      const d = s.decision as Extract<Decision, { allow: true }>;
       const method = c.env.incoming.method;
       if (method === "GET" || method === "HEAD") {
         s.status = 200;
-        return c.body(brandingJson(d.tenant), 200, {
-          "content-type": "application/json",
-          "cache-control": "public, max-age=60",
-          "x-request-id": s.requestId,
-          ...(s.rateHeaders ?? {}),
-        });
+        return answer(
+          c,
+          s,
+          c.body(brandingJson(d.tenant), 200, {
+            "content-type": "application/json",
+            "cache-control": "public, max-age=60",
+            "x-request-id": s.requestId,
+            ...(s.rateHeaders ?? {}),
+          }),
+        );
       }
     }
-    await next();
-  });
+    return proxy(c, s, d);
+  }
 
   // ---- proxy ------------------------------------------------------------------------------
-  app.all("*", async function proxy(c) {
-    const s = c.get("state");
-    const d = s.decision as Extract<Decision, { allow: true }>;
+  function proxy(c: Context<Env>, s: RequestState, d: Allowed): Response {
     const { incoming, outgoing } = c.env;
     // The connection failed or was refused while the request was being resolved
     // (parser error in the body, timeout, client gone): nothing is forwarded.
-    if (s.closedBy !== null || incoming.socket.destroyed) return RESPONSE_ALREADY_SENT;
+    if (s.closedBy !== null || incoming.socket.destroyed) {
+      finish(s, incoming);
+      return RESPONSE_ALREADY_SENT;
+    }
     const tenant = d.tenant;
     const binding = tenant.binding as { server: string; database: string };
 
@@ -447,7 +507,7 @@ export function createRouterApp(deps: RouterDeps) {
     headers.push(H.tenantSignature, sign(context, now()));
 
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
-    const result = await forward(
+    forward(
       deps.dispatcher,
       outgoing,
       {
@@ -462,25 +522,25 @@ export function createRouterApp(deps: RouterDeps) {
           s.rateHeaders === null ? { "x-request-id": s.requestId } : { "x-request-id": s.requestId, ...s.rateHeaders },
       },
       (res, reason) => writeRefusal(res, reason, s.requestId),
+      (result) => {
+        s.status = result.status;
+        s.upstreamMs = result.upstreamMs;
+        s.bytesIn = result.bytesIn;
+        s.bytesOut = result.bytesOut;
+        // A body that outgrew the tenant's limit while streaming is a refusal, not an upstream error.
+        if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
+        if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
+        finish(s, incoming);
+      },
     );
-    s.status = result.status;
-    s.upstreamMs = result.upstreamMs;
-    s.bytesIn = result.bytesIn;
-    s.bytesOut = result.bytesOut;
-    // A body that outgrew the tenant's limit while streaming is a refusal, not an upstream error.
-    if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
-    if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
     return RESPONSE_ALREADY_SENT;
-  });
+  }
 
   app.onError((error, c) => {
-    // A programmer error: fail closed, never forward.
+    // Outside the request path (a failure of the framework itself): fail closed.
     const s = c.get("state");
-    const requestId = s?.requestId ?? nextRequestId();
-    if (s) {
-      s.decision = { allow: false, reason: "resolution_unavailable" };
-      s.status = 503;
-    }
+    if (s !== undefined) return failed(c, s, error);
+    const requestId = nextRequestId();
     if (deps.log) deps.log.error({ err: error, requestId }, "router error");
     else console.error(`router error ${requestId}:`, error);
     return c.body(refusalBody("resolution_unavailable", requestId), 503, refusalHeaders("resolution_unavailable", requestId));

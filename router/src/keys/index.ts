@@ -5,7 +5,7 @@
  * every well-formed key (hash → cache → key service), and every failure maps to
  * one public 401 (see shared/errors).
  */
-import { API_KEY_PREFIX, hashApiKey, isWellFormedApiKey } from "@portcullis/shared";
+import { API_KEY_PREFIX, hashApiKey, isWellFormedApiKey, type KeyEntry as KeyE, type TenantRecord } from "@portcullis/shared";
 import type { KeyOutcome } from "../policy/index.ts";
 import type { Resolver } from "../tenant-cache/index.ts";
 
@@ -80,30 +80,55 @@ export function keyInQuery(url: string): boolean {
  * tenant's key is answered after the same one lookup as an unknown, expired or revoked
  * key (its tenant is not loaded), so the refusals cost the same.
  */
-export async function verifyKey(
+export function verifyKey(
   resolver: Resolver,
   key: string,
   now: number,
   hostTenantId: string | null = null,
-): Promise<KeyOutcome> {
+): KeyOutcome | Promise<KeyOutcome> {
   if (!isWellFormedApiKey(key)) return MALFORMED;
-  const lookup = await resolver.key(hashApiKey(key));
+  const hash = hashApiKey(key);
+  // Synchronous when the key and its tenant are fresh in memory (the hot path).
+  const cached = resolver.keys.peek(hash);
+  if (cached !== undefined) {
+    const early = screen(cached, now, hostTenantId);
+    if (early !== null) return early;
+    const tenant = resolver.tenants.peek((cached.key as NonNullable<KeyE["key"]>).tenantId);
+    if (tenant !== undefined) return accepted(cached.key as NonNullable<KeyE["key"]>, tenant.tenant);
+  }
+  return verifyLoaded(resolver, hash, now, hostTenantId);
+}
+
+async function verifyLoaded(resolver: Resolver, hash: string, now: number, hostTenantId: string | null): Promise<KeyOutcome> {
+  const lookup = await resolver.key(hash);
   if (!lookup.ok) return UNAVAILABLE;
-  const entry = lookup.value.key;
-  if (entry === null) return lookup.value.revoked ? REVOKED : UNKNOWN;
+  const early = screen(lookup.value, now, hostTenantId);
+  if (early !== null) return early;
+  const entry = lookup.value.key as NonNullable<KeyE["key"]>;
+  const tenant = await resolver.tenant(entry.tenantId);
+  if (!tenant.ok) return UNAVAILABLE;
+  return accepted(entry, tenant.tenant);
+}
+
+/** The outcome decided by the key's own entry, or null when its tenant is needed. */
+function screen(value: KeyE, now: number, hostTenantId: string | null): KeyOutcome | null {
+  const entry = value.key;
+  if (entry === null) return value.revoked ? REVOKED : UNKNOWN;
   if (entry.expiresAt !== null && entry.expiresAt <= now) return EXPIRED;
   if (hostTenantId !== null && entry.tenantId !== hostTenantId) {
     // decide() refuses it as key_other_tenant (the tenant ids differ).
     return { presented: true, ok: true, keyId: entry.keyId, tenantId: entry.tenantId, tenant: null, binding: entry.binding };
   }
-  const tenant = await resolver.tenant(entry.tenantId);
-  if (!tenant.ok) return UNAVAILABLE;
+  return null;
+}
+
+function accepted(entry: NonNullable<KeyE["key"]>, tenant: TenantRecord | null): KeyOutcome {
   return {
     presented: true,
     ok: true,
     keyId: entry.keyId,
     tenantId: entry.tenantId,
-    tenant: tenant.tenant,
+    tenant,
     binding: entry.binding,
     limits: entry.limits ?? null,
   };

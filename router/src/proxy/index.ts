@@ -87,131 +87,134 @@ function failureFor(error: Error & { code?: string }): RefusalReason {
 
 export type RefuseWriter = (res: ServerResponse, reason: RefusalReason) => void;
 
+/**
+ * Forwards one request; `done` is called once, when the exchange is over (response
+ * ended, failed and answered by the router, or the client gone).
+ */
 export function forward(
   dispatcher: Dispatcher,
   res: ServerResponse,
   f: ForwardRequest,
   refuse: RefuseWriter,
-): Promise<ForwardResult> {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    let attempt = 0;
-    let bytesIn = 0;
-    let bytesOut = 0;
-    let done = false;
-    let controllerRef: Dispatcher.DispatchController | null = null;
-    let current = "";
-    let bodyError: Error | null = null;
-    let drainHooked = false;
+  done: (result: ForwardResult) => void,
+): void {
+  const started = performance.now();
+  let attempt = 0;
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let ended = false;
+  let controllerRef: Dispatcher.DispatchController | null = null;
+  let current = "";
+  let bodyError: Error | null = null;
+  let drainHooked = false;
 
-    const finish = (status: number, failure: RefusalReason | null) => {
-      if (done) return;
-      done = true;
-      res.off("close", onClientClose);
-      resolve({ status, failure, bytesIn, bytesOut, upstream: current || null, upstreamMs: performance.now() - started });
-    };
-    const onClientClose = () => {
-      if (!res.writableFinished) {
-        controllerRef?.abort(new Error("client went away"));
-        finish(0, null);
-      }
-    };
-    res.on("close", onClientClose);
+  const finish = (status: number, failure: RefusalReason | null) => {
+    if (ended) return;
+    ended = true;
+    res.off("close", onClientClose);
+    done({ status, failure, bytesIn, bytesOut, upstream: current || null, upstreamMs: performance.now() - started });
+  };
+  const onClientClose = () => {
+    if (!res.writableFinished) {
+      controllerRef?.abort(new Error("client went away"));
+      finish(0, null);
+    }
+  };
+  res.on("close", onClientClose);
 
-    // The body goes through a counting stream: bytes in for metering, and the
-    // tenant's size limit enforced while streaming (a declared length over the
-    // limit was refused before any upstream contact).
-    let body: Transform | null = null;
-    if (f.body !== null) {
-      const max = f.maxBodyBytes ?? Number.POSITIVE_INFINITY;
-      const source = f.body;
-      body = new Transform({
-        transform(chunk: Buffer, _enc, callback) {
-          bytesIn += chunk.length;
-          if (bytesIn > max) {
-            bodyError = new BodyTooLarge();
-            source.unpipe(body as Transform);
-            callback(bodyError);
+  // The body goes through a counting stream: bytes in for metering, and the
+  // tenant's size limit enforced while streaming (a declared length over the
+  // limit was refused before any upstream contact).
+  let body: Transform | null = null;
+  if (f.body !== null) {
+    const max = f.maxBodyBytes ?? Number.POSITIVE_INFINITY;
+    const source = f.body;
+    body = new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        bytesIn += chunk.length;
+        if (bytesIn > max) {
+          bodyError = new BodyTooLarge();
+          source.unpipe(body as Transform);
+          callback(bodyError);
+          return;
+        }
+        callback(null, chunk);
+      },
+    });
+    source.pipe(body);
+  }
+
+  const dispatch = () => {
+    const origin = f.origins[(f.start + attempt) % f.origins.length] as string;
+    current = origin;
+    dispatcher.dispatch(
+      { origin, path: f.path, method: f.method as Dispatcher.HttpMethod, headers: f.headers, body },
+      {
+        onRequestStart(controller) {
+          controllerRef = controller;
+        },
+        onResponseStart(controller, statusCode, headers) {
+          if (statusCode < 200) return; // 1xx informational: not forwarded
+          const drop = connectionTokens(headers.connection);
+          const out: Record<string, string | string[]> = {};
+          for (const name in headers) {
+            if (RESPONSE_DROP.has(name) || (drop.length > 0 && drop.includes(name))) continue;
+            const value = headers[name];
+            if (value !== undefined) out[name] = value;
+          }
+          for (const name in f.responseHeaders) out[name] = f.responseHeaders[name] as string;
+          try {
+            res.writeHead(statusCode, out);
+          } catch {
+            // Headers Node will not send (invalid characters): refuse instead.
+            controller.abort(new Error("invalid upstream response headers"));
             return;
           }
-          callback(null, chunk);
         },
-      });
-      source.pipe(body);
-    }
-
-    const dispatch = () => {
-      const origin = f.origins[(f.start + attempt) % f.origins.length] as string;
-      current = origin;
-      dispatcher.dispatch(
-        { origin, path: f.path, method: f.method as Dispatcher.HttpMethod, headers: f.headers, body },
-        {
-          onRequestStart(controller) {
-            controllerRef = controller;
-          },
-          onResponseStart(controller, statusCode, headers) {
-            if (statusCode < 200) return; // 1xx informational: not forwarded
-            const drop = connectionTokens(headers.connection);
-            const out: Record<string, string | string[]> = {};
-            for (const name in headers) {
-              if (RESPONSE_DROP.has(name) || (drop.length > 0 && drop.includes(name))) continue;
-              const value = headers[name];
-              if (value !== undefined) out[name] = value;
+        onResponseData(controller, chunk) {
+          bytesOut += chunk.length;
+          if (!res.write(chunk)) {
+            // Backpressure: listen for drain only once a write has actually filled
+            // the client socket (most responses never do).
+            controller.pause();
+            if (!drainHooked) {
+              drainHooked = true;
+              res.on("drain", () => controller.resume());
             }
-            for (const name in f.responseHeaders) out[name] = f.responseHeaders[name] as string;
-            try {
-              res.writeHead(statusCode, out);
-            } catch {
-              // Headers Node will not send (invalid characters): refuse instead.
-              controller.abort(new Error("invalid upstream response headers"));
-              return;
-            }
-          },
-          onResponseData(controller, chunk) {
-            bytesOut += chunk.length;
-            if (!res.write(chunk)) {
-              // Backpressure: listen for drain only once a write has actually filled
-              // the client socket (most responses never do).
-              controller.pause();
-              if (!drainHooked) {
-                drainHooked = true;
-                res.on("drain", () => controller.resume());
-              }
-            }
-          },
-          onResponseEnd() {
-            res.end();
-            finish(res.statusCode, null);
-          },
-          onResponseError(_controller, error: Error & { code?: string }) {
-            if (done) return;
-            if (res.headersSent) {
-              // Mid-response failure: the client must not mistake a truncated body
-              // for a complete one. Close its connection.
-              res.destroy(error);
-              finish(res.statusCode, failureFor(error));
-              return;
-            }
-            const code = error.code ?? "";
-            const untouched = body === null || !body.readableDidRead;
-            const retryable =
-              untouched &&
-              attempt + 1 < f.origins.length &&
-              (CONNECT_ERRORS.has(code) || (RESET_ERRORS.has(code) && IDEMPOTENT.has(f.method) && body === null));
-            if (retryable) {
-              attempt++;
-              dispatch();
-              return;
-            }
-            const failure = bodyError ? "body_too_large" : failureFor(error);
-            // The rest of an oversized body is not read: close the connection after.
-            if (bodyError) res.shouldKeepAlive = false;
-            refuse(res, failure);
-            finish(res.statusCode, failure);
-          },
+          }
         },
-      );
-    };
-    dispatch();
-  });
+        onResponseEnd() {
+          res.end();
+          finish(res.statusCode, null);
+        },
+        onResponseError(_controller, error: Error & { code?: string }) {
+          if (ended) return;
+          if (res.headersSent) {
+            // Mid-response failure: the client must not mistake a truncated body
+            // for a complete one. Close its connection.
+            res.destroy(error);
+            finish(res.statusCode, failureFor(error));
+            return;
+          }
+          const code = error.code ?? "";
+          const untouched = body === null || !body.readableDidRead;
+          const retryable =
+            untouched &&
+            attempt + 1 < f.origins.length &&
+            (CONNECT_ERRORS.has(code) || (RESET_ERRORS.has(code) && IDEMPOTENT.has(f.method) && body === null));
+          if (retryable) {
+            attempt++;
+            dispatch();
+            return;
+          }
+          const failure = bodyError ? "body_too_large" : failureFor(error);
+          // The rest of an oversized body is not read: close the connection after.
+          if (bodyError) res.shouldKeepAlive = false;
+          refuse(res, failure);
+          finish(res.statusCode, failure);
+        },
+      },
+    );
+  };
+  dispatch();
 }

@@ -33,22 +33,32 @@ export function withoutSessionCookie(cookieHeader: string, name: string): string
     .join("; ");
 }
 
-export async function verifySession(
+export function verifySession(
   resolver: Resolver,
   cookieHeader: string | undefined,
   cookieName: string,
   secret: string,
   nowMs: number,
-): Promise<SessionOutcome> {
+): SessionOutcome | Promise<SessionOutcome> {
   const values = findSessionCookies(cookieHeader, cookieName);
   if (values.length === 0) return NOT_PRESENTED;
   if (values.length > 1) return INVALID;
   const verified = verifySessionToken(values[0] as string, secret, Math.floor(nowMs / 1000));
   if (!verified.ok) return INVALID;
   const { claims } = verified;
-  const state = await resolver.session(claims.sid);
-  if (!state.ok) return { presented: true, ok: false, code: "unavailable" };
-  const s = state.value.session;
+  // Synchronous when the session's state is fresh in memory (the hot path).
+  const cached = resolver.sessions.peek(claims.sid);
+  if (cached !== undefined) return judge(cached.session, claims, nowMs);
+  return resolver.session(claims.sid).then((state) => (state.ok ? judge(state.value.session, claims, nowMs) : UNAVAILABLE));
+}
+
+const UNAVAILABLE: SessionOutcome = { presented: true, ok: false, code: "unavailable" };
+
+function judge(
+  s: { tenantId: string; userId: string; revoked: boolean; expiresAt: number } | null,
+  claims: { sid: string; tid: string; uid: string },
+  nowMs: number,
+): SessionOutcome {
   if (s === null || s.revoked || s.tenantId !== claims.tid || s.userId !== claims.uid || s.expiresAt <= nowMs) return INVALID;
   return { presented: true, ok: true, tenantId: claims.tid, userId: claims.uid, sessionId: claims.sid };
 }
