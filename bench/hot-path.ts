@@ -9,7 +9,9 @@
  *
  *   npm run bench:hot                          3 alternating rounds of 5 s
  *   npm run bench:hot -- --rounds 5 --seconds 4
- *   npm run bench:hot -- --profile /tmp/prof   CPU profile of the router (load phase only)
+ *   npm run bench:hot -- --profile /tmp/prof   CPU profile of the router
+ *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s, router
+ *                                              against a direct upstream alone on its core
  *
  * Not the benchmark of record: `npm run bench` is.
  */
@@ -20,7 +22,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TenantRecord } from "@portcullis/shared";
-import { has, type HostSet, runWrk } from "./load.ts";
+import { has, type HostSet, type RateResult, runWrk } from "./load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -31,6 +33,7 @@ const option = (name: string, fallback: string) => {
 const ROUNDS = Number(option("--rounds", "3"));
 const SECONDS = Number(option("--seconds", "5"));
 const PROFILE = option("--profile", "");
+const RATE = Number(option("--rate", "0"));
 const HOSTS = 1_000;
 const DOMAIN = "bench.test";
 
@@ -157,7 +160,35 @@ const p = results.get("Portcullis") ?? [];
 const b = results.get("bare node:http + undici") ?? [];
 const pr = median(p.map((x) => x.rps));
 const br = median(b.map((x) => x.rps));
-console.log(
-  `median: Portcullis ${Math.round(pr)} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(br)} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${(pr / br).toFixed(2)}× bare`,
-);
+if (ROUNDS > 0)
+  console.log(
+    `median: Portcullis ${Math.round(pr)} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(br)} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${(pr / br).toFixed(2)}× bare`,
+  );
+
+if (RATE > 0) {
+  const direct = await start("upstream.ts", TARGET_CPU, {});
+  for (const [name, port, before] of [
+    ["direct upstream", direct.port, async () => {}],
+    ["Portcullis", router.port, seed],
+  ] as const) {
+    await before();
+    // Warm (JIT, connections, scripts) with a short closed-loop run first.
+    await runWrk({ port, connections: 64, hosts, cpu: LOAD_CPU, tmp, seconds: 2 });
+    const child = spawn(
+      TASKSET ? "taskset" : process.execPath,
+      [
+        ...(TASKSET ? ["-c", "0", process.execPath] : []),
+        join(here, "procs", "fixed-rate.ts"),
+        JSON.stringify({ port, hosts, rate: RATE, seconds: SECONDS }),
+      ],
+      { stdio: ["ignore", "inherit", "inherit", "ipc"] },
+    );
+    const r = await new Promise<RateResult>((resolve) =>
+      child.on("message", (m) => resolve((m as { result: RateResult }).result)),
+    );
+    console.log(
+      `fixed ${RATE}/s ${name.padEnd(16)} p50 ${r.p50ms.toFixed(3)} ms  p99 ${r.p99ms.toFixed(3)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
+    );
+  }
+}
 process.exit(0);
