@@ -437,13 +437,17 @@ export class Limiter {
 
   /**
    * The next lease's size: `LEASE_MS / 2` of the rate seen since the last fetch, at
-   * most twice the last size (slow start) and `maxLease`.
+   * most twice the last size (slow start) and `maxLease`. Nothing served since the
+   * last fetch: the set's first fetch or one after a refusal (1), or a fetch still in
+   * flight and full, so more requests wait than it will bring (as many as it asked
+   * for; the window is not restarted, so what it measures is kept).
    */
   #want(set: BucketSet, now: number): number {
     if (set.maxLease === 1) return 1;
+    if (set.served === 0) return set.fetching > 0 ? set.lastWant : 1;
     const elapsed = now - set.since;
-    let want = set.served === 0 ? 1 : elapsed <= 0 ? set.maxLease : Math.ceil((set.served * (LEASE_MS / 2)) / elapsed);
-    want = Math.max(1, Math.min(want, set.lastWant * 2, set.maxLease));
+    const seen = elapsed <= 0 ? set.maxLease : Math.ceil((set.served * (LEASE_MS / 2)) / elapsed);
+    const want = Math.max(1, Math.min(seen, set.lastWant * 2, set.maxLease));
     set.served = 0;
     set.since = now;
     set.lastWant = want;

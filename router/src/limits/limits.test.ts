@@ -263,6 +263,10 @@ describe("Limiter leases", () => {
     const wave = await Promise.all(Array.from({ length: 40 }, () => settle(limiter.check(t, undefined))));
     expect(wave.every((o) => o.ok)).toBe(true);
     expect(calls.admit - before).toBe(1);
+    // More than a lease's worth at once: a second fetch of the same size, not one per request.
+    const twice = await Promise.all(Array.from({ length: 80 }, () => settle(limiter.check(t, undefined))));
+    expect(twice.every((o) => o.ok)).toBe(true);
+    expect(calls.admit - before).toBe(3);
     await limiter.close();
   });
 });
