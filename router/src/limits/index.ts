@@ -179,6 +179,11 @@ function seconds(ms: number): number {
 }
 
 const UNLIMITED: LimitOutcome = Object.freeze({ ok: true, headers: null });
+const CONCURRENCY_LIMITED: LimitOutcome = Object.freeze({
+  ok: false,
+  reason: "concurrency_limited",
+  headers: Object.freeze({ "retry-after": "1" }),
+});
 
 type Waiter = (outcome: LimitOutcome) => void;
 
@@ -283,9 +288,7 @@ export class Limiter {
     const max = tenant.limits.concurrency;
     if (max !== null) {
       const n = this.#inFlight.get(tenant.id) ?? 0;
-      if (n >= max) {
-        return { ok: false, reason: "concurrency_limited", headers: { "retry-after": "1" } };
-      }
+      if (n >= max) return CONCURRENCY_LIMITED;
       this.#inFlight.set(tenant.id, n + 1);
     }
     const outcome = this.#rateAndQuota(tenant, keyId, keyLimits);
@@ -490,6 +493,8 @@ export class Limiter {
       for (const w of fetch.waiters) w(this.#refusal(set, at));
       return;
     }
+    // A grant answered after a refusal (answers come in order): room came back.
+    set.deniedUntil = 0;
     let left = Math.max(1, Math.min(answer.granted ?? 1, fetch.want));
     const bucket = set.buckets[answer.bucket ?? 0];
     const reset = `;t=${seconds(answer.resetMs)}`;
