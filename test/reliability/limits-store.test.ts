@@ -1,5 +1,7 @@
 /** The stores' limit and usage primitives keep one contract: Redis over a real socket, and in-process. */
 import { afterAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { TEST_REDIS_URL } from "../helpers/env.ts";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
@@ -101,6 +103,13 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(await store.admit([slow("z", 5)], quota, 2)).toMatchObject({ ok: true, granted: 2, used: 2 });
       await store.refund([slow("z", 5)], quota, 50);
       expect(await store.admit([slow("z", 5)], quota, 50)).toMatchObject({ ok: true, granted: 5, remaining: 0, used: 5 });
+      if (kind === "redis") {
+        // The quota counter keeps its expiry through a refund (it must not outlive its month).
+        const redis = new Redis(TEST_REDIS_URL);
+        const ttl = await redis.pttl(`${(store as { prefix?: string }).prefix}qz`);
+        redis.disconnect();
+        expect(ttl).toBeGreaterThan(0);
+      }
       // Keys that do not exist stay absent: a later admit starts from a full bucket and 0 used.
       await store.refund([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 4);
       expect(await store.admit([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 10)).toMatchObject({
