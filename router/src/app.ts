@@ -7,8 +7,8 @@
  *   resolve    exact Host → tenant (memory → Redis → key service)  tenant-cache/
  *   credential API key (Authorization / X-API-Key) and session cookie  keys/ sessions/
  *   decide     one fail-closed decision from all outcomes          policy/
- *   limits     body size, concurrency, rate + monthly quota (one store
- *              round trip), tenant branding at BRANDING_PATH        limits/
+ *   limits     body size, concurrency, rate + monthly quota (leased from
+ *              the store), tenant branding at BRANDING_PATH        limits/
  *   proxy      signed tenant context, streamed to the upstream     proxy/
  *
  * Every refusal ends the chain before `proxy`, so no refused request reaches an

@@ -54,8 +54,12 @@ export class ControlledStore implements Store {
     return this.inner.incr(key, by, ttlMs);
   }
 
-  admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission> {
-    return this.inner.admit(rates, quota);
+  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want?: number): Promise<Admission> {
+    return this.inner.admit(rates, quota, want);
+  }
+
+  refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void> {
+    return this.inner.refund(rates, quota, n);
   }
 
   addCounters(key: string, increments: Record<string, number>): Promise<void> {

@@ -1,5 +1,7 @@
 /** The stores' limit and usage primitives keep one contract: Redis over a real socket, and in-process. */
 import { afterAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { TEST_REDIS_URL } from "../helpers/env.ts";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
@@ -55,6 +57,66 @@ for (const [kind, make] of Object.entries(factories)) {
       expect((await store.admit([slow("r", 1)], quota2)).ok).toBe(false);
       const after = await store.admit([], quota2);
       expect(after.ok && after.used).toBe(2);
+    });
+
+    it("admit with want grants the least room of the buckets and consumes exactly that", async () => {
+      const store = await make();
+      const a = await store.admit([slow("w", 5)], null, 3);
+      expect(a).toMatchObject({ ok: true, granted: 3, remaining: 2, bucket: 0 });
+      const b = await store.admit([slow("w", 5)], null, 3);
+      expect(b).toMatchObject({ ok: true, granted: 2, remaining: 0 });
+      const c = await store.admit([slow("w", 5)], null, 3);
+      expect(c.ok === false && c.code).toBe("rate");
+      // Two buckets: the tighter one bounds the grant, is named, and both consume it.
+      const d = await store.admit([slow("w2", 10), slow("w3", 4)], null, 6);
+      expect(d).toMatchObject({ ok: true, granted: 4, remaining: 0, bucket: 1 });
+      const e = await store.admit([slow("w2", 10)], null, 10);
+      expect(e).toMatchObject({ ok: true, granted: 6, remaining: 0 });
+      // The default is one request, as before.
+      expect(await store.admit([slow("w4", 2)], null)).toMatchObject({ ok: true, granted: 1, remaining: 1 });
+    });
+
+    it("admit with want counts the granted requests against the quota and stops at its limit", async () => {
+      const store = await make();
+      const quota = { key: "qw", limit: 5, ttlMs: 60_000 };
+      expect(await store.admit([], quota, 3)).toMatchObject({ ok: true, granted: 3, used: 3 });
+      expect(await store.admit([slow("qr", 100)], quota, 3)).toMatchObject({ ok: true, granted: 2, used: 5, remaining: 98 });
+      expect(await store.admit([], quota, 3)).toEqual({ ok: false, code: "quota", used: 5 });
+      // A quota refusal consumed nothing from the bucket.
+      expect(await store.admit([slow("qr", 100)], null, 1)).toMatchObject({ ok: true, remaining: 97 });
+    });
+
+    it("refund gives unused requests back to every bucket and the quota", async () => {
+      const store = await make();
+      const quota = { key: "qf", limit: 10, ttlMs: 60_000 };
+      const rates = [slow("f1", 5), slow("f2", 8)];
+      expect(await store.admit(rates, quota, 5)).toMatchObject({ ok: true, granted: 5, used: 5 });
+      expect((await store.admit(rates, quota)).ok).toBe(false);
+      await store.refund(rates, quota, 3);
+      expect(await store.admit(rates, quota, 5)).toMatchObject({ ok: true, granted: 3, used: 5, remaining: 0 });
+      expect((await store.admit(rates, quota)).ok).toBe(false);
+    });
+
+    it("refund never fills a bucket past its burst nor takes the quota below 0, and creates nothing", async () => {
+      const store = await make();
+      const quota = { key: "qz", limit: 10, ttlMs: 60_000 };
+      expect(await store.admit([slow("z", 5)], quota, 2)).toMatchObject({ ok: true, granted: 2, used: 2 });
+      await store.refund([slow("z", 5)], quota, 50);
+      expect(await store.admit([slow("z", 5)], quota, 50)).toMatchObject({ ok: true, granted: 5, remaining: 0, used: 5 });
+      if (kind === "redis") {
+        // The quota counter keeps its expiry through a refund (it must not outlive its month).
+        const redis = new Redis(TEST_REDIS_URL);
+        const ttl = await redis.pttl(`${(store as { prefix?: string }).prefix}qz`);
+        redis.disconnect();
+        expect(ttl).toBeGreaterThan(0);
+      }
+      // Keys that do not exist stay absent: a later admit starts from a full bucket and 0 used.
+      await store.refund([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 4);
+      expect(await store.admit([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 10)).toMatchObject({
+        ok: true,
+        granted: 3,
+        used: 3,
+      });
     });
 
     it("addCounters adds, takeCounters reads and empties atomically", async () => {

@@ -3,8 +3,8 @@
  *
  * - rate: GCRA buckets per tenant and, for API-key traffic, per key (with the key's
  *   own `limits` when it has them, else the tenant's `requestsPerSecond` and `burst`,
- *   which the tenant's bucket then always reaches first), decided together with the monthly quota
- *   by one atomic script in the shared store (one round trip, Redis' clock), so the
+ *   which the tenant's bucket then always reaches first), kept with the monthly quota
+ *   in the shared store and decided by one atomic script on Redis' clock, so the
  *   limits hold across every router sharing that Redis;
  * - monthly quota: `monthlyRequests` allowed requests per UTC calendar month,
  *   counted in the same script;
@@ -14,12 +14,42 @@
  *   router dies mid-request; a per-router count is exact, free and self-healing.
  *   With N routers a tenant may have up to N × concurrency requests in flight.
  *
+ * Leases. A store round trip per request was the largest cost of the hot path, so
+ * the router takes requests from the store in slices: per bucket-set (a tenant's
+ * traffic without a key, or one key's: the buckets and quota such a request needs
+ * together) `admit` grants up to `want` requests at once, consumed from every bucket
+ * and the quota, and the router admits the set's next requests from that lease in
+ * memory, synchronously, until it is used up or `LEASE_MS` has passed. Every admitted
+ * request was granted by the store, so across all routers no more are admitted than
+ * the buckets and the quota allow. What it costs is bounded by the lease size,
+ * `maxLease` (a tenth of the smallest burst, a thousandth of the monthly quota,
+ * `MAX_LEASE`; at least 1):
+ *   - a bucket with a burst under 20 (or a quota under 2000) gets leases of 1: one
+ *     round trip per request, exact as without leases;
+ *   - a leased request counts when granted and is used up to `LEASE_MS` later, so in
+ *     a short window a bucket can pass, above what a per-request GCRA would, the
+ *     requests leased and unused when the window starts (≤ maxLease per bucket-set
+ *     and router);
+ *   - requests leased by one router are unavailable to the others until used or
+ *     refunded (at expiry, by the sweep every `SWEEP_MS`): a client spread over
+ *     routers can be refused that many requests early, for at most
+ *     `LEASE_MS + SWEEP_MS`;
+ *   - a router that dies loses its unrefunded leases, at most maxLease requests per
+ *     bucket-set: its buckets regain them as they refill, its quota does not.
+ * The size follows this router's own rate for the set: `LEASE_MS / 2` of it, at
+ * most doubling from one lease to the next (a short burst does not lease a large
+ * slice). Requests arriving while a lease is fetched join that fetch, up to its size.
+ * Refusals are remembered too: after a rate refusal the set is refused locally until
+ * the store's retry time (no request fits earlier, except one refunded by another
+ * router meanwhile: this errs only towards refusing), after a quota refusal for
+ * `QUOTA_DENIAL_MS`. See docs/limits.md "Leases".
+ *
  * When the store fails (Redis unreachable or slow), the limiter does not refuse and
  * does not guess a route: for `FALLBACK_MS` it decides rates with an in-process
  * GCRA of the same parameters (so each router enforces the tenant's whole limit on
- * its own share of the traffic) and does not enforce the monthly quota (its counter
- * lives in Redis). Visible as `portcullis_limiter_degraded` (1 while local) and
- * `portcullis_limiter_store_errors_total`. Headers follow
+ * its own share of the traffic), without leases, and does not enforce the monthly
+ * quota (its counter lives in Redis). Visible as `portcullis_limiter_degraded` (1
+ * while local) and `portcullis_limiter_store_errors_total`. Headers follow
  * draft-ietf-httpapi-ratelimit-headers (RateLimit-Policy and RateLimit, §3–4) and
  * RFC 9110 §10.2.3 (Retry-After, delay-seconds).
  */
@@ -29,6 +59,7 @@ import {
   MemoryStore,
   msToNextPeriod,
   periodOf,
+  type QuotaCheck,
   type RateCheck,
   type Store,
 } from "@portcullis/shared";
@@ -40,6 +71,32 @@ export { BRANDING_PATH, brandedRefusalPage, brandingJson, HTML_HEADERS, isBrande
 
 /** How long the limiter stays local after a store failure before trying the store again. */
 export const FALLBACK_MS = 1_000;
+
+/**
+ * How long a lease may be used after the store granted it. A lease is sized for half
+ * of it (`LEASE_MS / 2` of the rate observed), so that it normally runs out before it
+ * expires: one renewal round trip per second of a set's traffic, refunds rare. With
+ * leases valid for 1 s instead, a tenant at 7 requests a second took 0.28 store calls
+ * per request (admits and refunds), at 2 s 0.16 (simulated Poisson traffic); what a
+ * lease holds is capped by `maxLease` whatever this is, so a longer lifetime only
+ * strands unused requests longer (until expiry and the next sweep).
+ */
+export const LEASE_MS = 2_000;
+
+/** How often expired leases are refunded and idle bucket-sets forgotten. */
+const SWEEP_MS = LEASE_MS / 2;
+
+/** The largest lease, whatever the limits. */
+export const MAX_LEASE = 1_000;
+
+/** How long a quota refusal is remembered: quota can come back (refunds, a raised limit). */
+export const QUOTA_DENIAL_MS = 1_000;
+
+/** A bucket-set without a store answer for this long is forgotten (its lease refunded). */
+const IDLE_MS = 5 * LEASE_MS;
+
+/** Bucket-sets remembered at most; past it, the one answered longest ago is forgotten. */
+const MAX_SETS = 100_000;
 
 /** Kept a week past the month's end, so a late router cannot restart the count. */
 const QUOTA_TTL_MARGIN_MS = 7 * 24 * 3600 * 1000;
@@ -64,6 +121,8 @@ interface Bucket {
   /** The RateLimit-Policy item (draft-ietf-httpapi-ratelimit-headers §3) and its name. */
   policy: string;
   name: string;
+  /** The RateLimit item up to its remaining count: `"<name>";r=`. */
+  item: string;
 }
 
 interface Compiled {
@@ -78,7 +137,15 @@ function bucketOf(name: string, rps: number, burstSet: number | null): Bucket {
   const burst = burstSet ?? Math.max(1, Math.ceil(rps));
   // The policy's window is the time an empty bucket takes to fill again.
   const window = Math.max(1, Math.ceil(burst / rps));
-  return { emissionIntervalMs: 1000 / rps, burst, policy: `"${name}";q=${burst};w=${window}`, name };
+  return { emissionIntervalMs: 1000 / rps, burst, policy: `"${name}";q=${burst};w=${window}`, name, item: `"${name}";r=` };
+}
+
+/** Same parameters and policy: a lease taken for one is valid for the other. */
+function sameBucket(a: Bucket | null, b: Bucket | null): boolean {
+  return (
+    a === b ||
+    (a !== null && b !== null && a.emissionIntervalMs === b.emissionIntervalMs && a.burst === b.burst && a.name === b.name)
+  );
 }
 
 /** The tenant's bucket parameters and policy header, built once per record. */
@@ -111,12 +178,83 @@ function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
 }
 
+const UNLIMITED: LimitOutcome = Object.freeze({ ok: true, headers: null });
+const CONCURRENCY_LIMITED: LimitOutcome = Object.freeze({
+  ok: false,
+  reason: "concurrency_limited",
+  headers: Object.freeze({ "retry-after": "1" }),
+});
+
+type Waiter = (outcome: LimitOutcome) => void;
+
+/** One `admit` in flight: the requests waiting for it, at most `want`. */
+interface Fetch {
+  want: number;
+  waiters: Waiter[];
+}
+
+/**
+ * What the limiter holds for one bucket-set: the parameters it was built for, its
+ * lease, a remembered refusal, the rate this router sees, and the fetches in flight.
+ */
+interface BucketSet {
+  readonly id: string;
+  readonly tenantId: string;
+  readonly keyId: string | undefined;
+  /** Compared with each request's (by identity, then by value: records are re-read). */
+  rate: Bucket | null;
+  keyRate: Bucket | null;
+  readonly monthly: number | null;
+  /** `buckets[i]` describes `rates[i]`, so the store's answer can name its policy. */
+  readonly rates: RateCheck[];
+  readonly buckets: Bucket[];
+  readonly maxLease: number;
+
+  /** The lease: requests granted by the store and not yet used, until `expiresAt`. */
+  tokens: number;
+  expiresAt: number;
+  /** The quota counter the lease was taken from (refunds go back to it). */
+  leaseQuota: QuotaCheck | null;
+  /** For the headers: the tightest bucket and what the store had left after the lease. */
+  bucket: Bucket | undefined;
+  remaining: number;
+  /** `;t=<seconds until the bucket is full>` as of the lease (not counted down). */
+  reset: string;
+
+  /** Refused locally until then (rate: the store's retry time; quota: QUOTA_DENIAL_MS). */
+  deniedUntil: number;
+  deniedBy: Bucket | null;
+  /** The refusal last built, and its delay-seconds, reused while they match. */
+  denied: LimitOutcome | null;
+  deniedWait: number;
+
+  /** Requests admitted with store grants since `since` (the last fetch), and its size. */
+  served: number;
+  since: number;
+  lastWant: number;
+
+  /** The fetch in flight that requests may still join. */
+  open: Fetch | null;
+  fetching: number;
+  /** Local time of the last store answer: the table is kept in this order. */
+  touched: number;
+  /** Replaced or forgotten: what its fetches grant beyond their waiters goes back at once. */
+  dead: boolean;
+}
+
 export class Limiter {
   readonly #store: Store;
   readonly #local = new MemoryStore();
   readonly #metrics: RouterMetrics | undefined;
+  readonly #admitCalls: { inc(): void } | undefined;
+  readonly #refundCalls: { inc(): void } | undefined;
   readonly #now: () => number;
   readonly #inFlight = new Map<string, number>();
+  /** Bucket-sets by key id, or tenant id for traffic without a key; oldest answer first. */
+  readonly #sets = new Map<string, BucketSet>();
+  /** Store calls (fetches with their settling, refunds) not yet finished: `close` waits for them. */
+  readonly #pending = new Set<Promise<void>>();
+  readonly #timer: NodeJS.Timeout;
   #degradedUntil = 0;
   #period = "";
   #periodEnds = 0;
@@ -124,7 +262,11 @@ export class Limiter {
   constructor(options: LimiterOptions) {
     this.#store = options.store;
     this.#metrics = options.metrics;
+    this.#admitCalls = options.metrics?.limiterStoreCalls.labels("admit");
+    this.#refundCalls = options.metrics?.limiterStoreCalls.labels("refund");
     this.#now = options.now ?? Date.now;
+    this.#timer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.#timer.unref();
   }
 
   /** True while rates are decided locally because the store failed. */
@@ -134,19 +276,30 @@ export class Limiter {
 
   /**
    * Takes a concurrency slot for the tenant (release it with `release` when the
-   * exchange ends, whatever happens), then checks rate and quota.
+   * exchange ends, whatever happens), then checks rate and quota. Synchronous when
+   * this router can decide alone (a lease with requests left, a remembered refusal,
+   * no limits); a Promise when it must ask the store.
    */
-  async check(tenant: TenantRecord, keyId: string | undefined, keyLimits: KeyLimits | null = null): Promise<LimitOutcome> {
+  check(
+    tenant: TenantRecord,
+    keyId: string | undefined,
+    keyLimits: KeyLimits | null = null,
+  ): LimitOutcome | Promise<LimitOutcome> {
     const max = tenant.limits.concurrency;
     if (max !== null) {
       const n = this.#inFlight.get(tenant.id) ?? 0;
-      if (n >= max) {
-        return { ok: false, reason: "concurrency_limited", headers: { "retry-after": "1" } };
-      }
+      if (n >= max) return CONCURRENCY_LIMITED;
       this.#inFlight.set(tenant.id, n + 1);
     }
-    const outcome = await this.#rateAndQuota(tenant, keyId, keyLimits);
-    if (!outcome.ok && max !== null) this.release(tenant.id);
+    const outcome = this.#rateAndQuota(tenant, keyId, keyLimits);
+    if (max === null) return outcome;
+    if (outcome instanceof Promise) {
+      return outcome.then((o) => {
+        if (!o.ok) this.release(tenant.id);
+        return o;
+      });
+    }
+    if (!outcome.ok) this.release(tenant.id);
     return outcome;
   }
 
@@ -162,69 +315,254 @@ export class Limiter {
     return this.#inFlight.get(tenantId) ?? 0;
   }
 
-  async #rateAndQuota(tenant: TenantRecord, keyId: string | undefined, keyLimits: KeyLimits | null): Promise<LimitOutcome> {
+  /** Leased requests this router holds, unused, for a tenant's traffic or a key's (tests). */
+  leased(id: string): number {
+    return this.#sets.get(id)?.tokens ?? 0;
+  }
+
+  #rateAndQuota(
+    tenant: TenantRecord,
+    keyId: string | undefined,
+    keyLimits: KeyLimits | null,
+  ): LimitOutcome | Promise<LimitOutcome> {
     const { rate } = compile(tenant);
     const keyRate = keyId === undefined ? null : keyBucket(keyLimits, rate);
     const monthly = tenant.limits.monthlyRequests;
-    if (rate === null && keyRate === null && monthly === null) return { ok: true, headers: null };
+    if (rate === null && keyRate === null && monthly === null) return UNLIMITED;
 
     const now = this.#now();
-    if (now >= this.#periodEnds) {
-      this.#period = periodOf(now);
-      this.#periodEnds = now + msToNextPeriod(now);
+    const set = this.#setFor(tenant.id, keyId, rate, keyRate, monthly, now);
+    if (now < this.#degradedUntil) return this.#localAdmit(set, now);
+    if (set.tokens > 0) {
+      if (now < set.expiresAt) {
+        set.tokens--;
+        set.served++;
+        return this.#allowed(set.bucket, set.remaining + set.tokens, set.reset);
+      }
+      this.#refundLease(set);
     }
-    // `buckets[i]` describes `rates[i]`, so the store's answer can name its policy.
+    if (now < set.deniedUntil) return this.#refusal(set, now);
+    return new Promise<LimitOutcome>((resolve) => this.#enqueue(set, resolve, now));
+  }
+
+  /** The request's bucket-set, rebuilt (and its lease refunded) when its parameters changed. */
+  #setFor(
+    tenantId: string,
+    keyId: string | undefined,
+    rate: Bucket | null,
+    keyRate: Bucket | null,
+    monthly: number | null,
+    now: number,
+  ): BucketSet {
+    const id = keyId ?? tenantId;
+    const found = this.#sets.get(id);
+    if (found !== undefined) {
+      if (found.rate === rate && found.keyRate === keyRate && found.monthly === monthly && found.tenantId === tenantId) {
+        return found;
+      }
+      if (
+        found.tenantId === tenantId &&
+        found.keyId === keyId &&
+        found.monthly === monthly &&
+        sameBucket(found.rate, rate) &&
+        sameBucket(found.keyRate, keyRate)
+      ) {
+        // A re-read record with the same numbers: the lease stays valid.
+        found.rate = rate;
+        found.keyRate = keyRate;
+        return found;
+      }
+      this.#forget(found);
+    }
     const rates: RateCheck[] = [];
     const buckets: Bucket[] = [];
     if (rate !== null) {
-      rates.push({ key: LIMIT_KEYS.tenantRate(tenant.id), emissionIntervalMs: rate.emissionIntervalMs, burst: rate.burst });
+      rates.push({ key: LIMIT_KEYS.tenantRate(tenantId), emissionIntervalMs: rate.emissionIntervalMs, burst: rate.burst });
       buckets.push(rate);
     }
     if (keyRate !== null && keyId !== undefined) {
       rates.push({ key: LIMIT_KEYS.keyRate(keyId), emissionIntervalMs: keyRate.emissionIntervalMs, burst: keyRate.burst });
       buckets.push(keyRate);
     }
-    const quota =
-      monthly === null
-        ? null
-        : {
-            key: LIMIT_KEYS.quota(tenant.id, this.#period),
-            limit: monthly,
-            ttlMs: this.#periodEnds - now + QUOTA_TTL_MARGIN_MS,
-          };
+    let maxLease = MAX_LEASE;
+    for (const b of buckets) maxLease = Math.min(maxLease, Math.floor(b.burst / 10));
+    if (monthly !== null) maxLease = Math.min(maxLease, Math.floor(monthly / 1000));
+    const set: BucketSet = {
+      id,
+      tenantId,
+      keyId,
+      rate,
+      keyRate,
+      monthly,
+      rates,
+      buckets,
+      maxLease: Math.max(1, maxLease),
+      tokens: 0,
+      expiresAt: 0,
+      leaseQuota: null,
+      bucket: undefined,
+      remaining: 0,
+      reset: "",
+      deniedUntil: 0,
+      deniedBy: null,
+      denied: null,
+      deniedWait: 0,
+      served: 0,
+      since: now,
+      lastWant: 1,
+      open: null,
+      fetching: 0,
+      touched: now,
+      dead: false,
+    };
+    this.#sets.set(id, set);
+    if (this.#sets.size > MAX_SETS) {
+      const oldest = this.#sets.values().next().value as BucketSet;
+      this.#forget(oldest);
+    }
+    return set;
+  }
 
-    let answer: Admission;
-    if (now < this.#degradedUntil) answer = await this.#localAdmit(rates);
-    else {
-      try {
-        answer = await this.#store.admit(rates, quota);
-        this.#metrics?.limiterDegraded.set(0);
-      } catch {
-        this.#degradedUntil = now + FALLBACK_MS;
-        this.#metrics?.limiterStoreErrors.inc();
-        this.#metrics?.limiterDegraded.set(1);
-        answer = await this.#localAdmit(rates);
+  /** A request that found no lease: joins the open fetch if it has room, else starts one. */
+  #enqueue(set: BucketSet, waiter: Waiter, now: number): void {
+    const open = set.open;
+    if (open !== null && open.waiters.length < open.want) {
+      open.waiters.push(waiter);
+      return;
+    }
+    const fetch: Fetch = { want: this.#want(set, now), waiters: [waiter] };
+    set.open = fetch;
+    set.fetching++;
+    const done = this.#fetch(set, fetch, now);
+    this.#pending.add(done);
+    void done.finally(() => this.#pending.delete(done));
+  }
+
+  /**
+   * The next lease's size: `LEASE_MS / 2` of the rate seen since the last fetch, at
+   * most twice the last size (slow start) and `maxLease`. Nothing served since the
+   * last fetch: the set's first fetch or one after a refusal (1), or a fetch still in
+   * flight and full, so more requests wait than it will bring (as many as it asked
+   * for; the window is not restarted, so what it measures is kept).
+   */
+  #want(set: BucketSet, now: number): number {
+    if (set.maxLease === 1) return 1;
+    if (set.served === 0) return set.fetching > 0 ? set.lastWant : 1;
+    const elapsed = now - set.since;
+    const seen = elapsed <= 0 ? set.maxLease : Math.ceil((set.served * (LEASE_MS / 2)) / elapsed);
+    const want = Math.max(1, Math.min(seen, set.lastWant * 2, set.maxLease));
+    set.served = 0;
+    set.since = now;
+    set.lastWant = want;
+    return want;
+  }
+
+  async #fetch(set: BucketSet, fetch: Fetch, now: number): Promise<void> {
+    const quota = set.monthly === null ? null : this.#quotaCheck(set.tenantId, set.monthly, now);
+    let answer: Admission | null = null;
+    try {
+      this.#admitCalls?.inc();
+      answer = await this.#store.admit(set.rates, quota, fetch.want);
+      this.#metrics?.limiterDegraded.set(0);
+    } catch {
+      this.#degradedUntil = this.#now() + FALLBACK_MS;
+      this.#metrics?.limiterStoreErrors.inc();
+      this.#metrics?.limiterDegraded.set(1);
+    }
+    set.fetching--;
+    if (set.open === fetch) set.open = null;
+    const at = this.#now();
+    if (answer === null) {
+      for (const w of fetch.waiters) void this.#localAdmit(set, at).then(w);
+      return;
+    }
+    if (!set.dead) {
+      set.touched = at;
+      this.#sets.delete(set.id);
+      this.#sets.set(set.id, set);
+    }
+    if (!answer.ok) {
+      if (answer.code === "rate") {
+        set.deniedUntil = at + answer.retryAfterMs;
+        set.deniedBy = set.buckets[answer.bucket ?? 0] ?? (set.buckets[0] as Bucket);
+      } else {
+        set.deniedUntil = at + QUOTA_DENIAL_MS;
+        set.deniedBy = null;
+      }
+      set.denied = null;
+      for (const w of fetch.waiters) w(this.#refusal(set, at));
+      return;
+    }
+    // A grant answered after a refusal (answers come in order): room came back.
+    set.deniedUntil = 0;
+    let left = Math.max(1, Math.min(answer.granted ?? 1, fetch.want));
+    const bucket = set.buckets[answer.bucket ?? 0];
+    const reset = `;t=${seconds(answer.resetMs)}`;
+    let served = 0;
+    for (; served < fetch.waiters.length && left > 0; served++) {
+      left--;
+      set.served++;
+      (fetch.waiters[served] as Waiter)(this.#allowed(bucket, answer.remaining + left, reset));
+    }
+    if (left > 0) {
+      if (set.dead) this.#refund(set.rates, quota, left);
+      else {
+        // Merged with what is left of a lease granted by a concurrent fetch, if any:
+        // the older expiry holds for all (the stricter bound). An expired rest goes back.
+        if (set.tokens > 0 && at >= set.expiresAt) this.#refundLease(set);
+        if (set.tokens === 0) set.expiresAt = at + LEASE_MS;
+        set.tokens += left;
+        set.leaseQuota = quota;
+        set.bucket = bucket;
+        set.remaining = answer.remaining;
+        set.reset = reset;
       }
     }
+    // Granted fewer than were waiting: the others ask again (the store will say).
+    for (let i = served; i < fetch.waiters.length; i++) this.#retry(set, fetch.waiters[i] as Waiter, at);
+  }
 
-    if (answer.ok) {
-      const b = buckets[answer.bucket ?? 0];
-      if (b === undefined) return { ok: true, headers: null };
-      return {
-        ok: true,
-        headers: { "ratelimit-policy": b.policy, ratelimit: `"${b.name}";r=${answer.remaining};t=${seconds(answer.resetMs)}` },
-      };
+  /** A waiter its fetch could not serve: a lease or a refusal may have come meanwhile. */
+  #retry(set: BucketSet, waiter: Waiter, now: number): void {
+    if (now < this.#degradedUntil) void this.#localAdmit(set, now).then(waiter);
+    else if (set.tokens > 0 && now < set.expiresAt) {
+      set.tokens--;
+      set.served++;
+      waiter(this.#allowed(set.bucket, set.remaining + set.tokens, set.reset));
+    } else if (now < set.deniedUntil) waiter(this.#refusal(set, now));
+    else this.#enqueue(set, waiter, now);
+  }
+
+  #allowed(bucket: Bucket | undefined, remaining: number, reset: string): LimitOutcome {
+    if (bucket === undefined) return UNLIMITED;
+    return { ok: true, headers: { "ratelimit-policy": bucket.policy, ratelimit: bucket.item + remaining + reset } };
+  }
+
+  /** The remembered refusal, rebuilt only when its delay-seconds change. */
+  #refusal(set: BucketSet, now: number): LimitOutcome {
+    const b = set.deniedBy;
+    if (b !== null) {
+      const wait = seconds(set.deniedUntil - now);
+      if (set.denied === null || set.deniedWait !== wait) {
+        set.deniedWait = wait;
+        set.denied = {
+          ok: false,
+          reason: "rate_limited",
+          headers: { "retry-after": String(wait), "ratelimit-policy": b.policy, ratelimit: `${b.item}0;t=${wait}` },
+        };
+      }
+      return set.denied;
     }
-    if (answer.code === "rate") {
-      const b = (buckets[answer.bucket ?? 0] ?? buckets[0]) as Bucket;
-      const wait = seconds(answer.retryAfterMs);
-      return {
-        ok: false,
-        reason: "rate_limited",
-        headers: { "retry-after": String(wait), "ratelimit-policy": b.policy, ratelimit: `"${b.name}";r=0;t=${wait}` },
-      };
-    }
+    this.#periodAt(now);
     const wait = seconds(this.#periodEnds - now);
+    if (set.denied === null || set.deniedWait !== wait) {
+      set.deniedWait = wait;
+      set.denied = this.#quotaRefusal(set.monthly, wait);
+    }
+    return set.denied;
+  }
+
+  #quotaRefusal(monthly: number | null, wait: number): LimitOutcome {
     return {
       ok: false,
       reason: "quota_exceeded",
@@ -236,12 +574,84 @@ export class Limiter {
     };
   }
 
-  #localAdmit(rates: RateCheck[]): Promise<Admission> {
-    this.#metrics?.limiterLocalDecisions.inc();
-    return this.#local.admit(rates, null);
+  #periodAt(now: number): void {
+    if (now >= this.#periodEnds) {
+      this.#period = periodOf(now);
+      this.#periodEnds = now + msToNextPeriod(now);
+    }
   }
 
+  #quotaCheck(tenantId: string, limit: number, now: number): QuotaCheck {
+    this.#periodAt(now);
+    return { key: LIMIT_KEYS.quota(tenantId, this.#period), limit, ttlMs: this.#periodEnds - now + QUOTA_TTL_MARGIN_MS };
+  }
+
+  /** Degraded: the in-process GCRA decides, request by request, without quota. */
+  async #localAdmit(set: BucketSet, now: number): Promise<LimitOutcome> {
+    this.#metrics?.limiterLocalDecisions.inc();
+    const answer = await this.#local.admit(set.rates, null);
+    if (answer.ok) return this.#allowed(set.buckets[answer.bucket ?? 0], answer.remaining, `;t=${seconds(answer.resetMs)}`);
+    if (answer.code === "rate") {
+      const b = (set.buckets[answer.bucket ?? 0] ?? set.buckets[0]) as Bucket;
+      const wait = seconds(answer.retryAfterMs);
+      return {
+        ok: false,
+        reason: "rate_limited",
+        headers: { "retry-after": String(wait), "ratelimit-policy": b.policy, ratelimit: `${b.item}0;t=${wait}` },
+      };
+    }
+    this.#periodAt(now);
+    return this.#quotaRefusal(set.monthly, seconds(this.#periodEnds - now));
+  }
+
+  /** Gives the lease's unused requests back to the store. */
+  #refundLease(set: BucketSet): void {
+    const n = set.tokens;
+    set.tokens = 0;
+    if (n > 0) this.#refund(set.rates, set.leaseQuota, n);
+  }
+
+  /** Off the request path: never awaited by a request, failures only counted. */
+  #refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): void {
+    this.#refundCalls?.inc();
+    this.#metrics?.limiterRefunded.inc(n);
+    const done = this.#store.refund(rates, quota, n).catch(() => this.#metrics?.limiterRefundErrors.inc());
+    this.#pending.add(done);
+    void done.finally(() => this.#pending.delete(done));
+  }
+
+  /** Drops a bucket-set (replaced, idle or evicted) and refunds its lease. */
+  #forget(set: BucketSet): void {
+    set.dead = true;
+    this.#refundLease(set);
+    if (this.#sets.get(set.id) === set) this.#sets.delete(set.id);
+  }
+
+  /**
+   * Refunds expired leases and forgets bucket-sets idle for `IDLE_MS`. The table is in
+   * order of last store answer and a lease never outlives its answer by more than
+   * `LEASE_MS`, so the walk stops at the first set answered within `LEASE_MS`.
+   */
+  sweep(): void {
+    const now = this.#now();
+    for (const set of this.#sets.values()) {
+      if (set.touched > now - LEASE_MS) break;
+      if (set.tokens > 0 && now >= set.expiresAt) this.#refundLease(set);
+      if (set.touched <= now - IDLE_MS && set.fetching === 0) this.#forget(set);
+    }
+  }
+
+  /** Resolves when the store calls under way (fetches, refunds) have finished. */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Refunds every lease (after the fetches in flight settle) and stops the sweep. */
   async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.settled();
+    for (const set of [...this.#sets.values()]) this.#forget(set);
+    await this.settled();
     await this.#local.close();
   }
 }

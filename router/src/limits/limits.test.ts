@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryStore, type Store, type TenantRecord } from "@portcullis/shared";
 import { createRouterMetrics } from "../ops/index.ts";
 import { brandedRefusalPage, brandingJson, escapeHtml, wantsHtml } from "./branding.ts";
-import { FALLBACK_MS, Limiter, UsageMeter } from "./index.ts";
+import { FALLBACK_MS, LEASE_MS, type LimitOutcome, Limiter, QUOTA_DENIAL_MS, UsageMeter } from "./index.ts";
 
 function tenant(limits: Partial<TenantRecord["limits"]> = {}, branding: TenantRecord["settings"]["branding"] = {}): TenantRecord {
   return {
@@ -91,6 +91,183 @@ describe("Limiter", () => {
     const limiter = new Limiter({ store: new MemoryStore() });
     const ok = await limiter.check(tenant({ requestsPerSecond: 20, burst: 40 }), undefined);
     expect(ok.ok && ok.headers).toEqual({ "ratelimit-policy": '"tenant";q=40;w=2', ratelimit: '"tenant";r=39;t=1' });
+  });
+});
+
+/** A store on a test clock, counting the limiter's calls. */
+function countingStore(now: () => number) {
+  const inner = new MemoryStore({ now });
+  const calls = { admit: 0, refund: 0, refunded: 0 };
+  const s = Object.create(inner) as Store;
+  s.admit = (rates, quota, want) => {
+    calls.admit++;
+    return inner.admit(rates, quota, want);
+  };
+  s.refund = (rates, quota, n) => {
+    calls.refund++;
+    calls.refunded += n;
+    return inner.refund(rates, quota, n);
+  };
+  return { store: s, calls };
+}
+
+async function settle(r: LimitOutcome | Promise<LimitOutcome>): Promise<LimitOutcome> {
+  return r instanceof Promise ? await r : r;
+}
+
+describe("Limiter leases", () => {
+  // 100 requests a second, burst 400: leases of up to 40.
+  const busy = () => tenant({ requestsPerSecond: 100, burst: 400 });
+
+  /** Requests without moving the clock until the lease is at least `size`. */
+  async function warm(limiter: Limiter, t: TenantRecord, size: number) {
+    for (let i = 0; i < 100 && limiter.leased(t.id) < size; i++)
+      expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    expect(limiter.leased(t.id)).toBeGreaterThanOrEqual(size);
+  }
+
+  it("decides synchronously from a warm lease, with RateLimit headers counting it down", async () => {
+    const now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = busy();
+    const first = limiter.check(t, undefined);
+    expect(first).toBeInstanceOf(Promise);
+    await warm(limiter, t, 4);
+    const before = calls.admit;
+    const left = limiter.leased(t.id);
+    const a = limiter.check(t, undefined);
+    const b = limiter.check(t, undefined);
+    expect(a).not.toBeInstanceOf(Promise);
+    expect(b).not.toBeInstanceOf(Promise);
+    expect(calls.admit).toBe(before);
+    expect(limiter.leased(t.id)).toBe(left - 2);
+    const ra = Number(/r=(\d+)/.exec((a as LimitOutcome).headers?.ratelimit ?? "")?.[1]);
+    expect((b as LimitOutcome).headers).toEqual({
+      "ratelimit-policy": '"tenant";q=400;w=4',
+      ratelimit: `"tenant";r=${ra - 1};t=1`,
+    });
+    await limiter.close();
+  });
+
+  it("remembers a rate refusal until the store's retry time, answering without a store call", async () => {
+    let now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = tenant({ requestsPerSecond: 0.1, burst: 2 });
+    expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    const refused = await settle(limiter.check(t, undefined));
+    expect(refused).toMatchObject({ ok: false, reason: "rate_limited", headers: { "retry-after": "10" } });
+    expect(calls.admit).toBe(3);
+    now += 4_000;
+    const again = limiter.check(t, undefined);
+    expect(again).not.toBeInstanceOf(Promise);
+    expect(again).toMatchObject({
+      ok: false,
+      reason: "rate_limited",
+      headers: { "retry-after": "6", ratelimit: '"tenant";r=0;t=6' },
+    });
+    expect(calls.admit).toBe(3);
+    // The moment one request fits, the store is asked again.
+    now += 6_000;
+    expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    expect(calls.admit).toBe(4);
+    await limiter.close();
+  });
+
+  it("remembers a quota refusal for QUOTA_DENIAL_MS, and forgets it when the quota changes", async () => {
+    let now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = tenant({ monthlyRequests: 1 });
+    expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    expect(await settle(limiter.check(t, undefined))).toMatchObject({ ok: false, reason: "quota_exceeded" });
+    expect(limiter.check(t, undefined)).toMatchObject({ ok: false, reason: "quota_exceeded" });
+    expect(calls.admit).toBe(2);
+    now += QUOTA_DENIAL_MS;
+    expect(await settle(limiter.check(t, undefined))).toMatchObject({ ok: false, reason: "quota_exceeded" });
+    expect(calls.admit).toBe(3);
+    // A raised quota is a new record: asked at once.
+    const raised = tenant({ monthlyRequests: 2 });
+    expect((await settle(limiter.check(raised, undefined))).ok).toBe(true);
+    expect(calls.admit).toBe(4);
+    await limiter.close();
+  });
+
+  it("refunds an expired lease (the sweep, or the next request) and close refunds the rest", async () => {
+    let now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const metrics = createRouterMetrics();
+    const limiter = new Limiter({ store, metrics, now: () => now });
+    const t = busy();
+    const k = tenant({ requestsPerSecond: 100, burst: 400 });
+    await warm(limiter, t, 2);
+    const leased = limiter.leased(t.id);
+    now += LEASE_MS - 1;
+    limiter.sweep();
+    expect(calls.refund).toBe(0);
+    now += 1;
+    limiter.sweep();
+    await limiter.settled();
+    expect(limiter.leased(t.id)).toBe(0);
+    expect(calls).toMatchObject({ refund: 1, refunded: leased });
+    // The next request after expiry refunds too, before it asks for a new lease.
+    await warm(limiter, t, 2);
+    const again = limiter.leased(t.id);
+    now += LEASE_MS;
+    expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+    await limiter.settled();
+    expect(calls).toMatchObject({ refund: 2, refunded: leased + again });
+    // A key's traffic has a lease of its own; close gives back every lease.
+    await warm(limiter, t, 1);
+    for (let i = 0; i < 20 && limiter.leased("key_1") === 0; i++) await settle(limiter.check(k, "key_1"));
+    const open = limiter.leased(t.id) + limiter.leased("key_1");
+    expect(limiter.leased("key_1")).toBeGreaterThan(0);
+    await limiter.close();
+    expect(calls.refunded).toBe(leased + again + open);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(`portcullis_limiter_store_calls_total{call="admit"} ${calls.admit}`);
+    expect(text).toContain(`portcullis_limiter_store_calls_total{call="refund"} ${calls.refund}`);
+    expect(text).toMatch(new RegExp(`^portcullis_limiter_refunded_total ${calls.refunded}$`, "m"));
+  });
+
+  it("keeps a lease across a re-read record with the same numbers, refunds it when they change", async () => {
+    const now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    await warm(limiter, busy(), 3);
+    const leased = limiter.leased("ten_1");
+    // The same limits in a new record object (the cache re-read it): no store call.
+    expect(limiter.check(busy(), undefined)).not.toBeInstanceOf(Promise);
+    expect(limiter.leased("ten_1")).toBe(leased - 1);
+    // New limits: the old lease goes back, a new one is asked for under the new policy.
+    const changed = tenant({ requestsPerSecond: 100, burst: 500 });
+    const r = limiter.check(changed, undefined);
+    expect(r).toBeInstanceOf(Promise);
+    expect((await r).headers?.["ratelimit-policy"]).toBe('"tenant";q=500;w=5');
+    await limiter.settled();
+    expect(calls.refunded).toBe(leased - 1);
+    await limiter.close();
+  });
+
+  it("requests arriving while a lease is fetched share the fetch, up to its size", async () => {
+    const now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = busy();
+    // Grow the lease to its largest size (40), then use it up.
+    await warm(limiter, t, 20);
+    while (limiter.leased(t.id) > 0) limiter.check(t, undefined);
+    const before = calls.admit;
+    const wave = await Promise.all(Array.from({ length: 40 }, () => settle(limiter.check(t, undefined))));
+    expect(wave.every((o) => o.ok)).toBe(true);
+    expect(calls.admit - before).toBe(1);
+    // More than a lease's worth at once: a second fetch of the same size, not one per request.
+    const twice = await Promise.all(Array.from({ length: 80 }, () => settle(limiter.check(t, undefined))));
+    expect(twice.every((o) => o.ok)).toBe(true);
+    expect(calls.admit - before).toBe(3);
+    await limiter.close();
   });
 });
 

@@ -160,6 +160,22 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     help: "Rate-limit decisions made in this router's memory (store unavailable).",
     registers: [registry],
   });
+  const limiterStoreCalls = new Counter({
+    name: "portcullis_limiter_store_calls_total",
+    help: "Round trips the limiter made to the shared store, by call: admit (a lease, or one request) or refund (unused leased requests given back).",
+    labelNames: ["call"] as const,
+    registers: [registry],
+  });
+  const limiterRefunded = new Counter({
+    name: "portcullis_limiter_refunded_total",
+    help: "Leased requests not used before their lease expired (or was replaced), given back to the shared store.",
+    registers: [registry],
+  });
+  const limiterRefundErrors = new Counter({
+    name: "portcullis_limiter_refund_errors_total",
+    help: "Refunds the shared store could not take: those requests stay consumed until their buckets refill.",
+    registers: [registry],
+  });
   const usageFlushErrors = new Counter({
     name: "portcullis_usage_flush_errors_total",
     help: "Usage batches that could not be written to the shared store (kept and retried).",
@@ -222,6 +238,9 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     limiterDegraded,
     limiterStoreErrors,
     limiterLocalDecisions,
+    limiterStoreCalls,
+    limiterRefunded,
+    limiterRefundErrors,
     usageFlushErrors,
     usageDropped,
     usagePending,

@@ -98,51 +98,76 @@ export class MemoryStore implements Store, StreamStore {
     return n;
   }
 
-  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission> {
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
     // Same algorithm as the Redis script (redis-store.ts), on this process' clock.
     const now = this.#now();
-    const next: number[] = [];
+    const tats: number[] = [];
+    let grant = Math.max(1, Math.floor(want));
     let retryAfterMs = 0;
-    let remaining = -1;
-    let resetMs = 0;
+    let least = -1;
     let tightest = 0;
     let slowest = 0;
     for (const [i, r] of rates.entries()) {
       const cur = this.#counters.get(r.key);
       let tat = cur && cur.expiresAt > now ? cur.n : now;
       if (tat < now) tat = now;
-      const newTat = tat + r.emissionIntervalMs;
-      const allowAt = newTat - r.burst * r.emissionIntervalMs;
-      next.push(newTat);
-      if (allowAt > now) {
-        if (allowAt - now > retryAfterMs) {
-          retryAfterMs = allowAt - now;
+      tats.push(tat);
+      const room = Math.floor((now - tat) / r.emissionIntervalMs) + r.burst;
+      if (room < 1) {
+        const wait = tat + r.emissionIntervalMs - r.burst * r.emissionIntervalMs - now;
+        if (wait > retryAfterMs) {
+          retryAfterMs = wait;
           slowest = i;
         }
-      } else {
-        const left = Math.floor((now - allowAt) / r.emissionIntervalMs);
-        if (remaining < 0 || left < remaining) {
-          remaining = left;
-          resetMs = newTat - now;
-          tightest = i;
-        }
+      } else if (least < 0 || room < least) {
+        least = room;
+        tightest = i;
       }
     }
     if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
+    if (least >= 0 && least < grant) grant = least;
     let used = 0;
     if (quota !== null) {
       const cur = this.#counters.get(quota.key);
       const live = cur && cur.expiresAt > now ? cur : null;
       used = live ? live.n : 0;
       if (used >= quota.limit) return { ok: false, code: "quota", used };
-      used++;
+      grant = Math.min(grant, quota.limit - used);
+      used += grant;
       this.#counters.set(quota.key, { n: used, expiresAt: live ? live.expiresAt : now + quota.ttlMs });
     }
+    let resetMs = 0;
     rates.forEach((r, i) => {
-      const newTat = next[i] as number;
+      const newTat = (tats[i] as number) + grant * r.emissionIntervalMs;
+      if (i === tightest) resetMs = newTat - now;
       this.#counters.set(r.key, { n: newTat, expiresAt: newTat + 1 });
     });
-    return { ok: true, remaining: Math.max(0, remaining), resetMs: Math.ceil(resetMs), used, bucket: tightest };
+    return {
+      ok: true,
+      remaining: Math.max(0, least - grant),
+      resetMs: Math.ceil(resetMs),
+      used,
+      bucket: tightest,
+      granted: grant,
+    };
+  }
+
+  async refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void> {
+    const now = this.#now();
+    const give = Math.floor(n);
+    if (give < 1) return;
+    for (const r of rates) {
+      const cur = this.#counters.get(r.key);
+      if (!cur || cur.expiresAt <= now) continue;
+      const back = cur.n - give * r.emissionIntervalMs;
+      // Back to now or earlier: the bucket is full, as if it had never been touched.
+      if (back <= now) this.#counters.delete(r.key);
+      else this.#counters.set(r.key, { n: back, expiresAt: back + 1 });
+    }
+    if (quota !== null) {
+      const cur = this.#counters.get(quota.key);
+      if (cur && cur.expiresAt > now) cur.n = Math.max(0, cur.n - give);
+    }
   }
 
   async addCounters(key: string, increments: Record<string, number>): Promise<void> {

@@ -43,56 +43,86 @@ local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
-// Several GCRA buckets and a monthly quota in one atomic step (see Store.admit).
-// KEYS: the n bucket keys, then the quota key if any. ARGV: n, then interval (µs)
-// and burst per bucket, then the quota's limit and TTL (ms). Times are kept as
-// integers (string.format %d): Lua's default number format would round them.
+// Several GCRA buckets and a monthly quota in one atomic step, for up to `want`
+// requests at once (see Store.admit). KEYS: the n bucket keys, then the quota key if
+// any. ARGV: n, want, then interval (µs) and burst per bucket, then the quota's limit
+// and TTL (ms). A bucket's room is the number of intervals that fit before its
+// allow-at time passes now. Times are kept as integers (string.format %d): Lua's
+// default number format would round them.
 const ADMIT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[1])
+local grant = tonumber(ARGV[2])
 local retry = 0
-local remaining = -1
-local reset = 0
+local least = -1
 local tightest = 0
 local slowest = 0
 local tats = {}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i])
-  local burst = tonumber(ARGV[2 * i + 1])
+  local interval = tonumber(ARGV[2 * i + 1])
+  local burst = tonumber(ARGV[2 * i + 2])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
-  local new_tat = tat + interval
-  local allow_at = new_tat - burst * interval
-  tats[i] = new_tat
-  if allow_at > now then
-    if allow_at - now > retry then
-      retry = allow_at - now
+  tats[i] = tat
+  local room = math.floor((now - tat) / interval) + burst
+  if room < 1 then
+    local wait = tat + interval - burst * interval - now
+    if wait > retry then
+      retry = wait
       slowest = i - 1
     end
-  else
-    local left = math.floor((now - allow_at) / interval)
-    if remaining < 0 or left < remaining then
-      remaining = left
-      reset = new_tat - now
-      tightest = i - 1
+  elseif least < 0 or room < least then
+    least = room
+    tightest = i - 1
+  end
+end
+if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
+if least >= 0 and least < grant then grant = least end
+local used = 0
+if #KEYS > n then
+  local limit = tonumber(ARGV[2 * n + 3])
+  used = tonumber(redis.call('GET', KEYS[n + 1])) or 0
+  if used >= limit then return {2, 0, used, 0, 0, 0} end
+  if limit - used < grant then grant = limit - used end
+  used = redis.call('INCRBY', KEYS[n + 1], grant)
+  if used == grant then redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 4]) end
+end
+local reset = 0
+for i = 1, n do
+  local new_tat = tats[i] + grant * tonumber(ARGV[2 * i + 1])
+  if i - 1 == tightest then reset = new_tat - now end
+  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+end
+local remaining = 0
+if least > grant then remaining = least - grant end
+return {0, remaining, math.ceil(reset / 1000), used, tightest, grant}`;
+
+// Gives back unused requests (see Store.refund). KEYS and ARGV[1] as for ADMIT;
+// ARGV[2] the count; then the interval (µs) per bucket. A bucket moved back to now
+// or earlier is full: its key is deleted. The quota never goes below 0 and keeps its
+// TTL; a key that expired (or a month that ended) is not recreated.
+const REFUND = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = tonumber(ARGV[1])
+local give = tonumber(ARGV[2])
+for i = 1, n do
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat then
+    local back = tat - give * tonumber(ARGV[2 + i])
+    if back <= now then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], string.format('%d', back), 'PX', math.ceil((back - now) / 1000) + 1)
     end
   end
 end
-if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest} end
-local used = 0
-if #KEYS > n then
-  local limit = tonumber(ARGV[2 * n + 2])
-  used = tonumber(redis.call('GET', KEYS[n + 1])) or 0
-  if used >= limit then return {2, 0, used, 0, 0} end
-  used = redis.call('INCR', KEYS[n + 1])
-  if used == 1 then redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 3]) end
+if #KEYS > n and redis.call('EXISTS', KEYS[n + 1]) == 1 then
+  local left = redis.call('DECRBY', KEYS[n + 1], give)
+  if left < 0 then redis.call('INCRBY', KEYS[n + 1], -left) end
 end
-for i = 1, n do
-  redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1)
-end
-if remaining < 0 then remaining = 0 end
-return {0, remaining, math.ceil(reset / 1000), used, tightest}`;
+return 1`;
 
 const TAKE = `
 local v = redis.call('HGETALL', KEYS[1])
@@ -122,8 +152,14 @@ function entriesOf(raw: RawEntry[]): StreamEntry[] {
   return out;
 }
 
+/** A bucket's emission interval as the scripts keep it: whole microseconds, at least 1. */
+function intervalUs(r: RateCheck): number {
+  return Math.max(1, Math.round(r.emissionIntervalMs * 1000));
+}
+
 type Scripted = Redis & {
   admit(...args: (string | number)[]): Promise<number[]>;
+  refund(...args: (string | number)[]): Promise<number>;
   takeHash(key: string): Promise<string[]>;
   streamAppend(key: string, maxLen: number, ...payloads: string[]): Promise<number>;
   setIfNewer(key: string, value: string, version: number, ttl: number, mode: string): Promise<number>;
@@ -164,6 +200,7 @@ export class RedisStore implements Store, StreamStore {
     this.#redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
     this.#redis.defineCommand("incrTtl", { numberOfKeys: 1, lua: INCR });
     this.#redis.defineCommand("admit", { lua: ADMIT });
+    this.#redis.defineCommand("refund", { lua: REFUND });
     this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
     this.#redis.defineCommand("streamAppend", { numberOfKeys: 1, lua: STREAM_APPEND });
   }
@@ -255,19 +292,20 @@ export class RedisStore implements Store, StreamStore {
     return this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs));
   }
 
-  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission> {
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
     const keys: string[] = [];
-    const args: (string | number)[] = [rates.length];
+    const args: (string | number)[] = [rates.length, Math.max(1, Math.floor(want))];
     for (const r of rates) {
       keys.push(this.#prefix + r.key);
-      args.push(Math.max(1, Math.round(r.emissionIntervalMs * 1000)), r.burst);
+      args.push(intervalUs(r), r.burst);
     }
     if (quota !== null) {
       keys.push(this.#prefix + quota.key);
       args.push(quota.limit, Math.max(1, Math.ceil(quota.ttlMs)));
     }
     // ioredis: a command defined without numberOfKeys takes the key count first.
-    const [code, a, b, c, bucket] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [
+    const [code, a, b, c, bucket, granted] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [
+      number,
       number,
       number,
       number,
@@ -276,7 +314,19 @@ export class RedisStore implements Store, StreamStore {
     ];
     if (code === 1) return { ok: false, code: "rate", retryAfterMs: a, bucket };
     if (code === 2) return { ok: false, code: "quota", used: b };
-    return { ok: true, remaining: a, resetMs: b, used: c, bucket };
+    return { ok: true, remaining: a, resetMs: b, used: c, bucket, granted };
+  }
+
+  async refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void> {
+    if (n < 1 || (rates.length === 0 && quota === null)) return;
+    const keys: string[] = [];
+    const args: (string | number)[] = [rates.length, Math.floor(n)];
+    for (const r of rates) {
+      keys.push(this.#prefix + r.key);
+      args.push(intervalUs(r));
+    }
+    if (quota !== null) keys.push(this.#prefix + quota.key);
+    await this.#redis.refund(keys.length, ...keys, ...args);
   }
 
   async addCounters(key: string, increments: Record<string, number>): Promise<void> {

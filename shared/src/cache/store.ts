@@ -19,15 +19,17 @@ export interface QuotaCheck {
 }
 
 /**
- * The answer of `admit`: allowed (with the tightest bucket's remaining requests and
- * the milliseconds until it is full again, and the quota used including this
- * request), or refused by a bucket (`rate`, with when to retry) or by the quota.
+ * The answer of `admit`: allowed (`granted` requests, with the tightest bucket's
+ * remaining requests and the milliseconds until it is full again, both after the
+ * granted requests, and the quota used including them), or refused by a bucket
+ * (`rate`, with when one request would fit) or by the quota.
  * `bucket` is the index in `rates` of the tightest bucket (allowed) or of the one
  * that makes the caller wait longest (refused), so the caller can name its policy;
  * optional so that other implementations stay valid (absent: the first bucket).
+ * `granted` (1 ≤ granted ≤ want) is optional for the same reason (absent: 1).
  */
 export type Admission =
-  | { ok: true; remaining: number; resetMs: number; used: number; bucket?: number }
+  | { ok: true; remaining: number; resetMs: number; used: number; bucket?: number; granted?: number }
   | { ok: false; code: "rate"; retryAfterMs: number; bucket?: number }
   | { ok: false; code: "quota"; used: number };
 
@@ -76,11 +78,22 @@ export interface Store {
   /** Increment a counter, setting its expiry on first use; returns the new value. */
   incr(key: string, by: number, ttlMs: number): Promise<number>;
   /**
-   * Rate buckets and a quota decided together, atomically and in one round trip:
-   * every bucket must allow and the quota must have room, else nothing is consumed.
+   * Rate buckets and a quota decided together, atomically and in one round trip, for
+   * up to `want` requests at once (default 1): it grants n = the least of `want`, the
+   * quota's room and every bucket's room (a GCRA bucket's room is how many emission
+   * intervals fit before it would refuse: `floor((now - max(tat, now)) / interval) +
+   * burst`), and consumes exactly n from each bucket and the quota. When n would be 0
+   * nothing is consumed and the answer is the refusal a single request gets.
    * Redis decides on its own clock, so routers' clocks do not matter.
    */
-  admit(rates: readonly RateCheck[], quota: QuotaCheck | null): Promise<Admission>;
+  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want?: number): Promise<Admission>;
+  /**
+   * Gives back `n` requests granted by `admit` and not used (a router's unused lease):
+   * each bucket's theoretical arrival time moves back n intervals, never before now
+   * (a bucket cannot hold more than its burst), and the quota counter goes down by n,
+   * never below 0; keys that no longer exist are left alone. Atomic, one round trip.
+   */
+  refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void>;
   /** Add to integer fields of a counter hash (usage batches); atomic per call. */
   addCounters(key: string, increments: Record<string, number>): Promise<void>;
   /** Read and delete a counter hash in one atomic step (so no increment is lost or counted twice). */
