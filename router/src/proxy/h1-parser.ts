@@ -11,11 +11,14 @@
  *   (a line starting with SP/HTAB, §5.2), bare CR or LF anywhere in the head, NUL and
  *   other control characters in values (§2.2, RFC 9110 §5.5) — each of these is a
  *   known response-splitting or desync vector;
- * - a head over 64 KiB or with more than 200 field lines (memory bound);
+ * - a head over 64 KiB or with more than 200 field lines (memory and CPU bound);
  * - 101 Switching Protocols (upgrades are not proxied);
  * - Transfer-Encoding other than exactly `chunked`, Transfer-Encoding in an HTTP/1.0
  *   response, Transfer-Encoding together with Content-Length (§6.1, §6.3 item 3);
- * - Content-Length that is not all digits, or several that differ (§6.3 item 5);
+ * - Content-Length that is not all digits, a list, or repeated (§6.3 item 5 lets a
+ *   recipient accept identical copies; undici's llhttp does not, and neither does this);
+ * - header fields (names and values) of `http.maxHeaderSize` bytes (16 KiB) or more,
+ *   undici's limit, so that both forwarders accept the same responses;
  * - chunk sizes that are not hex, chunk lines or trailers without strict CRLF, chunk
  *   extensions or trailer sections over their limits (§7.1; CVE-2024-22019).
  *
@@ -24,6 +27,8 @@
  * the end of a response make the connection unusable (response queue poisoning):
  * the sink is told the connection may not be reused.
  */
+
+import { maxHeaderSize } from "node:http";
 
 /** The receiving side of the parser: the upstream connection of the h1 client. */
 export interface ResponseSink {
@@ -52,6 +57,8 @@ export type ParseError =
   | "bad_trailer";
 
 export const MAX_HEAD_BYTES = 64 * 1024;
+/** Bytes of field names and values in one head, refused from this size on (as undici). */
+export const MAX_FIELD_BYTES = maxHeaderSize;
 export const MAX_HEADER_LINES = 200;
 /** 1xx responses tolerated before the final one (100 Continue, 103 Early Hints …). */
 const MAX_INTERIM = 16;
@@ -310,6 +317,7 @@ export class ResponseParser {
 
     const headers: string[] = [];
     let lines = 0;
+    let fieldBytes = 0;
     let contentLength = -1;
     let te: string | null = null;
     let connection: string | null = null;
@@ -349,14 +357,21 @@ export class ResponseParser {
         return false;
       }
       i += 2;
+      fieldBytes += ne - ns + (ve - vs);
+      if (fieldBytes >= MAX_FIELD_BYTES) {
+        this.#fail("head_too_large");
+        return false;
+      }
       let name = text.latin1Slice(ns, ne);
       if (upper) name = name.toLowerCase();
       const value = text.latin1Slice(vs, ve);
       switch (name.length) {
         case 14:
           if (name === "content-length") {
+            // One Content-Length, all digits: a repeated one, even identical, is refused as
+            // llhttp (undici) refuses it, so both forwarders frame the same responses.
             const n = parseContentLength(value);
-            if (n < 0 || (contentLength !== -1 && n !== contentLength)) {
+            if (n < 0 || contentLength !== -1) {
               this.#fail("bad_content_length");
               return false;
             }
@@ -532,38 +547,36 @@ export class ResponseParser {
   }
 }
 
-/** Content-Length: all digits; a list of identical values is one value (RFC 9110 §8.6). -1: invalid. */
+/** Content-Length: 1 to 15 digits, nothing else (no sign, no space, no list). -1: invalid. */
 export function parseContentLength(value: string): number {
-  let n = -1;
-  let current = -1;
-  let digits = 0;
-  let afterSpace = false;
-  for (let i = 0; i <= value.length; i++) {
-    const c = i === value.length ? 0x2c : value.charCodeAt(i);
-    if (c >= 0x30 && c <= 0x39) {
-      if (afterSpace || ++digits > 15) return -1;
-      current = (current === -1 ? 0 : current * 10) + (c - 0x30);
-    } else if (c === 0x2c) {
-      if (current === -1 || (n !== -1 && n !== current)) return -1;
-      n = current;
-      current = -1;
-      digits = 0;
-      afterSpace = false;
-    } else if (c === SP || c === HT) {
-      if (current !== -1) afterSpace = true;
-    } else return -1;
+  const len = value.length;
+  if (len === 0 || len > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const c = value.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
   }
   return n;
 }
 
 function hasClose(connection: string): boolean {
+  // The common values, without splitting.
+  if (connection.length === 10 && connection.toLowerCase() === "keep-alive") return false;
   if (connection.length === 5) return connection.toLowerCase() === "close";
   for (const token of connection.split(",")) if (token.trim().toLowerCase() === "close") return true;
   return false;
 }
 
 const KEEP_ALIVE_TIMEOUT = /timeout=(\d{1,9})/i;
+// An upstream sends the same Keep-Alive value on every response: parse it once.
+let lastKeepAlive = "";
+let lastTimeout = -1;
 function keepAliveTimeout(value: string): number {
-  const m = KEEP_ALIVE_TIMEOUT.exec(value);
-  return m === null ? -1 : Number(m[1]) * 1000;
+  if (value !== lastKeepAlive) {
+    const m = KEEP_ALIVE_TIMEOUT.exec(value);
+    lastTimeout = m === null ? -1 : Number(m[1]) * 1000;
+    lastKeepAlive = value;
+  }
+  return lastTimeout;
 }

@@ -196,7 +196,8 @@ class Conn implements ResponseSink {
     this.client = client;
     this.pool = pool;
     this.parser = new ResponseParser(this);
-    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    // As undici's connector: no Nagle delay, TCP keep-alive probes after a minute idle.
+    const socket = connect({ host: pool.host, port: pool.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
     this.socket = socket;
     socket.on("connect", () => {
       this.connected = true;
@@ -244,7 +245,12 @@ class Conn implements ResponseSink {
     this.phase = BODY;
     this.active = true;
     const extra = ex.f.responseHeaders;
-    const named = this.parser.connection === null ? null : connectionTokens(this.parser.connection);
+    const connection = this.parser.connection;
+    // Headers the upstream names in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+    const named =
+      connection === null || (connection.length === 10 && connection.toLowerCase() === "keep-alive")
+        ? null
+        : connectionTokens(connection);
     const out: string[] = [];
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i] as string;
