@@ -346,6 +346,7 @@ export class H1Client {
   #sweeps = 0;
   readonly #timer: NodeJS.Timeout;
   #closed = false;
+  #closing: Promise<void> | null = null;
   #onEmpty: (() => void) | null = null;
 
   constructor(o: H1Options) {
@@ -420,6 +421,10 @@ export class H1Client {
   };
 
   #acquire(ex: Exchange, pool: Pool): void {
+    if (this.#closed) {
+      this.failed(ex, "shutdown", false, false, false);
+      return;
+    }
     if (!ex.fresh) {
       const idle = pool.idle.pop();
       if (idle !== undefined) {
@@ -566,20 +571,19 @@ export class H1Client {
 
   /** Stops taking requests, closes idle connections, and resolves when the busy ones are done. */
   close(): Promise<void> {
+    if (this.#closing !== null) return this.#closing;
     this.#closed = true;
     for (const pool of this.#pools.values())
       for (const ex of pool.queue.splice(0)) this.failed(ex, "shutdown", false, false, false);
     for (const conn of this.#all) if (conn.phase === IDLE) conn.close();
-    if (this.#all.size === 0) {
-      clearInterval(this.#timer);
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
+    this.#closing = new Promise((resolve) => {
       this.#onEmpty = () => {
         clearInterval(this.#timer);
         resolve();
       };
     });
+    if (this.#all.size === 0) this.#onEmpty?.();
+    return this.#closing;
   }
 
   /** Destroys every connection now (busy ones fail their exchange). */
