@@ -3,6 +3,7 @@
  * a node:http front server forwards through the client, and a real client reads the
  * front's answer.
  */
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createServer as createHttpServer, get, type IncomingMessage, type Server as HttpServer } from "node:http";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
@@ -604,6 +605,26 @@ describe("h1 upstream client", () => {
       release();
       expect((await first).body.toString()).toBe("late");
       expect((await second).status).toBe(200);
+    });
+
+    it("an idle pool does not keep the process alive", async () => {
+      await setup();
+      const script = `
+        import { createServer } from "node:http";
+        import { H1Client } from ${JSON.stringify(new URL("./h1.ts", import.meta.url).pathname)};
+        const client = new H1Client({ connectTimeoutMs: 1000, headersTimeoutMs: 1000, bodyTimeoutMs: 1000, connections: 2 });
+        const server = createServer((req, res) => client.forward(res, {
+          origins: [${JSON.stringify(up.url)}], start: 0, method: "GET", path: "/", headers: ["host", "x"], body: null,
+          maxBodyBytes: null, responseHeaders: {},
+        }, () => {}, (r) => { console.log("done", r.status, client.connections); server.close(); }));
+        server.listen(0, "127.0.0.1", () => fetch("http://127.0.0.1:" + server.address().port + "/").then((r) => r.text()));
+      `;
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+      expect(out.trim()).toBe("done 200 1");
+      expect(code).toBe(0);
     });
 
     it("close() ends idle connections and takes no new requests", async () => {

@@ -195,6 +195,8 @@ class Conn implements ResponseSink {
   active = false;
   deadline = 0;
   idleUntil = 0;
+  /** The socket keeps the process alive (it does only while it may be in use). */
+  refed = true;
 
   constructor(client: H1Client, pool: Pool) {
     this.client = client;
@@ -232,6 +234,10 @@ class Conn implements ResponseSink {
 
   /** Sends the exchange's request on this connection. */
   start(ex: Exchange): void {
+    if (!this.refed) {
+      this.refed = true;
+      this.socket.ref();
+    }
     this.ex = ex;
     ex.conn = this;
     this.gotBytes = false;
@@ -552,6 +558,11 @@ export class H1Client {
       switch (conn.phase) {
         case IDLE:
           if (now >= conn.idleUntil) conn.close();
+          else if (conn.refed) {
+            // An idle pool does not keep the process alive (toggled per sweep, not per request).
+            conn.refed = false;
+            conn.socket.unref();
+          }
           break;
         case CONNECTING:
           if (conn.ex !== null && now >= conn.deadline) conn.fail("connect_timeout");
