@@ -48,7 +48,7 @@ import { inspectRequest } from "./guard/index.ts";
 import { type Extracted, extractKey, verifyKey } from "./keys/index.ts";
 import type { RouterMetrics } from "./ops/index.ts";
 import { type Decision, decide, type HostOutcome, type KeyOutcome, type SessionOutcome } from "./policy/index.ts";
-import { forward, H, isBlockedRequestHeader, connectionTokens } from "./proxy/index.ts";
+import { forwardRequest, type H1Client, H, isBlockedRequestHeader, connectionTokens } from "./proxy/index.ts";
 import { nextTraceparent } from "./proxy/trace.ts";
 import type { SecuritySignals } from "./security/index.ts";
 import { nextRequestId } from "./request-id.ts";
@@ -59,6 +59,8 @@ export interface RouterDeps {
   config: Readonly<RouterConfig>;
   resolver: Resolver;
   dispatcher: Dispatcher;
+  /** The HTTP/1.1 client for body-less requests to http: upstreams; without it, undici forwards all. */
+  h1?: H1Client;
   audit: AuditSink;
   metrics: RouterMetrics;
   clientIp: ClientIp;
@@ -507,8 +509,9 @@ export function createRouterApp(deps: RouterDeps) {
     headers.push(H.tenantSignature, sign(context, now()));
 
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
-    forward(
+    forwardRequest(
       deps.dispatcher,
+      deps.h1,
       outgoing,
       {
         origins: tenant.upstreams,

@@ -14,7 +14,7 @@ import type { RouterConfig } from "./config.ts";
 import { Limiter, UsageMeter } from "./limits/index.ts";
 import { KeyUsageReporter } from "./keys/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
-import { createDispatcher } from "./proxy/index.ts";
+import { createDispatcher, createH1Client } from "./proxy/index.ts";
 import { createSecuritySignals, type SecuritySignals } from "./security/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
 
@@ -75,6 +75,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   });
   await resolver.start().catch((error) => log.warn({ err: error }, "invalidation subscription not yet established"));
   const dispatcher = createDispatcher(config.upstream);
+  const h1 = createH1Client(config.upstream);
   let lastAuditWarning = 0;
   const audit = new BatchingAuditSink({
     writer:
@@ -107,6 +108,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     config,
     resolver,
     dispatcher,
+    h1,
     audit,
     metrics,
     clientIp: clientIpResolver(config.trustedProxies),
@@ -164,7 +166,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
         { side: "client" },
         await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
       );
-      metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher));
+      metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + h1.connections);
     },
   });
   const opsServer = createServer(getRequestListener(opsApp.fetch));
@@ -193,7 +195,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     await security.flush();
     await keyUsage.close();
     await resolver.close();
-    await dispatcher.close();
+    await Promise.all([dispatcher.close(), h1.close()]);
     if (!deps.keyService) await keyService.close();
     if (ownsStore) await store.close();
   };
