@@ -153,11 +153,16 @@ export function summarize(samples: number[]): { p50: number; p99: number; max: n
  * Open loop at a fixed rate: request k is sent at start + k/rate whatever happened
  * before (a slow answer does not delay the next request, as in wrk2). Latency runs
  * from the moment each request is sent: the client's own timer jitter (it sleeps
- * between sends rather than spinning a core the upstream needs) is not counted.
+ * between sends rather than spinning a core the upstream needs) is not counted. The
+ * first second runs at the same rate but is not counted: it opens the pool's
+ * connections and warms the client's own code, costs of the client, not the target.
  */
+const WARMUP_SECONDS = 1;
+
 export async function runFixedRate(port: number, set: HostSet, rate: number, seconds: number): Promise<RateResult> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1 });
-  const total = Math.round(rate * seconds);
+  const warmup = Math.round(rate * WARMUP_SECONDS);
+  const total = warmup + Math.round(rate * seconds);
   const latencies: number[] = [];
   let errors = 0;
   let sent = 0;
@@ -171,10 +176,13 @@ export async function runFixedRate(port: number, set: HostSet, rate: number, sec
         .request({ path: "/bench", method: "GET", headers: { ...(set.headers ?? {}), host: hostName(set, k % n) } })
         .then(async (res) => {
           await res.body.dump();
+          if (k < warmup) return;
           if (res.statusCode !== 200) errors++;
           latencies.push(performance.now() - sentAt);
         })
-        .catch(() => errors++)
+        .catch(() => {
+          if (k >= warmup) errors++;
+        })
         .finally(() => {
           if (++completed === total) resolve();
         });
@@ -191,5 +199,5 @@ export async function runFixedRate(port: number, set: HostSet, rate: number, sec
   });
   await pool.close();
   const s = summarize(latencies);
-  return { rate, sent, p50ms: s.p50, p99ms: s.p99, errors };
+  return { rate, sent: sent - warmup, p50ms: s.p50, p99ms: s.p99, errors };
 }
