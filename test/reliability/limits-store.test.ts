@@ -86,6 +86,35 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(await store.admit([slow("qr", 100)], null, 1)).toMatchObject({ ok: true, remaining: 97 });
     });
 
+    it("admitMany answers each admit as admit would, in order, sharing buckets and quotas between them", async () => {
+      const store = await make();
+      const quota = { key: "mq", limit: 4, ttlMs: 60_000 };
+      const answers = await store.admitMany?.([
+        { rates: [slow("m1", 5)], quota: null, want: 3 },
+        // The same bucket again: sees the first admit's consumption.
+        { rates: [slow("m1", 5)], quota: null, want: 3 },
+        { rates: [slow("m1", 5)], quota: null },
+        // Two buckets and a quota; the tighter bucket bounds the grant.
+        { rates: [slow("m2", 10), slow("m3", 2)], quota, want: 6 },
+        { rates: [], quota, want: 5 },
+        { rates: [], quota },
+        // No bucket, no quota: one request granted, as admit does.
+        { rates: [], quota: null },
+      ]);
+      expect(answers).toHaveLength(7);
+      expect(answers?.[0]).toMatchObject({ ok: true, granted: 3, remaining: 2 });
+      expect(answers?.[1]).toMatchObject({ ok: true, granted: 2, remaining: 0 });
+      expect(answers?.[2]).toMatchObject({ ok: false, code: "rate" });
+      expect(answers?.[3]).toMatchObject({ ok: true, granted: 2, used: 2, bucket: 1 });
+      expect(answers?.[4]).toMatchObject({ ok: true, granted: 2, used: 4 });
+      expect(answers?.[5]).toEqual({ ok: false, code: "quota", used: 4 });
+      expect(answers?.[6]).toMatchObject({ ok: true });
+      // What they consumed is what single admits see afterwards.
+      expect((await store.admit([slow("m1", 5)], null)).ok).toBe(false);
+      expect(await store.admit([slow("m2", 10)], null, 10)).toMatchObject({ ok: true, granted: 8 });
+      expect(await store.admitMany?.([])).toEqual([]);
+    });
+
     it("refund gives unused requests back to every bucket and the quota", async () => {
       const store = await make();
       const quota = { key: "qf", limit: 10, ttlMs: 60_000 };

@@ -334,3 +334,43 @@ describe("branding", () => {
     });
   });
 });
+
+describe("Limiter store calls", () => {
+  it("sends the admits asked for in one turn of the event loop in one store call, each answered as alone", async () => {
+    const inner = new MemoryStore();
+    const batches: number[] = [];
+    const s = Object.create(inner) as Store;
+    s.admitMany = (calls) => {
+      batches.push(calls.length);
+      return inner.admitMany(calls);
+    };
+    const limiter = new Limiter({ store: s });
+    // Ten tenants, each with a burst of 2: the third request of each is refused.
+    const tenants = Array.from({ length: 10 }, (_, i) => ({ ...tenant({ requestsPerSecond: 0.001, burst: 2 }), id: `ten_${i}` }));
+    const first = tenants.map((t) => limiter.check(t, undefined));
+    expect(first.every((r) => r instanceof Promise)).toBe(true);
+    expect((await Promise.all(first)).every((r) => r.ok)).toBe(true);
+    expect(batches).toEqual([10]);
+    const rest = await Promise.all(tenants.flatMap((t) => [limiter.check(t, undefined), limiter.check(t, undefined)]));
+    expect(rest.map((r) => r.ok)).toEqual(tenants.flatMap(() => [true, false]));
+    expect(batches.slice(1)).toEqual([20]);
+    await limiter.close();
+  });
+
+  it("admits one at a time with a store that cannot batch", async () => {
+    const inner = new MemoryStore();
+    let admits = 0;
+    const plain: Store = Object.create(inner);
+    plain.admitMany = undefined;
+    plain.admit = (rates, quota, want) => {
+      admits++;
+      return inner.admit(rates, quota, want);
+    };
+    const limiter = new Limiter({ store: plain });
+    const tenants = Array.from({ length: 3 }, (_, i) => ({ ...tenant({ requestsPerSecond: 0.001, burst: 1 }), id: `ten_${i}` }));
+    const answers = await Promise.all(tenants.map((t) => limiter.check(t, undefined)));
+    expect(answers.every((r) => r.ok)).toBe(true);
+    expect(admits).toBe(3);
+    await limiter.close();
+  });
+});

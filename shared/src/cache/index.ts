@@ -2,4 +2,14 @@ export * from "./keys.ts";
 export * from "./memory-store.ts";
 export * from "./redis-store.ts";
 export { hasStreams } from "./store.ts";
-export type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
+export type {
+  AdmitCall,
+  Admission,
+  QuotaCheck,
+  RateCheck,
+  SetMode,
+  Store,
+  StreamEntry,
+  StreamReadOptions,
+  StreamStore,
+} from "./store.ts";

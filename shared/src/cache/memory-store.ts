@@ -3,7 +3,17 @@
  * (the embedded quickstart). Not shared across processes, so valid only when the
  * router, control plane and key service run together.
  */
-import type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
+import type {
+  AdmitCall,
+  Admission,
+  QuotaCheck,
+  RateCheck,
+  SetMode,
+  Store,
+  StreamEntry,
+  StreamReadOptions,
+  StreamStore,
+} from "./store.ts";
 
 /** An in-process stream: entries in order, plus one delivery state per group. */
 interface MemoryStream {
@@ -150,6 +160,12 @@ export class MemoryStore implements Store, StreamStore {
       bucket: tightest,
       granted: grant,
     };
+  }
+
+  async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
+    const out: Admission[] = [];
+    for (const call of calls) out.push(await this.admit(call.rates, call.quota, call.want));
+    return out;
   }
 
   async refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void> {

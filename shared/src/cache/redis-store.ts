@@ -6,7 +6,17 @@
  * drop what it cached.
  */
 import { Redis } from "ioredis";
-import type { Admission, QuotaCheck, RateCheck, SetMode, Store, StreamEntry, StreamReadOptions, StreamStore } from "./store.ts";
+import type {
+  AdmitCall,
+  Admission,
+  QuotaCheck,
+  RateCheck,
+  SetMode,
+  Store,
+  StreamEntry,
+  StreamReadOptions,
+  StreamStore,
+} from "./store.ts";
 
 const SET_IF_NEWER = `
 local cur = redis.call('GET', KEYS[1])
@@ -44,59 +54,98 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
 // Several GCRA buckets and a monthly quota in one atomic step, for up to `want`
-// requests at once (see Store.admit). KEYS: the n bucket keys, then the quota key if
-// any. ARGV: n, want, then interval (µs) and burst per bucket, then the quota's limit
-// and TTL (ms). A bucket's room is the number of intervals that fit before its
-// allow-at time passes now. Times are kept as integers (string.format %d): Lua's
-// default number format would round them.
-const ADMIT = `
+// requests at once (see Store.admit). K: the n bucket keys, then the quota key if any.
+// A: n, want, then interval (µs) and burst per bucket, then the quota's limit and TTL
+// (ms). A bucket's room is the number of intervals that fit before its allow-at time
+// passes now. Times are kept as integers (string.format %d): Lua's default number
+// format would round them.
+const ADMIT_FUNCTION = `
+local function admit(now, K, A, has_quota)
+  local n = tonumber(A[1])
+  local grant = tonumber(A[2])
+  local retry = 0
+  local least = -1
+  local tightest = 0
+  local slowest = 0
+  local tats = {}
+  for i = 1, n do
+    local interval = tonumber(A[2 * i + 1])
+    local burst = tonumber(A[2 * i + 2])
+    local tat = tonumber(redis.call('GET', K[i])) or now
+    if tat < now then tat = now end
+    tats[i] = tat
+    local room = math.floor((now - tat) / interval) + burst
+    if room < 1 then
+      local wait = tat + interval - burst * interval - now
+      if wait > retry then
+        retry = wait
+        slowest = i - 1
+      end
+    elseif least < 0 or room < least then
+      least = room
+      tightest = i - 1
+    end
+  end
+  if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
+  if least >= 0 and least < grant then grant = least end
+  local used = 0
+  if has_quota then
+    local limit = tonumber(A[2 * n + 3])
+    used = tonumber(redis.call('GET', K[n + 1])) or 0
+    if used >= limit then return {2, 0, used, 0, 0, 0} end
+    if limit - used < grant then grant = limit - used end
+    used = redis.call('INCRBY', K[n + 1], grant)
+    if used == grant then redis.call('PEXPIRE', K[n + 1], A[2 * n + 4]) end
+  end
+  local reset = 0
+  for i = 1, n do
+    local new_tat = tats[i] + grant * tonumber(A[2 * i + 1])
+    if i - 1 == tightest then reset = new_tat - now end
+    redis.call('SET', K[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+  end
+  local remaining = 0
+  if least > grant then remaining = least - grant end
+  return {0, remaining, math.ceil(reset / 1000), used, tightest, grant}
+end
+`;
+
+const NOW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = tonumber(ARGV[1])
-local grant = tonumber(ARGV[2])
-local retry = 0
-local least = -1
-local tightest = 0
-local slowest = 0
-local tats = {}
-for i = 1, n do
-  local interval = tonumber(ARGV[2 * i + 1])
-  local burst = tonumber(ARGV[2 * i + 2])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  tats[i] = tat
-  local room = math.floor((now - tat) / interval) + burst
-  if room < 1 then
-    local wait = tat + interval - burst * interval - now
-    if wait > retry then
-      retry = wait
-      slowest = i - 1
-    end
-  elseif least < 0 or room < least then
-    least = room
-    tightest = i - 1
+`;
+
+// KEYS and ARGV as K and A above.
+const ADMIT = `${NOW}${ADMIT_FUNCTION}
+return admit(now, KEYS, ARGV, #KEYS > tonumber(ARGV[1]))`;
+
+// Several admits in one call, each decided as by ADMIT, in order, on one clock (see
+// Store.admitMany). ARGV: the number of admits, then for each: n, want, 1 with a
+// quota (else 0), then its A after n and want; KEYS: each admit's K, in order.
+// Answers: six numbers per admit, as ADMIT's.
+const ADMIT_MANY = `${NOW}${ADMIT_FUNCTION}
+local out = {}
+local ki = 0
+local ai = 2
+for s = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[ai])
+  local has_quota = ARGV[ai + 2] == '1'
+  local A = {ARGV[ai], ARGV[ai + 1]}
+  for j = 1, 2 * n do A[2 + j] = ARGV[ai + 2 + j] end
+  local nk = n
+  if has_quota then
+    A[2 * n + 3] = ARGV[ai + 2 * n + 3]
+    A[2 * n + 4] = ARGV[ai + 2 * n + 4]
+    nk = n + 1
+    ai = ai + 2
   end
+  ai = ai + 3 + 2 * n
+  local K = {}
+  for j = 1, nk do K[j] = KEYS[ki + j] end
+  ki = ki + nk
+  local r = admit(now, K, A, has_quota)
+  for j = 1, 6 do out[#out + 1] = r[j] end
 end
-if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
-if least >= 0 and least < grant then grant = least end
-local used = 0
-if #KEYS > n then
-  local limit = tonumber(ARGV[2 * n + 3])
-  used = tonumber(redis.call('GET', KEYS[n + 1])) or 0
-  if used >= limit then return {2, 0, used, 0, 0, 0} end
-  if limit - used < grant then grant = limit - used end
-  used = redis.call('INCRBY', KEYS[n + 1], grant)
-  if used == grant then redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 4]) end
-end
-local reset = 0
-for i = 1, n do
-  local new_tat = tats[i] + grant * tonumber(ARGV[2 * i + 1])
-  if i - 1 == tightest then reset = new_tat - now end
-  redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-end
-local remaining = 0
-if least > grant then remaining = least - grant end
-return {0, remaining, math.ceil(reset / 1000), used, tightest, grant}`;
+return out`;
 
 // Gives back unused requests (see Store.refund). KEYS and ARGV[1] as for ADMIT;
 // ARGV[2] the count; then the interval (µs) per bucket. A bucket moved back to now
@@ -157,6 +206,17 @@ function entriesOf(raw: RawEntry[]): StreamEntry[] {
   return out;
 }
 
+/** One admit's answer: six numbers from `at` in a script's reply. */
+function admission(reply: number[], at: number): Admission {
+  const code = reply[at] as number;
+  const a = reply[at + 1] as number;
+  const b = reply[at + 2] as number;
+  const bucket = reply[at + 4] as number;
+  if (code === 1) return { ok: false, code: "rate", retryAfterMs: a, bucket };
+  if (code === 2) return { ok: false, code: "quota", used: b };
+  return { ok: true, remaining: a, resetMs: b, used: reply[at + 3] as number, bucket, granted: reply[at + 5] as number };
+}
+
 /** A bucket's emission interval as the scripts keep it: whole microseconds, at least 1. */
 function intervalUs(r: RateCheck): number {
   return Math.max(1, Math.round(r.emissionIntervalMs * 1000));
@@ -164,6 +224,7 @@ function intervalUs(r: RateCheck): number {
 
 type Scripted = Redis & {
   admit(...args: (string | number)[]): Promise<number[]>;
+  admitMany(...args: (string | number)[]): Promise<number[]>;
   refund(...args: (string | number)[]): Promise<number>;
   takeHash(key: string): Promise<string[]>;
   addCounters(key: string, ...fieldsAndIncrements: (string | number)[]): Promise<number>;
@@ -206,6 +267,7 @@ export class RedisStore implements Store, StreamStore {
     this.#redis.defineCommand("gcra", { numberOfKeys: 1, lua: GCRA });
     this.#redis.defineCommand("incrTtl", { numberOfKeys: 1, lua: INCR });
     this.#redis.defineCommand("admit", { lua: ADMIT });
+    this.#redis.defineCommand("admitMany", { lua: ADMIT_MANY });
     this.#redis.defineCommand("refund", { lua: REFUND });
     this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
     this.#redis.defineCommand("addCounters", { numberOfKeys: 1, lua: ADD_COUNTERS });
@@ -301,7 +363,25 @@ export class RedisStore implements Store, StreamStore {
 
   async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
     const keys: string[] = [];
-    const args: (string | number)[] = [rates.length, Math.max(1, Math.floor(want))];
+    const args: (string | number)[] = [];
+    this.#admitArgs(keys, args, { rates, quota, want }, false);
+    // ioredis: a command defined without numberOfKeys takes the key count first.
+    return admission(await this.#redis.admit(keys.length, ...keys, ...args), 0);
+  }
+
+  async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
+    if (calls.length === 0) return [];
+    const keys: string[] = [];
+    const args: (string | number)[] = [calls.length];
+    for (const call of calls) this.#admitArgs(keys, args, call, true);
+    const flat = await this.#redis.admitMany(keys.length, ...keys, ...args);
+    return calls.map((_, i) => admission(flat, 6 * i));
+  }
+
+  #admitArgs(keys: string[], args: (string | number)[], call: AdmitCall, flagQuota: boolean): void {
+    const { rates, quota } = call;
+    args.push(rates.length, Math.max(1, Math.floor(call.want ?? 1)));
+    if (flagQuota) args.push(quota === null ? 0 : 1);
     for (const r of rates) {
       keys.push(this.#prefix + r.key);
       args.push(intervalUs(r), r.burst);
@@ -310,18 +390,6 @@ export class RedisStore implements Store, StreamStore {
       keys.push(this.#prefix + quota.key);
       args.push(quota.limit, Math.max(1, Math.ceil(quota.ttlMs)));
     }
-    // ioredis: a command defined without numberOfKeys takes the key count first.
-    const [code, a, b, c, bucket, granted] = (await this.#redis.admit(keys.length, ...keys, ...args)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
-    if (code === 1) return { ok: false, code: "rate", retryAfterMs: a, bucket };
-    if (code === 2) return { ok: false, code: "quota", used: b };
-    return { ok: true, remaining: a, resetMs: b, used: c, bucket, granted };
   }
 
   async refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void> {

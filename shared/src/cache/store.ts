@@ -11,6 +11,13 @@ export interface RateCheck {
   burst: number;
 }
 
+/** The arguments of one `admit`, for `admitMany`. */
+export interface AdmitCall {
+  rates: readonly RateCheck[];
+  quota: QuotaCheck | null;
+  want?: number;
+}
+
 /** A monthly request counter and its limit. */
 export interface QuotaCheck {
   key: string;
@@ -87,6 +94,12 @@ export interface Store {
    * Redis decides on its own clock, so routers' clocks do not matter.
    */
   admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want?: number): Promise<Admission>;
+  /**
+   * Several `admit`s in one round trip, decided in order, each exactly as `admit`
+   * would (each atomic; together one atomic step in Redis, on one clock). Optional so
+   * that other implementations stay valid: without it, callers admit one at a time.
+   */
+  admitMany?(calls: readonly AdmitCall[]): Promise<Admission[]>;
   /**
    * Gives back `n` requests granted by `admit` and not used (a router's unused lease):
    * each bucket's theoretical arrival time moves back n intervals, never before now
