@@ -521,6 +521,7 @@ export function createRouterApp(deps: RouterDeps) {
         headers,
         body: hasBody ? incoming : null,
         maxBodyBytes: tenant.limits.maxBodyBytes,
+        stallTimeoutMs: config.upstream.bodyTimeoutMs,
         responseHeaders:
           s.rateHeaders === null ? { "x-request-id": s.requestId } : { "x-request-id": s.requestId, ...s.rateHeaders },
       },
@@ -532,7 +533,9 @@ export function createRouterApp(deps: RouterDeps) {
         s.bytesOut = result.bytesOut;
         // A body that outgrew the tenant's limit while streaming is a refusal, not an upstream error.
         if (result.failure === "body_too_large") s.decision = { allow: false, reason: "body_too_large", tenantId: tenant.id };
-        if (result.failure !== null) metrics.upstreamErrors.inc({ reason: result.failure });
+        // A client too slow to take its response is cut, not counted against the upstream.
+        if (result.failure !== null && result.failure !== "request_timeout")
+          metrics.upstreamErrors.inc({ reason: result.failure });
         finish(s, incoming);
       },
     );

@@ -167,6 +167,35 @@ describe("response-side attacks from a malicious upstream", () => {
     expect(ex.responses[0]?.body).toMatch(/^ok-\d+$/);
   });
 
+  // RFC 9110 §8.6: no Content-Length in a 204. An upstream that sends one must not
+  // make the edge send one: a lenient hop after the router could read the next
+  // response on the connection as the 204's body. Both forwarders: a request without
+  // a body (the router's own client) and one with a body (undici, which cuts the
+  // exchange when a 204 declares a body, so the common `Content-Length: 0` there).
+  for (const [label, request, declared] of [
+    ["without a body", (path: string) => req(`GET ${path} HTTP/1.1`, `Host: ${host}`), 40],
+    [
+      "with a body",
+      (path: string) => `${req(`POST ${path} HTTP/1.1`, `Host: ${host}`, "Content-Length: 2").slice(0, -2)}\r\nhi`,
+      0,
+    ],
+  ] as const) {
+    it(`a 204 with a Content-Length reaches the client without one (request ${label})`, async () => {
+      const path = `/no-content-${label.replaceAll(" ", "-")}`;
+      evil.scripts.push((s) => s.write(`HTTP/1.1 204 No Content\r\nContent-Length: ${declared}\r\n\r\n`));
+      // The next request on the same connection, once the first has been answered.
+      const ex = await exchange(stack.port, request(path), {
+        quietMs: 500,
+        drip: { chunks: [req(`GET ${path}-next HTTP/1.1`, `Host: ${host}`)], everyMs: 300 },
+      });
+      const [first, second] = ex.raw.split(/(?=HTTP\/1\.1 )/);
+      expect(first).toMatch(/^HTTP\/1\.1 204 /);
+      expect(first?.toLowerCase()).not.toContain("content-length");
+      expect(second).toMatch(/^HTTP\/1\.1 200 /);
+      expect(second).toMatch(/ok-\d+$/);
+    });
+  }
+
   attacks.forEach((attack, i) => {
     it(`${attack.name} — ${attack.source}`, async () => {
       const path = `/attack-${i}`;

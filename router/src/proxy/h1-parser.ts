@@ -450,8 +450,8 @@ export class ResponseParser {
           const h = HEX[c] as number;
           if (++this.#lineLen > MAX_CHUNK_LINE) return this.#fail("bad_chunk");
           if (h >= 0) {
-            // Beyond 2^53 the size is not exact: no upstream sends such a chunk.
-            if (this.#remaining > 0x1_ffff_ffff_ffff / 16) return this.#fail("bad_chunk");
+            // Beyond 2^53 - 1 the size is not exact: no upstream sends such a chunk.
+            if (this.#remaining > (Number.MAX_SAFE_INTEGER - h) / 16) return this.#fail("bad_chunk");
             this.#remaining = this.#remaining * 16 + h;
             this.#digits++;
           } else if (this.#digits === 0) return this.#fail("bad_chunk");

@@ -219,6 +219,21 @@ describe("h1 upstream client", () => {
   });
 
   describe("framing", () => {
+    it("204: no Content-Length goes to the client, whatever the upstream said (RFC 9110 §8.6)", async () => {
+      await setup();
+      up.scripts.push((s) => s.write("HTTP/1.1 204 No Content\r\nContent-Length: 40\r\n\r\n"));
+      const client = connect(fr.port, "127.0.0.1");
+      let raw = "";
+      client.on("data", (d: Buffer) => (raw += d.toString("latin1")));
+      client.write("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+      await eventually(() => (raw.match(/HTTP\/1\.1 /g) ?? []).length === 2);
+      client.destroy();
+      const [first, second] = raw.split(/(?=HTTP\/1\.1 )/);
+      expect(first).toMatch(/^HTTP\/1\.1 204 /);
+      expect(first?.toLowerCase()).not.toContain("content-length");
+      expect(second).toMatch(/^HTTP\/1\.1 200 /);
+    });
+
     it("Content-Length: body, headers lower-cased, hop-by-hop and Connection-named dropped, router headers win", async () => {
       await setup();
       up.scripts.push((s) =>
@@ -580,6 +595,113 @@ describe("h1 upstream client", () => {
       });
       expect(received).toBe(total);
       expect(hash.digest("hex")).toBe(createHash("sha256").update(Buffer.alloc(total, 7)).digest("hex"));
+    });
+
+    it("a client that takes nothing for a body timeout is cut, and its upstream connection closed", async () => {
+      await setup({ connections: 1, bodyTimeoutMs: 200, headersTimeoutMs: 5_000 });
+      const big = Buffer.alloc(8 * 1024 * 1024, 97);
+      let upstreamClosed = false;
+      up.scripts.push((s) => {
+        s.on("close", () => (upstreamClosed = true));
+        s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n`);
+        s.write(big);
+      });
+      const client = connect(fr.port, "127.0.0.1");
+      client.on("error", () => {});
+      let clientClosed = false;
+      client.on("close", () => (clientClosed = true));
+      client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      client.pause();
+      await eventually(() => fr.results.length === 1, 5_000);
+      expect(fr.results[0]).toMatchObject({ status: 200, failure: "request_timeout" });
+      await eventually(() => upstreamClosed, 5_000);
+      // Reading again, the client finds its connection closed and the body cut short.
+      let received = 0;
+      client.on("data", (c: Buffer) => (received += c.length));
+      client.resume();
+      await eventually(() => clientClosed, 5_000);
+      expect(received).toBeLessThan(big.length);
+      // The connection it held serves the next request.
+      expect((await request(fr.port)).status).toBe(200);
+    });
+
+    it("a request waiting for a connection gets 504 after a headers timeout", async () => {
+      await setup({ connections: 1, headersTimeoutMs: 200, bodyTimeoutMs: 5_000 });
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      // The only connection answers its head, then holds its body back.
+      up.scripts.push((s) => {
+        s.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab");
+        void held.then(() => s.write("cd"));
+      });
+      const first = request(fr.port);
+      await eventually(() => up.heads.length > 0 && fr.client.connections === 1);
+      const queued = await request(fr.port);
+      expect(queued.status).toBe(504);
+      release();
+      expect((await first).body.toString()).toBe("abcd");
+    });
+
+    it("a queued request whose client left hands its connection on to the next in line", async () => {
+      // When /one's response ends, /two's client leaves in the same turn, after /one's
+      // connection was handed to /two and before /two could take it.
+      const client = new H1Client({ connectTimeoutMs: 1_000, headersTimeoutMs: 5_000, bodyTimeoutMs: 5_000, connections: 1 });
+      const responses = new Map<string, import("node:http").ServerResponse>();
+      const finished: string[] = [];
+      const server: HttpServer = createHttpServer((req, res) => {
+        const path = req.url as string;
+        responses.set(path, res);
+        if (path === "/one") {
+          const end = res.end.bind(res) as (...args: unknown[]) => unknown;
+          res.end = ((...args: unknown[]) => {
+            const r = end(...args);
+            // /two's client is gone in this same turn: its response says so at once
+            // (as a reset detected in the same poll would), before any check-phase work.
+            const two = responses.get("/two");
+            two?.emit("close");
+            two?.socket?.destroy();
+            return r;
+          }) as typeof res.end;
+        }
+        client.forward(
+          res,
+          {
+            origins: [up.url],
+            start: 0,
+            method: "GET",
+            path,
+            headers: ["host", "app.test"],
+            body: null,
+            maxBodyBytes: null,
+            responseHeaders: {},
+          },
+          (r, reason) => writeRefusal(r, reason, "req_test"),
+          () => finished.push(path),
+        );
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const port = (server.address() as AddressInfo).port;
+      try {
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        up.scripts.push((s) => void held.then(() => s.write(ok("one"))));
+        const one = request(port, "/one");
+        await eventually(() => up.heads.length > 0 && responses.has("/one"));
+        const two = request(port, "/two");
+        await eventually(() => responses.has("/two"));
+        const three = request(port, "/three");
+        await eventually(() => responses.has("/three"));
+        release();
+        expect((await one).status).toBe(200);
+        await two;
+        // Served at once on the connection /two would have taken, not after its idle timeout.
+        const answer = await Promise.race([three, new Promise<null>((r) => setTimeout(() => r(null), 2_000))]);
+        expect(answer?.status).toBe(200);
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+        await client.close();
+      }
     });
 
     it("queues requests beyond `connections` and serves them on the same connections", async () => {

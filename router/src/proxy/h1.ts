@@ -51,6 +51,7 @@ export interface H1Options extends UpstreamOptions {
 
 /** How an exchange with the upstream failed. */
 type Failure =
+  | "client_stalled"
   | "connect"
   | "connect_timeout"
   | "reset"
@@ -77,6 +78,7 @@ function cut(res: ServerResponse): void {
 }
 
 function failureOf(kind: Failure): RefusalReason {
+  if (kind === "client_stalled") return "request_timeout";
   return kind === "connect_timeout" || kind === "headers_timeout" || kind === "body_timeout"
     ? "upstream_timeout"
     : "upstream_unavailable";
@@ -144,6 +146,8 @@ class Exchange {
   raced = false;
   bytesOut = 0;
   ended = false;
+  /** When it joined its pool's queue (sweep clock): it waits at most a headers timeout. */
+  queuedAt = 0;
 
   constructor(
     client: H1Client,
@@ -269,7 +273,9 @@ class Conn implements ResponseSink {
       if (named?.includes(name)) continue;
       out.push(name, headers[i + 1] as string);
     }
-    if (this.parser.contentLength !== -1) out.push("content-length", String(this.parser.contentLength));
+    // Never on a 204 (RFC 9110 §8.6): a lenient hop after the router could read the
+    // next response as its body.
+    if (this.parser.contentLength !== -1 && status !== 204) out.push("content-length", String(this.parser.contentLength));
     for (const name in extra) out.push(name, extra[name] as string);
     try {
       ex.res.writeHead(status, out);
@@ -311,6 +317,8 @@ class Conn implements ResponseSink {
   resume(): void {
     if (this.paused) {
       this.paused = false;
+      // The client took what was written: progress.
+      this.active = true;
       this.socket.resume();
     }
   }
@@ -425,10 +433,22 @@ export class H1Client {
     this.#scheduled = false;
     const ready = this.#ready;
     this.#ready = this.#spare;
-    for (const ex of ready) if (!ex.ended) this.#acquire(ex, ex.pool as Pool);
+    for (const ex of ready) {
+      if (!ex.ended) this.#acquire(ex, ex.pool as Pool);
+      // Its client left meanwhile: the connection it was to take goes to the next in line.
+      else this.#drainQueue(ex.pool as Pool);
+    }
     ready.length = 0;
     this.#spare = ready;
   };
+
+  /** Starts queued requests while the pool has idle connections for them. */
+  #drainQueue(pool: Pool): void {
+    while (pool.idle.length > 0 && pool.queue.length > 0) {
+      const next = pool.queue.shift() as Exchange;
+      if (!next.ended) this.#acquire(next, pool);
+    }
+  }
 
   #acquire(ex: Exchange, pool: Pool): void {
     if (this.#closed) {
@@ -446,6 +466,7 @@ export class H1Client {
     else if (pool.queue.length < this.#maxQueue) {
       // A queued request gets a connection that has just ended a response: not a stale one.
       ex.fresh = false;
+      ex.queuedAt = this.#clock;
       pool.queue.push(ex);
     } else this.failed(ex, "overloaded", false, false, false);
   }
@@ -571,14 +592,22 @@ export class H1Client {
           if (now >= conn.deadline) conn.fail("headers_timeout");
           break;
         case BODY:
-          // Time with the upstream paused for a slow client does not count.
-          if (conn.active || conn.paused) {
+          // Progress (upstream bytes, or a paused client draining) restarts the clock. A
+          // client that takes nothing for a body timeout while the upstream waits on it
+          // is cut: it would otherwise hold this connection, and the queue behind it,
+          // for as long as it likes.
+          if (conn.active) {
             conn.active = false;
             conn.deadline = now + this.bodyTimeoutMs;
-          } else if (now >= conn.deadline) conn.fail("body_timeout");
+          } else if (now >= conn.deadline) conn.fail(conn.paused ? "client_stalled" : "body_timeout");
           break;
       }
     }
+    // A request waiting for a connection waits at most a headers timeout (504): a pool
+    // whose connections are all held (a slow upstream, slow clients) fails fast.
+    for (const pool of this.#pools.values())
+      while (pool.queue.length > 0 && now >= (pool.queue[0] as Exchange).queuedAt + this.headersTimeoutMs)
+        this.failed(pool.queue.shift() as Exchange, "headers_timeout", false, false, false);
     // Origins nobody uses any more are forgotten now and then.
     if (++this.#sweeps % 64 === 0)
       for (const [origin, pool] of this.#pools) if (pool.count === 0 && pool.queue.length === 0) this.#pools.delete(origin);

@@ -77,6 +77,8 @@ export interface ForwardRequest {
   body: IncomingMessage | null;
   maxBodyBytes: number | null;
   responseHeaders: Record<string, string>;
+  /** A response whose client takes nothing for this long is cut (the h1 client uses its body timeout). */
+  stallTimeoutMs?: number;
 }
 
 export interface ForwardResult {
@@ -140,10 +142,12 @@ export function forward(
   let current = "";
   let bodyError: Error | null = null;
   let drainHooked = false;
+  let stall: NodeJS.Timeout | null = null;
 
   const finish = (status: number, failure: RefusalReason | null) => {
     if (ended) return;
     ended = true;
+    if (stall !== null) clearTimeout(stall);
     res.off("close", onClientClose);
     done({ status, failure, bytesIn, bytesOut, upstream: current || null, upstreamMs: performance.now() - started });
   };
@@ -192,6 +196,9 @@ export function forward(
           const out: Record<string, string | string[]> = {};
           for (const name in headers) {
             if (RESPONSE_DROP.has(name) || (drop.length > 0 && drop.includes(name))) continue;
+            // Never on a 204 (RFC 9110 §8.6): a lenient hop after the router could read
+            // the next response as its body.
+            if (statusCode === 204 && name === "content-length") continue;
             const value = headers[name];
             if (value !== undefined) out[name] = value;
           }
@@ -212,8 +219,21 @@ export function forward(
             controller.pause();
             if (!drainHooked) {
               drainHooked = true;
-              res.on("drain", () => controller.resume());
+              res.on("drain", () => {
+                if (stall !== null) clearTimeout(stall);
+                stall = null;
+                controller.resume();
+              });
             }
+            // A client that takes nothing for `stallTimeoutMs` is cut: it would
+            // otherwise hold the upstream connection for as long as it likes.
+            if (stall === null && f.stallTimeoutMs !== undefined)
+              stall = setTimeout(() => {
+                stall = null;
+                finish(res.statusCode, "request_timeout");
+                controller.abort(new Error("client stalled"));
+                res.destroy();
+              }, f.stallTimeoutMs);
           }
         },
         onResponseEnd() {
