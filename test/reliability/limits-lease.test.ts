@@ -37,6 +37,14 @@ function counting(inner: Store) {
     calls.wants.push(want ?? 1);
     return inner.admit(rates, quota, want);
   };
+  // Admits sent together (one round trip) count one each, as alone.
+  s.admitMany = (batch) => {
+    for (const call of batch) {
+      calls.admit++;
+      calls.wants.push(call.want ?? 1);
+    }
+    return (inner.admitMany as NonNullable<Store["admitMany"]>).call(inner, batch);
+  };
   s.refund = (rates, quota, n) => {
     calls.refund++;
     return inner.refund(rates, quota, n);
