@@ -46,13 +46,53 @@ describe("TieredCache refresh-ahead", () => {
 
     origin.set("a", { v: 2, name: "two" });
     await t.store.del("t:a");
-    t.advance(TTL.freshMs * 0.8 + 1);
+    // Past the latest refresh point (80 % of freshness plus up to 15 %, spread per entry).
+    t.advance(TTL.freshMs * 0.95 + 1);
     // Near the end of its freshness: the old value, synchronously, and exactly one re-read started.
     expect(t.c.peek("a")?.name).toBe("one");
     expect(t.c.peek("a")?.name).toBe("one");
     await settle();
     expect(t.loads).toBe(2);
     expect(t.c.peek("a")?.name).toBe("two");
+  });
+
+  it("spreads the re-reads of entries filled together over the refresh window", async () => {
+    const origin = new Map(Array.from({ length: 60 }, (_, i) => [`e${i}`, { v: 1, name: `n${i}` }] as const));
+    const t = cache({ refreshAhead: true, origin });
+    for (const id of origin.keys()) await t.c.get(id);
+    await Promise.all([...origin.keys()].map((id) => t.store.del(`t:${id}`)));
+    const filled = t.loads;
+    // Halfway through the window: some entries have started their re-read, not all.
+    t.advance(TTL.freshMs * 0.875);
+    for (const id of origin.keys()) t.c.peek(id);
+    await settle();
+    const started = t.loads - filled;
+    expect(started).toBeGreaterThan(0);
+    expect(started).toBeLessThan(60);
+    // Past the window every busy entry has been re-read, once.
+    t.advance(TTL.freshMs * 0.075 + 1);
+    for (const id of origin.keys()) t.c.peek(id);
+    await settle();
+    expect(t.loads - filled).toBe(60);
+  });
+
+  it("a re-read that finds the same version keeps the value it has (no new objects)", async () => {
+    const origin = new Map([["a", { v: 7, name: "seven" }]]);
+    const t = cache({ refreshAhead: true, origin });
+    const first = (await t.c.get("a")) as { ok: true; value: Entry };
+    // The store holds the same version: the refresh reads it and keeps the object.
+    t.advance(TTL.freshMs * 0.95 + 1);
+    t.c.peek("a");
+    await settle();
+    t.advance(TTL.freshMs * 0.5);
+    expect(t.c.peek("a")).toBe(first.value);
+    // A new version in the store is taken.
+    await t.store.setIfNewer("t:a", JSON.stringify({ v: 8, name: "eight" }), 8, 60_000, "authoritative");
+    // Into the refresh window of the re-read entry (95 % of its freshness plus a bit).
+    t.advance(TTL.freshMs * 0.46);
+    t.c.peek("a");
+    await settle();
+    expect(t.c.peek("a")?.name).toBe("eight");
   });
 
   it("never answers an entry past its freshness from memory, even with refresh-ahead (the lost-invalidation bound)", async () => {

@@ -23,8 +23,17 @@ interface Slot<T> {
   staleUntil: number;
 }
 
-/** Refresh-ahead starts this far into an entry's freshness. */
+/**
+ * Refresh-ahead starts this far into an entry's freshness, plus a random share of
+ * `REFRESH_SPREAD` of it: entries filled together (a warm-up, a restart, a cleared
+ * cache) are re-read spread over 1.5 s of a 10 s freshness, not all in one burst that
+ * stalls the event loop.
+ */
 const REFRESH_AT = 0.8;
+const REFRESH_SPREAD = 0.15;
+
+/** `{"v":<digits>,` at the start of a stored entry: its version, read without parsing. */
+const VERSION_PREFIX = /^\{"v":(\d{1,16}),/;
 
 export type Lookup<T> =
   | { ok: true; value: T; tier: "memory" | "store" | "origin" | "stale" }
@@ -161,7 +170,7 @@ export class TieredCache<T extends { v: number }> {
     let tier: "store" | "origin" = "store";
     try {
       const json = await o.store.get(o.storeKey(id));
-      if (json !== null) value = o.parse(json);
+      if (json !== null) value = this.#unchanged(id, json) ?? o.parse(json);
     } catch {
       // The store is down: go to the origin.
     }
@@ -185,6 +194,18 @@ export class TieredCache<T extends { v: number }> {
     return { ok: true, value, tier };
   }
 
+  /**
+   * The kept value when the store holds the same version of it: a refresh of an
+   * unchanged entry (the common case) costs no parse and no new objects. Versions
+   * only grow, so an equal version is the same record.
+   */
+  #unchanged(id: string, json: string): T | null {
+    const slot = this.#slots.get(id);
+    if (slot === undefined) return null;
+    const m = VERSION_PREFIX.exec(json);
+    return m !== null && Number(m[1]) === slot.value.v ? slot.value : null;
+  }
+
   /** The origin cannot answer: the kept entry within its maximum staleness, or nothing. */
   #stale(id: string): Lookup<T> {
     const slot = this.#slots.get(id);
@@ -204,7 +225,8 @@ export class TieredCache<T extends { v: number }> {
     const freshUntil = now + (negative ? o.ttl.negativeMs : o.ttl.freshMs);
     this.#slots.set(id, {
       value,
-      refreshAt: o.refreshAhead === true && !negative ? now + o.ttl.freshMs * REFRESH_AT : freshUntil,
+      refreshAt:
+        o.refreshAhead === true && !negative ? now + o.ttl.freshMs * (REFRESH_AT + REFRESH_SPREAD * Math.random()) : freshUntil,
       freshUntil,
       staleUntil: negative ? now + o.ttl.negativeMs : now + o.ttl.maxStaleMs,
     });
