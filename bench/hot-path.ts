@@ -18,11 +18,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TenantRecord } from "@portcullis/shared";
+import { cpuSeconds, startNode } from "./processes.ts";
 import { has, type HostSet, type RateResult, runWrk } from "./load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -56,49 +57,10 @@ process.on("exit", () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Proc {
-  port: number;
-  pid: number;
-  ask(message: Record<string, unknown>): Promise<unknown>;
-}
-
-function start(file: string, cpu: string | null, options: unknown, nodeArgs: string[] = []): Promise<Proc> {
-  const args = [...nodeArgs, join(here, "procs", file), JSON.stringify(options)];
-  const [cmd, full] = cpu ? ["taskset", ["-c", cpu, process.execPath, ...args]] : [process.execPath, args];
-  const child = spawn(cmd, full, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  children.push(child);
-  let next = 0;
-  const waiting = new Map<number, (v: unknown) => void>();
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`${file} exited (${code})`)));
-    child.on("message", (raw) => {
-      const m = raw as { type: string; port?: number; id?: number; answer?: unknown };
-      if (m.type === "ready")
-        resolve({
-          port: m.port as number,
-          pid: child.pid as number,
-          ask: (message) =>
-            new Promise((r) => {
-              const id = next++;
-              waiting.set(id, r);
-              child.send({ ...message, id });
-            }),
-        });
-      else if (m.type === "answer") waiting.get(m.id as number)?.(m.answer);
-    });
-  });
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  let ticks = Number(fields[11]) + Number(fields[12]);
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
-    if (kids !== "") for (const kid of kids.split(" ")) ticks += cpuSeconds(Number(kid)) * 100;
-  }
-  return ticks / 100;
-}
+const start = async (file: string, cpu: string | null, options: unknown, nodeArgs: string[] = []) => {
+  const p = await startNode(children, file, cpu, options, nodeArgs);
+  return { ...p, pid: p.child.pid as number };
+};
 
 const upstream = await start("upstream.ts", LOAD_CPU, {});
 const origin = `http://127.0.0.1:${upstream.port}`;

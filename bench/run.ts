@@ -21,7 +21,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -34,6 +34,7 @@ import postgres from "postgres";
 import { request } from "undici";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase, type Database } from "@portcullis/control-plane";
 import { hashApiKey, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { cpuSeconds, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
 import { has, type HostSet, type LoadResult, type RateResult, runAutocannon, runWrk, summarize } from "./load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -80,43 +81,8 @@ else note("taskset unavailable or one core: processes are not pinned");
 const children: ChildProcess[] = [];
 const tmp = mkdtempSync(join(tmpdir(), "pc-bench-"));
 
-function pinned(cpu: string | null, cmd: string, args: string[]): [string, string[]] {
-  return cpu ? ["taskset", ["-c", cpu, cmd, ...args]] : [cmd, args];
-}
-
-interface NodeProc {
-  port: number;
-  opsPort: number;
-  child: ChildProcess;
-  ask(message: Record<string, unknown>): Promise<unknown>;
-}
-
-function startNode(file: string, cpu: string | null, options: unknown, nodeArgs: string[] = []): Promise<NodeProc> {
-  const [cmd, args] = pinned(cpu, process.execPath, [...nodeArgs, join(here, "procs", file), JSON.stringify(options)]);
-  const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  children.push(child);
-  let next = 0;
-  const waiting = new Map<number, (v: unknown) => void>();
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`${file} exited (${code})`)));
-    child.on("message", (raw) => {
-      const m = raw as { type: string; port?: number; opsPort?: number; id?: number; answer?: unknown };
-      if (m.type === "ready")
-        resolve({
-          port: m.port as number,
-          opsPort: m.opsPort ?? 0,
-          child,
-          ask: (message) =>
-            new Promise((r) => {
-              const id = next++;
-              waiting.set(id, r);
-              child.send({ ...message, id });
-            }),
-        });
-      else if (m.type === "answer") waiting.get(m.id as number)?.(m.answer);
-    });
-  });
-}
+const startNode = (file: string, cpu: string | null, options: unknown, nodeArgs: string[] = []) =>
+  startNodeProc(children, file, cpu, options, nodeArgs);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -299,23 +265,6 @@ function fixedRate(port: number, hosts: HostSet, rate: number, seconds: number):
 }
 
 // ---- measurement ----------------------------------------------------------------------------
-/** CPU seconds (user + system) used so far by a process and its descendants (Linux /proc). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    let ticks = Number(fields[11]) + Number(fields[12]);
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
-      if (kids !== "") for (const kid of kids.split(" ")) ticks += cpuSeconds(Number(kid)) * CLOCK_TICKS;
-    }
-    return ticks / CLOCK_TICKS;
-  } catch {
-    return Number.NaN;
-  }
-}
-const CLOCK_TICKS = 100;
 
 interface Target {
   name: string;

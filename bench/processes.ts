@@ -1,0 +1,78 @@
+/**
+ * The benchmark's child processes: Node processes from bench/procs pinned to a core
+ * with `taskset` when given one, answering on their IPC channel, and the CPU time a
+ * process and its descendants have used (Linux /proc), which the harnesses divide by
+ * the requests served.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const procs = join(dirname(fileURLToPath(import.meta.url)), "procs");
+
+/** `cmd args` run on `cpu` when one is given. */
+export function pinned(cpu: string | null, cmd: string, args: string[]): [string, string[]] {
+  return cpu ? ["taskset", ["-c", cpu, cmd, ...args]] : [cmd, args];
+}
+
+export interface NodeProc {
+  port: number;
+  opsPort: number;
+  child: ChildProcess;
+  /** Sends a command; resolves with the process's answer. */
+  ask(message: Record<string, unknown>): Promise<unknown>;
+}
+
+/** Starts `bench/procs/<file>` with its settings; resolves once it reports ready. */
+export function startNode(
+  children: ChildProcess[],
+  file: string,
+  cpu: string | null,
+  options: unknown,
+  nodeArgs: string[] = [],
+): Promise<NodeProc> {
+  const [cmd, args] = pinned(cpu, process.execPath, [...nodeArgs, join(procs, file), JSON.stringify(options)]);
+  const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.push(child);
+  let next = 0;
+  const waiting = new Map<number, (v: unknown) => void>();
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`${file} exited (${code})`)));
+    child.on("message", (raw) => {
+      const m = raw as { type: string; port?: number; opsPort?: number; id?: number; answer?: unknown };
+      if (m.type === "ready")
+        resolve({
+          port: m.port as number,
+          opsPort: m.opsPort ?? 0,
+          child,
+          ask: (message) =>
+            new Promise((r) => {
+              const id = next++;
+              waiting.set(id, r);
+              child.send({ ...message, id });
+            }),
+        });
+      else if (m.type === "answer") waiting.get(m.id as number)?.(m.answer);
+    });
+  });
+}
+
+const CLOCK_TICKS = 100;
+
+/** CPU seconds (user + system) used so far by a process and its descendants; NaN when unknown. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    let ticks = Number(fields[11]) + Number(fields[12]);
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, "utf8").trim();
+      if (kids !== "") for (const kid of kids.split(" ")) ticks += cpuSeconds(Number(kid)) * CLOCK_TICKS;
+    }
+    return ticks / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
