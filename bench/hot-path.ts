@@ -16,17 +16,17 @@
  *
  * Not the benchmark of record: `npm run bench` is.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TenantRecord } from "@portcullis/shared";
-import { cpuSeconds, startNode } from "./processes.ts";
-import { has, type HostSet, type RateResult, runWrk } from "./load.ts";
+import { cpuSeconds, fixedRate, startNode } from "./processes.ts";
+import { has, type HostSet, runWrk } from "./load.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
+const _here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const option = (name: string, fallback: string) => {
   const i = argv.indexOf(name);
@@ -158,18 +158,7 @@ if (RATE > 0) {
     await before();
     // Warm (JIT, connections, scripts) with a short closed-loop run first.
     await runWrk({ port, connections: 64, hosts, cpu: LOAD_CPU, tmp, seconds: 2 });
-    const child = spawn(
-      TASKSET ? "taskset" : process.execPath,
-      [
-        ...(TASKSET ? ["-c", "0", process.execPath] : []),
-        join(here, "procs", "fixed-rate.ts"),
-        JSON.stringify({ port, hosts, rate: RATE, seconds: SECONDS }),
-      ],
-      { stdio: ["ignore", "inherit", "inherit", "ipc"] },
-    );
-    const r = await new Promise<RateResult>((resolve) =>
-      child.on("message", (m) => resolve((m as { result: RateResult }).result)),
-    );
+    const r = await fixedRate(children, LOAD_CPU, { port, hosts, rate: RATE, seconds: SECONDS });
     console.log(
       `fixed ${RATE}/s ${name.padEnd(16)} p50 ${r.p50ms.toFixed(3)} ms  p99 ${r.p99ms.toFixed(3)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
     );

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { HostSet, RateResult } from "./load.ts";
 
 const procs = join(dirname(fileURLToPath(import.meta.url)), "procs");
 
@@ -55,6 +56,21 @@ export function startNode(
         });
       else if (m.type === "answer") waiting.get(m.id as number)?.(m.answer);
     });
+  });
+}
+
+/** The open-loop fixed-rate client (bench/procs/fixed-rate.ts) in a process of its own on `cpu`. */
+export function fixedRate(
+  children: ChildProcess[],
+  cpu: string | null,
+  settings: { port: number; hosts: HostSet; rate: number; seconds: number },
+): Promise<RateResult> {
+  const [cmd, args] = pinned(cpu, process.execPath, [join(procs, "fixed-rate.ts"), JSON.stringify(settings)]);
+  const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`fixed-rate client exited (${code})`)));
+    child.on("message", (m) => resolve((m as { result: RateResult }).result));
   });
 }
 

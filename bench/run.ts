@@ -34,8 +34,8 @@ import postgres from "postgres";
 import { request } from "undici";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase, type Database } from "@portcullis/control-plane";
 import { hashApiKey, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
-import { cpuSeconds, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
-import { has, type HostSet, type LoadResult, type RateResult, runAutocannon, runWrk, summarize } from "./load.ts";
+import { cpuSeconds, fixedRate, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
+import { has, type HostSet, type LoadResult, runAutocannon, runWrk, summarize } from "./load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -248,20 +248,6 @@ async function openBenchDatabase(): Promise<{ database: Database; label: string;
     await migrate(database);
     return { database, label: "embedded PGlite", drop: () => database.close() };
   }
-}
-
-/** The fixed-rate client in its own process on the load core (bench/procs/fixed-rate.ts). */
-function fixedRate(port: number, hosts: HostSet, rate: number, seconds: number): Promise<RateResult> {
-  const [cmd, args] = pinned(LOAD_CPU, process.execPath, [
-    join(here, "procs", "fixed-rate.ts"),
-    JSON.stringify({ port, hosts, rate, seconds }),
-  ]);
-  const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once("exit", (code) => reject(new Error(`fixed-rate client exited (${code})`)));
-    child.on("message", (m) => resolve((m as { result: RateResult }).result));
-  });
 }
 
 // ---- measurement ----------------------------------------------------------------------------
@@ -565,7 +551,7 @@ async function main() {
       ["Portcullis", router.port, routerRate],
     ] as const) {
       if (port === router.port) await warm(port);
-      const r = await fixedRate(port, all, P.rate, P.rateSeconds);
+      const r = await fixedRate(children, LOAD_CPU, { port, hosts: all, rate: P.rate, seconds: P.rateSeconds });
       bucket.push(r.p99ms);
       rateRuns.push({ target: name, p50ms: r.p50ms, p99ms: r.p99ms, errors: r.errors });
       log(
