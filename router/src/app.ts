@@ -131,7 +131,6 @@ type Guarded = IncomingMessage & { [GUARDED]?: { hostname: string; path: string 
 
 const NOT_PRESENTED = { presented: false } as const;
 const UNRESOLVED: HostOutcome = { kind: "tenant", ok: false, code: "unavailable" };
-const HOST_UNAVAILABLE: HostOutcome = UNRESOLVED;
 const API_HOST: HostOutcome = { kind: "api", ok: true };
 type Allowed = Extract<Decision, { allow: true }>;
 
@@ -358,7 +357,7 @@ export function createRouterApp(deps: RouterDeps) {
       return afterHost(c, s);
     }
     return resolver.resolveHost(s.hostname).then((lookup) => {
-      s.host = lookup.ok ? { kind: "tenant", ok: true, tenant: lookup.tenant } : HOST_UNAVAILABLE;
+      s.host = lookup.ok ? { kind: "tenant", ok: true, tenant: lookup.tenant } : UNRESOLVED;
       return afterHost(c, s);
     });
   }
