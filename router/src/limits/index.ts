@@ -39,6 +39,8 @@
  * The size follows this router's own rate for the set: `LEASE_MS / 2` of it, at
  * most doubling from one lease to the next (a short burst does not lease a large
  * slice). Requests arriving while a lease is fetched join that fetch, up to its size.
+ * For steady traffic the next lease is fetched ahead, when the current one is down to
+ * a quarter, within `maxLease` counting what is left, with its own expiry (`#prefetch`).
  * Refusals are remembered too: after a rate refusal the set is refused locally until
  * the store's retry time (no request fits earlier, except one refunded by another
  * router meanwhile: this errs only towards refusing), after a quota refusal for
@@ -96,6 +98,14 @@ export const QUOTA_DENIAL_MS = 1_000;
 
 /** A bucket-set without a store answer for this long is forgotten (its lease refunded). */
 const IDLE_MS = 5 * LEASE_MS;
+
+/**
+ * A lease is fetched ahead (`#prefetch`) only for a set whose previous request came
+ * less than this before: steady traffic that will use it. Sparse traffic (a tenant
+ * seen every few seconds) takes a lease when it needs one, as a prefetched lease
+ * would mostly expire and be refunded: two store calls instead of one.
+ */
+const PREFETCH_GAP_MS = LEASE_MS / 2;
 
 /** Most admits sent in one store call. */
 const MAX_BATCH = 256;
@@ -204,6 +214,16 @@ interface Fetch {
   waiters: Waiter[];
 }
 
+/** A lease granted while the current one still had requests left: it waits its turn. */
+interface NextLease {
+  tokens: number;
+  expiresAt: number;
+  quota: QuotaCheck | null;
+  bucket: Bucket | undefined;
+  remaining: number;
+  reset: string;
+}
+
 /**
  * What the limiter holds for one bucket-set: the parameters it was built for, its
  * lease, a remembered refusal, the rate this router sees, and the fetches in flight.
@@ -231,6 +251,10 @@ interface BucketSet {
   remaining: number;
   /** `;t=<seconds until the bucket is full>` as of the lease (not counted down). */
   reset: string;
+  /** A lease fetched ahead (see `#prefetch`), used once the current one is spent or expired. */
+  next: NextLease | null;
+  /** Local time of the set's last request: a prefetch is only worth it for steady traffic. */
+  lastSeen: number;
 
   /** Refused locally until then (rate: the store's retry time; quota: QUOTA_DENIAL_MS). */
   deniedUntil: number;
@@ -329,7 +353,8 @@ export class Limiter {
 
   /** Leased requests this router holds, unused, for a tenant's traffic or a key's (tests). */
   leased(id: string): number {
-    return this.#sets.get(id)?.tokens ?? 0;
+    const set = this.#sets.get(id);
+    return set === undefined ? 0 : set.tokens + (set.next?.tokens ?? 0);
   }
 
   #rateAndQuota(
@@ -345,13 +370,22 @@ export class Limiter {
     const now = this.#now();
     const set = this.#setFor(tenant.id, keyId, rate, keyRate, monthly, now);
     if (now < this.#degradedUntil) return this.#localAdmit(set, now);
+    const gap = now - set.lastSeen;
+    set.lastSeen = now;
+    if (set.tokens === 0 || now >= set.expiresAt) this.#promote(set, now);
     if (set.tokens > 0) {
-      if (now < set.expiresAt) {
-        set.tokens--;
-        set.served++;
-        return this.#allowed(set.bucket, set.remaining + set.tokens, set.reset);
-      }
-      this.#refundLease(set);
+      set.tokens--;
+      set.served++;
+      if (
+        set.tokens <= set.lastWant >> 2 &&
+        set.maxLease > 1 &&
+        set.next === null &&
+        set.fetching === 0 &&
+        gap < PREFETCH_GAP_MS &&
+        now >= set.deniedUntil
+      )
+        this.#prefetch(set, now);
+      return this.#allowed(set.bucket, set.remaining + set.tokens, set.reset);
     }
     if (now < set.deniedUntil) return this.#refusal(set, now);
     return new Promise<LimitOutcome>((resolve) => this.#enqueue(set, resolve, now));
@@ -415,6 +449,8 @@ export class Limiter {
       bucket: undefined,
       remaining: 0,
       reset: "",
+      next: null,
+      lastSeen: now,
       deniedUntil: 0,
       deniedBy: null,
       denied: null,
@@ -442,7 +478,44 @@ export class Limiter {
       open.waiters.push(waiter);
       return;
     }
-    const fetch: Fetch = { want: this.#want(set, now), waiters: [waiter] };
+    this.#startFetch(set, { want: this.#want(set, now), waiters: [waiter] }, now);
+  }
+
+  /**
+   * The lease is nearly spent and the set's traffic is steady: the next one is asked
+   * for now, in the background, so that the next requests find it instead of waiting
+   * for the store. It is sized as usual, within what the set may hold (`maxLease`,
+   * counting what is left of the current lease), and kept apart from the current
+   * lease with its own expiry, so no request is admitted more than `LEASE_MS` after
+   * the store granted it. Requests that find no lease meanwhile join this fetch.
+   */
+  #prefetch(set: BucketSet, now: number): void {
+    const want = Math.min(this.#want(set, now), set.maxLease - set.tokens);
+    if (want > 0) this.#startFetch(set, { want, waiters: [] }, now);
+  }
+
+  /**
+   * The current lease is spent or expired: an expired rest goes back to the store,
+   * and a lease fetched ahead takes its place (or goes back too, if it expired).
+   */
+  #promote(set: BucketSet, now: number): void {
+    if (set.tokens > 0 && now >= set.expiresAt) this.#refundLease(set);
+    const next = set.next;
+    if (set.tokens > 0 || next === null) return;
+    set.next = null;
+    if (now >= next.expiresAt) {
+      this.#refund(set.rates, next.quota, next.tokens);
+      return;
+    }
+    set.tokens = next.tokens;
+    set.expiresAt = next.expiresAt;
+    set.leaseQuota = next.quota;
+    set.bucket = next.bucket;
+    set.remaining = next.remaining;
+    set.reset = next.reset;
+  }
+
+  #startFetch(set: BucketSet, fetch: Fetch, now: number): void {
     set.open = fetch;
     set.fetching++;
     const done = this.#fetch(set, fetch, now);
@@ -519,15 +592,26 @@ export class Limiter {
     if (left > 0) {
       if (set.dead) this.#refund(set.rates, quota, left);
       else {
-        // Merged with what is left of a lease granted by a concurrent fetch, if any:
-        // the older expiry holds for all (the stricter bound). An expired rest goes back.
-        if (set.tokens > 0 && at >= set.expiresAt) this.#refundLease(set);
-        if (set.tokens === 0) set.expiresAt = at + LEASE_MS;
-        set.tokens += left;
-        set.leaseQuota = quota;
-        set.bucket = bucket;
-        set.remaining = answer.remaining;
-        set.reset = reset;
+        this.#promote(set, at);
+        if (set.tokens === 0) {
+          set.tokens = left;
+          set.expiresAt = at + LEASE_MS;
+          set.leaseQuota = quota;
+          set.bucket = bucket;
+          set.remaining = answer.remaining;
+          set.reset = reset;
+        } else if (set.next === null) {
+          // The current lease still has requests: this one waits behind it.
+          set.next = { tokens: left, expiresAt: at + LEASE_MS, quota, bucket, remaining: answer.remaining, reset };
+        } else {
+          // Concurrent fetches: merged into the waiting lease, whose older expiry
+          // holds for all (the stricter bound).
+          set.next.tokens += left;
+          set.next.quota = quota;
+          set.next.bucket = bucket;
+          set.next.remaining = answer.remaining;
+          set.next.reset = reset;
+        }
       }
     }
     // Granted fewer than were waiting: the others ask again (the store will say).
@@ -646,7 +730,7 @@ export class Limiter {
     return this.#quotaRefusal(set.monthly, seconds(this.#periodEnds - now));
   }
 
-  /** Gives the lease's unused requests back to the store. */
+  /** Gives the current lease's unused requests back to the store. */
   #refundLease(set: BucketSet): void {
     const n = set.tokens;
     set.tokens = 0;
@@ -666,6 +750,8 @@ export class Limiter {
   #forget(set: BucketSet): void {
     set.dead = true;
     this.#refundLease(set);
+    if (set.next !== null) this.#refund(set.rates, set.next.quota, set.next.tokens);
+    set.next = null;
     if (this.#sets.get(set.id) === set) this.#sets.delete(set.id);
   }
 
@@ -678,7 +764,7 @@ export class Limiter {
     const now = this.#now();
     for (const set of this.#sets.values()) {
       if (set.touched > now - LEASE_MS) break;
-      if (set.tokens > 0 && now >= set.expiresAt) this.#refundLease(set);
+      if (now >= set.expiresAt) this.#promote(set, now);
       if (set.touched <= now - IDLE_MS && set.fetching === 0) this.#forget(set);
     }
   }

@@ -256,17 +256,72 @@ describe("Limiter leases", () => {
     const { store, calls } = countingStore(() => now);
     const limiter = new Limiter({ store, now: () => now });
     const t = busy();
-    // Grow the lease to its largest size (40), then use it up.
+    // Grow the lease to its largest size (40), then use it up: as it runs low, the
+    // next lease is asked for ahead (steady traffic), and this fetch is in flight.
     await warm(limiter, t, 20);
-    while (limiter.leased(t.id) > 0) limiter.check(t, undefined);
     const before = calls.admit;
+    while (limiter.leased(t.id) > 0) limiter.check(t, undefined);
+    // 40 requests at once: they join the fetch in flight up to its size, the rest share one more.
     const wave = await Promise.all(Array.from({ length: 40 }, () => settle(limiter.check(t, undefined))));
     expect(wave.every((o) => o.ok)).toBe(true);
-    expect(calls.admit - before).toBe(1);
-    // More than a lease's worth at once: a second fetch of the same size, not one per request.
-    const twice = await Promise.all(Array.from({ length: 80 }, () => settle(limiter.check(t, undefined))));
+    expect(calls.admit - before).toBe(2);
+    await limiter.settled();
+    // More than a lease's worth at once: what is left, the lease fetched ahead as it
+    // ran low (sized to what may be held beside the rest), then 40 per fetch. One
+    // fetch per lease, not one per request.
+    const left = limiter.leased(t.id);
+    const after = calls.admit;
+    const twice = await Promise.all(Array.from({ length: 80 + left }, () => settle(limiter.check(t, undefined))));
     expect(twice.every((o) => o.ok)).toBe(true);
-    expect(calls.admit - before).toBe(3);
+    expect(calls.admit - after).toBe(3);
+    await limiter.close();
+  });
+
+  it("fetches the next lease ahead for steady traffic, so no request waits for the store", async () => {
+    let now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = busy();
+    // 50 requests a second for 20 s: after the first few leases, every one is answered
+    // from memory, while the store is asked about once per lease.
+    let waited = 0;
+    let most = 0;
+    for (let i = 0; i < 1_000; i++) {
+      now += 20;
+      const r = limiter.check(t, undefined);
+      if (r instanceof Promise) {
+        if (i >= 50) waited++;
+        expect((await r).ok).toBe(true);
+      } else expect(r.ok).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      most = Math.max(most, limiter.leased(t.id));
+    }
+    expect(waited).toBe(0);
+    // Never more held than one lease's bound (maxLease 40), current and next together.
+    expect(most).toBeLessThanOrEqual(40);
+    expect(calls.admit).toBeLessThan(1_000 / 20);
+    // Traffic stops: both leases (current and the one fetched ahead) expire and go back.
+    now += LEASE_MS;
+    limiter.sweep();
+    await limiter.settled();
+    expect(limiter.leased(t.id)).toBe(0);
+    expect(calls.refunded).toBeGreaterThan(0);
+    expect(calls.refunded).toBeLessThanOrEqual(40);
+    await limiter.close();
+  });
+
+  it("does not fetch ahead for sparse traffic: one store call per request, nothing held", async () => {
+    let now = 1_000_000;
+    const { store, calls } = countingStore(() => now);
+    const limiter = new Limiter({ store, now: () => now });
+    const t = busy();
+    for (let i = 0; i < 10; i++) {
+      now += LEASE_MS;
+      expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+      await limiter.settled();
+      expect(limiter.leased(t.id)).toBe(0);
+    }
+    expect(calls).toMatchObject({ admit: 10, refund: 0 });
     await limiter.close();
   });
 });
