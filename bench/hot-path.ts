@@ -11,8 +11,15 @@
  *   npm run bench:hot -- --rounds 5 --seconds 4
  *   npm run bench:hot -- --profile /tmp/prof   CPU profile of the router
  *   npm run bench:hot -- --no-limits --audit-off   what limits and audit cost
- *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s, router
- *                                              against a direct upstream alone on its core
+ *   npm run bench:hot -- --alloc-profile /tmp/a.heapprofile   sampled allocations of the
+ *                                              router during the fixed-rate run (with --rate);
+ *                                              --alloc-survivors: only what outlived a scavenge
+ *   npm run bench:hot -- --rate 1000 --rate-profile /tmp/r.cpuprofile   CPU profile of the
+ *                                              router during the fixed-rate run
+ *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
+ *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
+ *                                              upstream alone on its core, the bare forwarder and
+ *                                              the router (--rate-warmup S uncounted first, 5)
  *
  * Not the benchmark of record: `npm run bench` is.
  */
@@ -35,7 +42,16 @@ const option = (name: string, fallback: string) => {
 const ROUNDS = Number(option("--rounds", "3"));
 const SECONDS = Number(option("--seconds", "5"));
 const PROFILE = option("--profile", "");
+const ALLOC_PROFILE = option("--alloc-profile", "");
+const ALLOC_SURVIVORS = argv.includes("--alloc-survivors");
+const RATE_PROFILE = option("--rate-profile", "");
 const RATE = Number(option("--rate", "0"));
+// Uncounted seconds at the fixed rate before the measured ones: JIT and leases settle.
+const RATE_WARMUP = Number(option("--rate-warmup", "5"));
+// Extra Node flags for the router process, e.g. --router-flags "--trace-gc".
+const ROUTER_FLAGS = option("--router-flags", "")
+  .split(" ")
+  .filter((f) => f !== "");
 // What a feature costs: tenants without limits (the limiter is skipped), audit off.
 const NO_LIMITS = argv.includes("--no-limits");
 const AUDIT_OFF = argv.includes("--audit-off");
@@ -79,6 +95,7 @@ const env = {
 };
 const router = await start("router.ts", TARGET_CPU, { env }, [
   "--expose-gc",
+  ...ROUTER_FLAGS,
   ...(PROFILE ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${PROFILE}`] : []),
 ]);
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
@@ -106,7 +123,14 @@ if (NO_LIMITS)
 // the seeded entries fresh again.
 const seed = async () => {
   await router.ask({ type: "clear-audit" });
-  await router.ask({ type: "seed", count: HOSTS, prefix: "t", domain: DOMAIN, template: JSON.stringify(template) });
+  await router.ask({
+    type: "seed",
+    count: HOSTS,
+    prefix: "t",
+    domain: DOMAIN,
+    template: JSON.stringify(template),
+    persist: true,
+  });
 };
 
 const hosts: HostSet = { prefix: "t", count: HOSTS, domain: DOMAIN };
@@ -149,19 +173,54 @@ if (ROUNDS > 0) {
   );
 }
 
+/** The router's own histograms, for the share of its requests under 1 ms. */
+async function routerBuckets(): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${router.opsPort}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^portcullis_(router_added|upstream)_seconds_(?:bucket\{le="0.001"\}|count) (\d+)/.exec(line);
+    if (m) out.set(line.slice(0, line.lastIndexOf(" ")), Number(m[2]));
+  }
+  return out;
+}
+
 if (RATE > 0) {
   const direct = await start("upstream.ts", TARGET_CPU, {});
+  // The bare forwarder is the reference: what one more Node hop costs at this rate.
   for (const [name, port, before] of [
     ["direct upstream", direct.port, async () => {}],
+    ["bare forwarder", bare.port, async () => {}],
     ["Portcullis", router.port, seed],
   ] as const) {
     await before();
-    // Warm (JIT, connections, scripts) with a short closed-loop run first.
+    // Warm (JIT, connections, scripts) with a short closed-loop run first, then
+    // RATE_WARMUP uncounted seconds at the rate.
     await runWrk({ port, connections: 64, hosts, cpu: LOAD_CPU, tmp, seconds: 2 });
-    const r = await fixedRate(children, LOAD_CPU, { port, hosts, rate: RATE, seconds: SECONDS });
+    const profiling = ALLOC_PROFILE !== "" && port === router.port;
+    const cpuProfiling = RATE_PROFILE !== "" && port === router.port;
+    if (profiling) await router.ask({ type: "alloc-start", survivors: ALLOC_SURVIVORS });
+    if (cpuProfiling) await router.ask({ type: "cpu-start" });
+    const m0 = port === router.port ? await routerBuckets() : null;
+    const r = await fixedRate(children, LOAD_CPU, { port, hosts, rate: RATE, seconds: SECONDS, warmup: RATE_WARMUP });
+    if (profiling) await router.ask({ type: "alloc-stop", file: ALLOC_PROFILE });
+    if (cpuProfiling) await router.ask({ type: "cpu-stop", file: RATE_PROFILE });
     console.log(
       `fixed ${RATE}/s ${name.padEnd(16)} p50 ${r.p50ms.toFixed(3)} ms  p99 ${r.p99ms.toFixed(3)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
     );
+    if (m0 !== null) {
+      // Where the time goes, as the router measured it (warm-up included).
+      const m1 = await routerBuckets();
+      const share = (name: string) => {
+        const under =
+          (m1.get(`portcullis_${name}_seconds_bucket{le="0.001"}`) ?? 0) -
+          (m0.get(`portcullis_${name}_seconds_bucket{le="0.001"}`) ?? 0);
+        const all = (m1.get(`portcullis_${name}_seconds_count`) ?? 0) - (m0.get(`portcullis_${name}_seconds_count`) ?? 0);
+        return `${((100 * under) / all).toFixed(2)} %`;
+      };
+      console.log(
+        `  under 1 ms, as the router measured: its own time ${share("router_added")}, the upstream exchange ${share("upstream")}`,
+      );
+    }
   }
 }
 process.exit(0);

@@ -154,14 +154,20 @@ export function summarize(samples: number[]): { p50: number; p99: number; max: n
  * before (a slow answer does not delay the next request, as in wrk2). Latency runs
  * from the moment each request is sent: the client's own timer jitter (it sleeps
  * between sends rather than spinning a core the upstream needs) is not counted. The
- * first second runs at the same rate but is not counted: it opens the pool's
+ * first second (by default) runs at the same rate but is not counted: it opens the pool's
  * connections and warms the client's own code, costs of the client, not the target.
  */
 const WARMUP_SECONDS = 1;
 
-export async function runFixedRate(port: number, set: HostSet, rate: number, seconds: number): Promise<RateResult> {
+export async function runFixedRate(
+  port: number,
+  set: HostSet,
+  rate: number,
+  seconds: number,
+  warmupSeconds = WARMUP_SECONDS,
+): Promise<RateResult> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1 });
-  const warmup = Math.round(rate * WARMUP_SECONDS);
+  const warmup = Math.round(rate * warmupSeconds);
   const total = warmup + Math.round(rate * seconds);
   const latencies: number[] = [];
   let errors = 0;

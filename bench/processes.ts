@@ -63,7 +63,7 @@ export function startNode(
 export function fixedRate(
   children: ChildProcess[],
   cpu: string | null,
-  settings: { port: number; hosts: HostSet; rate: number; seconds: number },
+  settings: { port: number; hosts: HostSet; rate: number; seconds: number; warmup?: number },
 ): Promise<RateResult> {
   const [cmd, args] = pinned(cpu, process.execPath, [join(procs, "fixed-rate.ts"), JSON.stringify(settings)]);
   const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });

@@ -41,8 +41,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const QUICK = argv.includes("--quick");
 const P = QUICK
-  ? { reps: 1, seconds: 3, warmup: 1, rate: 1_000, rateSeconds: 5, cold: 30, revocations: 10, big: 100_000 }
-  : { reps: 3, seconds: 5, warmup: 1, rate: 1_000, rateSeconds: 10, cold: 200, revocations: 30, big: 100_000 };
+  ? { reps: 1, seconds: 3, warmup: 1, rate: 1_000, rateSeconds: 5, rateWarmup: 3, cold: 30, revocations: 10, big: 100_000 }
+  : { reps: 3, seconds: 5, warmup: 1, rate: 1_000, rateSeconds: 10, rateWarmup: 5, cold: 200, revocations: 30, big: 100_000 };
 const option = (name: string) => {
   const i = argv.indexOf(name);
   return i === -1 ? undefined : argv[i + 1];
@@ -541,17 +541,30 @@ async function main() {
   await router.ask({ type: "heap" });
 
   // ---- added latency at a fixed moderate rate ----------------------------------------------------
+  // The bare forwarder runs too, as the reference for what one more Node hop costs at
+  // this rate on this machine. Each run starts with `rateWarmup` uncounted seconds at
+  // the rate (JIT tiers and the limiter's leases settle, as in a router that has been
+  // serving a while).
   const directRate: number[] = [];
   const routerRate: number[] = [];
+  const bareRate: number[] = [];
+  const bareProc = peerProcs[0] as NodeProc;
   const rateReps = QUICK ? 1 : 2;
   const rateRuns: { target: string; p50ms: number; p99ms: number; errors: number }[] = [];
   for (let rep = 0; rep < rateReps; rep++) {
     for (const [name, port, bucket] of [
       ["direct upstream", direct.port, directRate],
+      ["bare forwarder", bareProc.port, bareRate],
       ["Portcullis", router.port, routerRate],
     ] as const) {
       if (port === router.port) await warm(port);
-      const r = await fixedRate(children, LOAD_CPU, { port, hosts: all, rate: P.rate, seconds: P.rateSeconds });
+      const r = await fixedRate(children, LOAD_CPU, {
+        port,
+        hosts: all,
+        rate: P.rate,
+        seconds: P.rateSeconds,
+        warmup: P.rateWarmup,
+      });
       bucket.push(r.p99ms);
       rateRuns.push({ target: name, p50ms: r.p50ms, p99ms: r.p99ms, errors: r.errors });
       log(
@@ -561,7 +574,16 @@ async function main() {
   }
   const directP50 = median(rateRuns.filter((r) => r.target === "direct upstream").map((r) => r.p50ms));
   const routerP50 = median(rateRuns.filter((r) => r.target === "Portcullis").map((r) => r.p50ms));
-  const added = { rate: P.rate, p50ms: routerP50 - directP50, p99ms: median(routerRate) - median(directRate), runs: rateRuns };
+  const bareP50 = median(rateRuns.filter((r) => r.target === "bare forwarder").map((r) => r.p50ms));
+  const added = {
+    rate: P.rate,
+    p50ms: routerP50 - directP50,
+    p99ms: median(routerRate) - median(directRate),
+    bareP50ms: bareP50 - directP50,
+    bareP99ms: median(bareRate) - median(directRate),
+    warmupSeconds: P.rateWarmup,
+    runs: rateRuns,
+  };
 
   const cacheLookups = { router: await lookups(router), routerAuditOff: await lookups(routerNoAudit) };
   log(`  cache lookups past the synchronous memory path: ${JSON.stringify(cacheLookups)}`);
@@ -770,7 +792,7 @@ async function main() {
     );
   md.push(
     "",
-    `Added latency at a fixed ${P.rate} req/s (open loop, ${P.rateSeconds} s, median of ${rateReps}): p50 ${f(added.p50ms, 3)} ms, p99 ${f(added.p99ms, 3)} ms (Portcullis minus direct).`,
+    `Added latency at a fixed ${P.rate} req/s (open loop, ${P.rateSeconds} s after ${P.rateWarmup} s uncounted, median of ${rateReps}): Portcullis p50 ${f(added.p50ms, 3)} ms, p99 ${f(added.p99ms, 3)} ms; the bare forwarder, for reference, p50 ${f(added.bareP50ms, 3)} ms, p99 ${f(added.bareP99ms, 3)} ms (each minus direct).`,
     "",
   );
   md.push(

@@ -7,6 +7,6 @@
 import { type HostSet, runFixedRate } from "../load.ts";
 import { settings } from "./common.ts";
 
-const s = settings<{ port: number; hosts: HostSet; rate: number; seconds: number }>();
-const result = await runFixedRate(s.port, s.hosts, s.rate, s.seconds);
+const s = settings<{ port: number; hosts: HostSet; rate: number; seconds: number; warmup?: number }>();
+const result = await runFixedRate(s.port, s.hosts, s.rate, s.seconds, s.warmup);
 process.send?.({ type: "result", result }, () => process.exit(0));

@@ -5,6 +5,8 @@
  * in-memory cache (every check still runs on each request), drop cached entries to
  * force a cold lookup, and report heap use.
  */
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import pino from "pino";
 import { AUDIT_STREAM, CACHE, type TenantRecord } from "@portcullis/shared";
 import { loadRouterConfig, startRouter } from "@portcullis/router";
@@ -18,11 +20,24 @@ const router = await startRouter(config, { log: pino({ level: "silent" }) });
 const { resolver, store } = router;
 
 type Command =
-  | { type: "seed"; count: number; prefix: string; domain: string; template: string }
+  | { type: "seed"; count: number; prefix: string; domain: string; template: string; persist?: boolean }
   | { type: "unseed" }
   | { type: "forget"; hosts: string[]; tenantIds: string[]; keyHashes: string[]; fromStore: boolean }
   | { type: "heap" }
-  | { type: "clear-audit" };
+  | { type: "clear-audit" }
+  | { type: "alloc-start"; survivors: boolean }
+  | { type: "alloc-stop"; file: string }
+  | { type: "cpu-start" }
+  | { type: "cpu-stop"; file: string };
+
+// CPU profile and sampled allocation profile (what the request path allocates, including what the
+// young-generation GC has already collected), for `bench:hot --alloc-profile`.
+const inspector = new Session();
+inspector.connect();
+const post = (method: string, params?: object) =>
+  new Promise<unknown>((resolve, reject) =>
+    inspector.post(method, params, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 
 function heap(): number {
   (globalThis as { gc?: () => void }).gc?.();
@@ -45,8 +60,16 @@ process.on("message", async (raw) => {
         slug,
         binding: { server: `pg-${slug}.internal:5432`, database: slug },
       };
+      const host = hostAt(i, m.domain, m.prefix);
       resolver.tenants.seed(id, { v: 1, tenant });
-      resolver.hosts.seed(hostAt(i, m.domain, m.prefix), { v: 1, tenantId: id });
+      resolver.hosts.seed(host, { v: 1, tenantId: id });
+      // Also in the store, as the control plane would have put them: a refresh then
+      // finds the same version and keeps the seeded entry (runs longer than freshness).
+      if (m.persist)
+        await Promise.all([
+          store.setIfNewer(CACHE.tenant.key(id), JSON.stringify({ v: 1, tenant }), 1, 3_600_000, "authoritative"),
+          store.setIfNewer(CACHE.host.key(host), JSON.stringify({ v: 1, tenantId: id }), 1, 3_600_000, "authoritative"),
+        ]);
     }
     answer = { hosts: resolver.hosts.size, tenants: resolver.tenants.size };
   } else if (m.type === "unseed") {
@@ -64,6 +87,26 @@ process.on("message", async (raw) => {
   } else if (m.type === "clear-audit") {
     await router.audit.flush();
     await store.del(AUDIT_STREAM.key);
+  } else if (m.type === "alloc-start") {
+    await post("HeapProfiler.enable");
+    await post("HeapProfiler.startSampling", {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      // With `survivors`, only what outlived a young-generation collection.
+      includeObjectsCollectedByMinorGC: !m.survivors,
+    });
+  } else if (m.type === "alloc-stop") {
+    const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: unknown };
+    writeFileSync(m.file, JSON.stringify(profile));
+    answer = m.file;
+  } else if (m.type === "cpu-start") {
+    await post("Profiler.enable");
+    await post("Profiler.setSamplingInterval", { interval: 100 });
+    await post("Profiler.start");
+  } else if (m.type === "cpu-stop") {
+    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+    writeFileSync(m.file, JSON.stringify(profile));
+    answer = m.file;
   } else if (m.type === "heap") {
     answer = heap();
   }
