@@ -105,7 +105,7 @@ const IDLE_MS = 5 * LEASE_MS;
  * seen every few seconds) takes a lease when it needs one, as a prefetched lease
  * would mostly expire and be refunded: two store calls instead of one.
  */
-const PREFETCH_GAP_MS = LEASE_MS / 2;
+export const PREFETCH_GAP_MS = LEASE_MS / 2;
 
 /** Most admits sent in one store call. */
 const MAX_BATCH = 256;
@@ -287,6 +287,11 @@ export class Limiter {
   readonly #inFlight = new Map<string, number>();
   /** Bucket-sets by key id, or tenant id for traffic without a key; oldest answer first. */
   readonly #sets = new Map<string, BucketSet>();
+  /**
+   * Sets holding a lease fetched ahead: their current lease is older than their last
+   * answer, so the sweep's walk in answer order would reach its expiry late.
+   */
+  readonly #ahead = new Set<BucketSet>();
   #batch: Queued[] = [];
   /** Store calls (fetches with their settling, refunds) not yet finished: `close` waits for them. */
   readonly #pending = new Set<Promise<void>>();
@@ -385,7 +390,10 @@ export class Limiter {
         now >= set.deniedUntil
       )
         this.#prefetch(set, now);
-      return this.#allowed(set.bucket, set.remaining + set.tokens, set.reset);
+      const next = set.next;
+      // What the store had left after the latest grant, plus what this router holds.
+      const remaining = next === null ? set.remaining + set.tokens : next.remaining + set.tokens + next.tokens;
+      return this.#allowed(set.bucket, remaining, set.reset);
     }
     if (now < set.deniedUntil) return this.#refusal(set, now);
     return new Promise<LimitOutcome>((resolve) => this.#enqueue(set, resolve, now));
@@ -491,7 +499,9 @@ export class Limiter {
    */
   #prefetch(set: BucketSet, now: number): void {
     const want = Math.min(this.#want(set, now), set.maxLease - set.tokens);
-    if (want > 0) this.#startFetch(set, { want, waiters: [] }, now);
+    if (want <= 0) return;
+    set.lastWant = want;
+    this.#startFetch(set, { want, waiters: [] }, now);
   }
 
   /**
@@ -503,6 +513,7 @@ export class Limiter {
     const next = set.next;
     if (set.tokens > 0 || next === null) return;
     set.next = null;
+    this.#ahead.delete(set);
     if (now >= next.expiresAt) {
       this.#refund(set.rates, next.quota, next.tokens);
       return;
@@ -603,6 +614,11 @@ export class Limiter {
         } else if (set.next === null) {
           // The current lease still has requests: this one waits behind it.
           set.next = { tokens: left, expiresAt: at + LEASE_MS, quota, bucket, remaining: answer.remaining, reset };
+          this.#ahead.add(set);
+        } else if (set.next.quota?.key !== quota?.key) {
+          // Concurrent fetches across a month's end: not merged, so each refund goes
+          // back to the counter it was taken from.
+          this.#refund(set.rates, quota, left);
         } else {
           // Concurrent fetches: merged into the waiting lease, whose older expiry
           // holds for all (the stricter bound).
@@ -650,8 +666,12 @@ export class Limiter {
 
   /** A waiter its fetch could not serve: a lease or a refusal may have come meanwhile. */
   #retry(set: BucketSet, waiter: Waiter, now: number): void {
-    if (now < this.#degradedUntil) void this.#localAdmit(set, now).then(waiter);
-    else if (set.tokens > 0 && now < set.expiresAt) {
+    if (now < this.#degradedUntil) {
+      void this.#localAdmit(set, now).then(waiter);
+      return;
+    }
+    if (set.tokens === 0 || now >= set.expiresAt) this.#promote(set, now);
+    if (set.tokens > 0) {
       set.tokens--;
       set.served++;
       waiter(this.#allowed(set.bucket, set.remaining + set.tokens, set.reset));
@@ -752,16 +772,20 @@ export class Limiter {
     this.#refundLease(set);
     if (set.next !== null) this.#refund(set.rates, set.next.quota, set.next.tokens);
     set.next = null;
+    this.#ahead.delete(set);
     if (this.#sets.get(set.id) === set) this.#sets.delete(set.id);
   }
 
   /**
    * Refunds expired leases and forgets bucket-sets idle for `IDLE_MS`. The table is in
    * order of last store answer and a lease never outlives its answer by more than
-   * `LEASE_MS`, so the walk stops at the first set answered within `LEASE_MS`.
+   * `LEASE_MS`, so the walk stops at the first set answered within `LEASE_MS`. A set
+   * holding a lease fetched ahead has a current lease older than its last answer: those
+   * few are checked apart (`#ahead`), so each lease goes back at its own expiry.
    */
   sweep(): void {
     const now = this.#now();
+    for (const set of this.#ahead) if (now >= set.expiresAt) this.#promote(set, now);
     for (const set of this.#sets.values()) {
       if (set.touched > now - LEASE_MS) break;
       if (now >= set.expiresAt) this.#promote(set, now);

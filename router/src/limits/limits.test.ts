@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MemoryStore, type Store, type TenantRecord } from "@portcullis/shared";
 import { createRouterMetrics } from "../ops/index.ts";
 import { brandedRefusalPage, brandingJson, escapeHtml, wantsHtml } from "./branding.ts";
-import { FALLBACK_MS, LEASE_MS, type LimitOutcome, Limiter, QUOTA_DENIAL_MS, UsageMeter } from "./index.ts";
+import { FALLBACK_MS, LEASE_MS, type LimitOutcome, Limiter, PREFETCH_GAP_MS, QUOTA_DENIAL_MS, UsageMeter } from "./index.ts";
 
 function tenant(limits: Partial<TenantRecord["limits"]> = {}, branding: TenantRecord["settings"]["branding"] = {}): TenantRecord {
   return {
@@ -257,18 +257,19 @@ describe("Limiter leases", () => {
     const limiter = new Limiter({ store, now: () => now });
     const t = busy();
     // Grow the lease to its largest size (40), then use it up: as it runs low, the
-    // next lease is asked for ahead (steady traffic), and this fetch is in flight.
+    // next lease is asked for ahead (steady traffic), for at least 30 (40 less what
+    // was left), and this fetch is still in flight.
     await warm(limiter, t, 20);
     const before = calls.admit;
     while (limiter.leased(t.id) > 0) limiter.check(t, undefined);
-    // 40 requests at once: they join the fetch in flight up to its size, the rest share one more.
-    const wave = await Promise.all(Array.from({ length: 40 }, () => settle(limiter.check(t, undefined))));
+    // 20 requests at once: all join the fetch in flight, none asks the store.
+    const wave = await Promise.all(Array.from({ length: 20 }, () => settle(limiter.check(t, undefined))));
     expect(wave.every((o) => o.ok)).toBe(true);
-    expect(calls.admit - before).toBe(2);
-    await limiter.settled();
+    expect(calls.admit - before).toBe(1);
     // More than a lease's worth at once: what is left, the lease fetched ahead as it
     // ran low (sized to what may be held beside the rest), then 40 per fetch. One
     // fetch per lease, not one per request.
+    await limiter.settled();
     const left = limiter.leased(t.id);
     const after = calls.admit;
     const twice = await Promise.all(Array.from({ length: 80 + left }, () => settle(limiter.check(t, undefined))));
@@ -277,17 +278,12 @@ describe("Limiter leases", () => {
     await limiter.close();
   });
 
-  it("fetches the next lease ahead for steady traffic, so no request waits for the store", async () => {
-    let now = 1_000_000;
-    const { store, calls } = countingStore(() => now);
-    const limiter = new Limiter({ store, now: () => now });
-    const t = busy();
-    // 50 requests a second for 20 s: after the first few leases, every one is answered
-    // from memory, while the store is asked about once per lease.
+  /** 50 requests a second for `n` requests: how many had to wait for the store. */
+  async function steady(limiter: Limiter, t: TenantRecord, clock: { now: number }, n: number) {
     let waited = 0;
     let most = 0;
-    for (let i = 0; i < 1_000; i++) {
-      now += 20;
+    for (let i = 0; i < n; i++) {
+      clock.now += 20;
       const r = limiter.check(t, undefined);
       if (r instanceof Promise) {
         if (i >= 50) waited++;
@@ -296,32 +292,126 @@ describe("Limiter leases", () => {
       await new Promise((resolve) => setImmediate(resolve));
       most = Math.max(most, limiter.leased(t.id));
     }
+    return { waited, most };
+  }
+
+  it("fetches the next lease ahead for steady traffic, so no request waits for the store", async () => {
+    const clock = { now: 1_000_000 };
+    const { store, calls } = countingStore(() => clock.now);
+    const limiter = new Limiter({ store, now: () => clock.now });
+    const t = busy();
+    // For 20 s: after the first few leases every request is answered from memory,
+    // while the store is asked about once per lease.
+    const { waited, most } = await steady(limiter, t, clock, 1_000);
     expect(waited).toBe(0);
     // Never more held than one lease's bound (maxLease 40), current and next together.
     expect(most).toBeLessThanOrEqual(40);
     expect(calls.admit).toBeLessThan(1_000 / 20);
-    // Traffic stops: both leases (current and the one fetched ahead) expire and go back.
-    now += LEASE_MS;
+    // Traffic stops: what is held (the current lease and the one fetched ahead, if any)
+    // goes back, exactly.
+    const held = limiter.leased(t.id);
+    expect(held).toBeGreaterThan(0);
+    clock.now += LEASE_MS;
     limiter.sweep();
     await limiter.settled();
     expect(limiter.leased(t.id)).toBe(0);
+    expect(calls.refunded).toBe(held);
+    await limiter.close();
+    expect(calls.refunded).toBe(held);
+  });
+
+  it("gives back an expired lease at its own expiry while the next one, fetched ahead, is held", async () => {
+    const clock = { now: 1_000_000 };
+    const { store, calls } = countingStore(() => clock.now);
+    const limiter = new Limiter({ store, now: () => clock.now });
+    const t = busy();
+    await steady(limiter, t, clock, 200);
+    // Use the current lease down to its quarter: the next is fetched ahead and answered
+    // now, so the set's last answer is recent while the current lease is older.
+    let guard = 0;
+    const before = calls.admit;
+    while (calls.admit === before && guard++ < 100) {
+      clock.now += 20;
+      expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await limiter.settled();
+    const held = limiter.leased(t.id);
+    expect(calls.admit).toBe(before + 1);
+    // Traffic stops. A sweep after the older lease expired, but less than LEASE_MS
+    // after the last answer, gives back the older lease's rest at once.
+    clock.now += LEASE_MS - 100;
+    limiter.sweep();
+    await limiter.settled();
+    expect(calls.refund).toBe(1);
     expect(calls.refunded).toBeGreaterThan(0);
-    expect(calls.refunded).toBeLessThanOrEqual(40);
+    expect(limiter.leased(t.id)).toBe(held - calls.refunded);
+    // The lease fetched ahead goes back at its own expiry.
+    clock.now += 200;
+    limiter.sweep();
+    await limiter.settled();
+    expect(limiter.leased(t.id)).toBe(0);
+    expect(calls.refunded).toBe(held);
     await limiter.close();
   });
 
-  it("does not fetch ahead for sparse traffic: one store call per request, nothing held", async () => {
-    let now = 1_000_000;
-    const { store, calls } = countingStore(() => now);
-    const limiter = new Limiter({ store, now: () => now });
+  it("gives back both leases when the tenant's limits change while one is fetched ahead", async () => {
+    const clock = { now: 1_000_000 };
+    const { store, calls } = countingStore(() => clock.now);
+    const limiter = new Limiter({ store, now: () => clock.now });
     const t = busy();
-    for (let i = 0; i < 10; i++) {
-      now += LEASE_MS;
+    await steady(limiter, t, clock, 200);
+    const before = calls.admit;
+    let guard = 0;
+    while (calls.admit === before && guard++ < 100) {
+      clock.now += 20;
+      await settle(limiter.check(t, undefined));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await limiter.settled();
+    const held = limiter.leased(t.id);
+    expect(held).toBeGreaterThan(0);
+    const changed = tenant({ requestsPerSecond: 100, burst: 500 });
+    expect((await settle(limiter.check(changed, undefined))).ok).toBe(true);
+    await limiter.settled();
+    expect(calls.refunded).toBe(held);
+    await limiter.close();
+  });
+
+  it("does not fetch ahead for a request after a pause: sparse traffic takes a lease when it needs one", async () => {
+    const clock = { now: 1_000_000 };
+    const { store, calls } = countingStore(() => clock.now);
+    const limiter = new Limiter({ store, now: () => clock.now });
+    // Burst 20: leases of at most 2, fetched ahead when the last one is used.
+    const t = tenant({ requestsPerSecond: 100, burst: 20 });
+    // Dense traffic (every 100 ms) until this router holds exactly one leased request.
+    let guard = 0;
+    do {
+      clock.now += 100;
       expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
       await limiter.settled();
-      expect(limiter.leased(t.id)).toBe(0);
-    }
-    expect(calls).toMatchObject({ admit: 10, refund: 0 });
+    } while (limiter.leased(t.id) !== 1 && guard++ < 50);
+    expect(limiter.leased(t.id)).toBe(1);
+    // After a pause, the request that uses it is answered from memory and asks for nothing.
+    const before = calls.admit;
+    clock.now += PREFETCH_GAP_MS;
+    const r = limiter.check(t, undefined);
+    expect(r).not.toBeInstanceOf(Promise);
+    await limiter.settled();
+    expect(calls.admit).toBe(before);
+    expect(limiter.leased(t.id)).toBe(0);
+    // With steady traffic the same request would have fetched the next lease ahead.
+    do {
+      clock.now += 100;
+      await settle(limiter.check(t, undefined));
+      await limiter.settled();
+    } while (limiter.leased(t.id) !== 1 && guard++ < 100);
+    const again = calls.admit;
+    clock.now += 100;
+    expect(limiter.check(t, undefined)).not.toBeInstanceOf(Promise);
+    await limiter.settled();
+    expect(calls.admit).toBe(again + 1);
+    expect(limiter.leased(t.id)).toBe(2);
     await limiter.close();
   });
 });
