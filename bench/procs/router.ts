@@ -31,13 +31,19 @@ type Command =
   | { type: "cpu-stop"; file: string };
 
 // CPU profile and sampled allocation profile (what the request path allocates, including what the
-// young-generation GC has already collected), for `bench:hot --alloc-profile`.
+// young-generation GC has already collected), for `bench:hot --rate-profile / --alloc-profile`.
 const inspector = new Session();
 inspector.connect();
 const post = (method: string, params?: object) =>
   new Promise<unknown>((resolve, reject) =>
     inspector.post(method, params, (error, result) => (error ? reject(error) : resolve(result))),
   );
+/** Stops a profiler and writes its profile to `file`. */
+async function stopInto(method: string, file: string): Promise<string> {
+  const { profile } = (await post(method)) as { profile: unknown };
+  writeFileSync(file, JSON.stringify(profile));
+  return file;
+}
 
 function heap(): number {
   (globalThis as { gc?: () => void }).gc?.();
@@ -96,17 +102,13 @@ process.on("message", async (raw) => {
       includeObjectsCollectedByMinorGC: !m.survivors,
     });
   } else if (m.type === "alloc-stop") {
-    const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: unknown };
-    writeFileSync(m.file, JSON.stringify(profile));
-    answer = m.file;
+    answer = await stopInto("HeapProfiler.stopSampling", m.file);
   } else if (m.type === "cpu-start") {
     await post("Profiler.enable");
     await post("Profiler.setSamplingInterval", { interval: 100 });
     await post("Profiler.start");
   } else if (m.type === "cpu-stop") {
-    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
-    writeFileSync(m.file, JSON.stringify(profile));
-    answer = m.file;
+    answer = await stopInto("Profiler.stop", m.file);
   } else if (m.type === "heap") {
     answer = heap();
   }
