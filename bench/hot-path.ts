@@ -3,19 +3,22 @@
  * control plane. The router's cache is seeded straight from a tenant template (as the
  * full benchmark does for its large tenant counts), Redis is the store, the limits of
  * the full benchmark are on (every request passes the limiter), audit events go to the
- * store's durable stream, and the router runs
- * beside the bare node:http + undici forwarder on the same core, alternating. It
- * prints req/s and the target's CPU time per request (the steadier figure).
+ * store's durable stream, and the router runs beside the bare node:http + undici
+ * forwarder and the node:http floor (node:http + Portcullis's own client, nothing
+ * checked) on the same core, in rotating order. It prints req/s and the target's CPU
+ * time per request (the steadier figure), and each one's ratios to the bare forwarder.
  *
  *   npm run bench:hot                          3 alternating rounds of 5 s
  *   npm run bench:hot -- --rounds 5 --seconds 4
- *   npm run bench:hot -- --profile /tmp/prof   CPU profile of the router
+ *   npm run bench:hot -- --profile /tmp/p.cpuprofile   CPU profile of the router's last
+ *                                              measured run
  *   npm run bench:hot -- --no-limits --audit-off   what limits and audit cost
  *   npm run bench:hot -- --alloc-profile /tmp/a.heapprofile   sampled allocations of the
  *                                              router during the fixed-rate run (with --rate);
  *                                              --alloc-survivors: only what outlived a scavenge
  *   npm run bench:hot -- --rate 1000 --rate-profile /tmp/r.cpuprofile   CPU profile of the
  *                                              router during the fixed-rate run
+ *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
@@ -48,6 +51,10 @@ const RATE_PROFILE = option("--rate-profile", "");
 const RATE = Number(option("--rate", "0"));
 // Uncounted seconds at the fixed rate before the measured ones: JIT and leases settle.
 const RATE_WARMUP = Number(option("--rate-warmup", "5"));
+// Only the fixed-rate targets whose names include one of these (e.g. "Portcullis").
+const RATE_ONLY = option("--rate-only", "")
+  .split(",")
+  .filter((t) => t !== "");
 // Extra Node flags for the router process, e.g. --router-flags "--trace-gc".
 const ROUTER_FLAGS = option("--router-flags", "")
   .split(" ")
@@ -93,12 +100,10 @@ const env = {
   REDIS_PREFIX: `pc-hot-${randomBytes(4).toString("hex")}:`,
   ...(AUDIT_OFF ? { ROUTER_AUDIT: "off" } : {}),
 };
-const router = await start("router.ts", TARGET_CPU, { env }, [
-  "--expose-gc",
-  ...ROUTER_FLAGS,
-  ...(PROFILE ? ["--cpu-prof", "--cpu-prof-interval=100", `--cpu-prof-dir=${PROFILE}`] : []),
-]);
+const router = await start("router.ts", TARGET_CPU, { env }, ["--expose-gc", ...ROUTER_FLAGS]);
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
+// The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
+const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 
 const template: TenantRecord = {
   id: "",
@@ -137,41 +142,47 @@ const hosts: HostSet = { prefix: "t", count: HOSTS, domain: DOMAIN };
 const targets = [
   { name: "Portcullis", proc: router, before: seed },
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
+  { name: "node:http floor", proc: floor, before: async () => {} },
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
-// Round 0 warms both targets (JIT tiers, connections, leases) and is not counted.
+// Round 0 warms every target (JIT tiers, connections, leases) and is not counted.
 if (ROUNDS > 0)
   for (const t of targets) {
     await t.before();
     await runWrk({ port: t.proc.port, connections: 64, hosts, cpu: LOAD_CPU, tmp, seconds: 3 });
   }
 for (let round = 0; round < ROUNDS; round++) {
-  for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
+  // A different order each round (rotated), so no target always follows the same one.
+  for (const t of [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)]) {
     await t.before();
     const base = { port: t.proc.port, connections: 64, hosts, cpu: LOAD_CPU, tmp };
     await runWrk({ ...base, seconds: 1 });
+    // The profile covers the router's measured run of the last round only.
+    const profiling = PROFILE !== "" && t.proc === router && round === ROUNDS - 1;
+    if (profiling) await router.ask({ type: "cpu-start" });
     const cpu0 = cpuSeconds(t.proc.pid);
     const r = await runWrk({ ...base, seconds: SECONDS });
+    if (profiling) await router.ask({ type: "cpu-stop", file: PROFILE });
     const us = ((cpuSeconds(t.proc.pid) - cpu0) * 1e6) / r.requests;
     results.set(t.name, [...(results.get(t.name) ?? []), { rps: r.rps, us }]);
     console.log(
-      `${t.name.padEnd(26)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs/req  p99 ${r.p99ms.toFixed(2)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
+      `${t.name.padEnd(28)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs/req  p99 ${r.p99ms.toFixed(2)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
     );
   }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-const p = results.get("Portcullis") ?? [];
 const b = results.get("bare node:http + undici") ?? [];
-const pr = median(p.map((x) => x.rps));
-const br = median(b.map((x) => x.rps));
-if (ROUNDS > 0) {
-  // CPU per request relative to the bare forwarder's in the same round: steadier than
-  // either figure alone on a machine whose speed drifts between rounds.
-  const ratios = p.map((x, i) => x.us / (b[i]?.us ?? Number.NaN));
-  console.log(
-    `median: Portcullis ${Math.round(pr)} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(br)} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${(pr / br).toFixed(2)}× bare's req/s, ${median(ratios).toFixed(2)}× bare's CPU per request (median of rounds)`,
-  );
-}
+if (ROUNDS > 0)
+  for (const name of ["Portcullis", "node:http floor"]) {
+    const p = results.get(name) ?? [];
+    // Ratios to the bare forwarder within each round, then their median: steadier than
+    // either figure alone on a machine whose speed drifts between rounds.
+    const rps = median(p.map((x, i) => x.rps / (b[i]?.rps ?? Number.NaN)));
+    const cpu = median(p.map((x, i) => x.us / (b[i]?.us ?? Number.NaN)));
+    console.log(
+      `median: ${name} ${Math.round(median(p.map((x) => x.rps)))} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(median(b.map((x) => x.rps)))} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${rps.toFixed(2)}× bare's req/s, ${cpu.toFixed(2)}× bare's CPU per request (medians of per-round ratios)`,
+    );
+  }
 
 /** The router's own histograms, for the share of its requests under 1 ms. */
 async function routerBuckets(): Promise<Map<string, number>> {
@@ -190,8 +201,10 @@ if (RATE > 0) {
   for (const [name, port, before] of [
     ["direct upstream", direct.port, async () => {}],
     ["bare forwarder", bare.port, async () => {}],
+    ["node:http floor", floor.port, async () => {}],
     ["Portcullis", router.port, seed],
   ] as const) {
+    if (RATE_ONLY.length > 0 && !RATE_ONLY.some((t) => name.includes(t))) continue;
     await before();
     // Warm (JIT, connections, scripts) with a short closed-loop run first, then
     // RATE_WARMUP uncounted seconds at the rate.

@@ -2,6 +2,11 @@
  * `npm run bench`: Portcullis against a direct upstream, the Node proxies people
  * reach for, and nginx / haproxy when installed, all in one run on loopback.
  *
+ * Beside the peers runs the node:http floor: a node:http server forwarding with
+ * Portcullis's own client and checking nothing (bench/procs/peer-bare-h1.ts). The
+ * targets table shows what it reaches on each measure: a target it misses is out of
+ * reach for any gateway on node:http on the machine of the run.
+ *
  * Every target routes on Host over the same 1,000 hostnames to one Node upstream
  * with a 100-byte body. The load generator (wrk on one core when installed, else
  * autocannon) is the same for all; targets alternate within each repetition and the
@@ -54,6 +59,7 @@ const PROFILE = option("--profile");
 const DOMAIN = "bench.test";
 const API_HOST = `api.${DOMAIN}`;
 const CONNECTIONS = 64;
+const FLOOR_NAME = "node:http + Portcullis's h1 client (checks nothing)";
 const BENCH_LIMITS = { requestsPerSecond: 1_000_000, burst: 1_000_000, monthlyRequests: null, concurrency: 100_000 };
 const SECRETS = {
   ADMIN_TOKEN: randomBytes(16).toString("hex"),
@@ -384,6 +390,10 @@ async function main() {
   const peerSettings = { hosts: HOSTS, domain: DOMAIN, upstream: upstreamUrl };
   const peers: [string, string][] = [
     ["bare node:http + undici (checks nothing)", "peer-bare-undici.ts"],
+    // The floor of a gateway on node:http: its server side and this project's fastest
+    // client, nothing checked. A target that needs more than this reaches is out of reach
+    // for any gateway built on node:http (as Hono's Node adapter is) on this machine.
+    [FLOOR_NAME, "peer-bare-h1.ts"],
     ["fastify + @fastify/reply-from", "peer-fastify.ts"],
     ["http-proxy", "peer-http-proxy.ts"],
     ["hono proxy() helper", "peer-hono-proxy.ts"],
@@ -548,13 +558,16 @@ async function main() {
   const directRate: number[] = [];
   const routerRate: number[] = [];
   const bareRate: number[] = [];
+  const floorRate: number[] = [];
   const bareProc = peerProcs[0] as NodeProc;
+  const floorProc = peerProcs[1] as NodeProc;
   const rateReps = QUICK ? 1 : 2;
   const rateRuns: { target: string; p50ms: number; p99ms: number; errors: number }[] = [];
   for (let rep = 0; rep < rateReps; rep++) {
     for (const [name, port, bucket] of [
       ["direct upstream", direct.port, directRate],
       ["bare forwarder", bareProc.port, bareRate],
+      ["node:http floor", floorProc.port, floorRate],
       ["Portcullis", router.port, routerRate],
     ] as const) {
       if (port === router.port) await warm(port);
@@ -575,12 +588,15 @@ async function main() {
   const directP50 = median(rateRuns.filter((r) => r.target === "direct upstream").map((r) => r.p50ms));
   const routerP50 = median(rateRuns.filter((r) => r.target === "Portcullis").map((r) => r.p50ms));
   const bareP50 = median(rateRuns.filter((r) => r.target === "bare forwarder").map((r) => r.p50ms));
+  const floorP50 = median(rateRuns.filter((r) => r.target === "node:http floor").map((r) => r.p50ms));
   const added = {
     rate: P.rate,
     p50ms: routerP50 - directP50,
     p99ms: median(routerRate) - median(directRate),
     bareP50ms: bareP50 - directP50,
     bareP99ms: median(bareRate) - median(directRate),
+    floorP50ms: floorP50 - directP50,
+    floorP99ms: median(floorRate) - median(directRate),
     warmupSeconds: P.rateWarmup,
     runs: rateRuns,
   };
@@ -713,7 +729,9 @@ async function main() {
   // Throughput ratios pair the runs of one repetition (taken minutes apart from the
   // next), then take the median: the machine's load drifts between repetitions.
   const paired = (a: Row, b: Row) => median(a.runs.map((x, i) => ratio(x, b.runs[i] ?? Number.NaN)));
-  const checks: { target: string; value: string; met: boolean }[] = [];
+  // What the node:http floor reaches against the same peer, in the same repetitions.
+  const floorRow = get(FLOOR_NAME);
+  const checks: { target: string; value: string; met: boolean; floor: string }[] = [];
   for (const [name, need] of [
     ["hono proxy() helper", 2],
     ["fastify + @fastify/reply-from", 2],
@@ -723,7 +741,7 @@ async function main() {
   ] as const) {
     const peer = get(name);
     if (!peer) {
-      checks.push({ target: `≥ ${need}× ${name}`, value: "not measured (not installed)", met: false });
+      checks.push({ target: `≥ ${need}× ${name}`, value: "not measured (not installed)", met: false, floor: "–" });
       continue;
     }
     const r = paired(portcullis, peer);
@@ -732,16 +750,28 @@ async function main() {
       target: `throughput ≥ ${need}× ${name}`,
       value: `${r.toFixed(2)}× (by CPU per request: ${cpu.toFixed(2)}×)`,
       met: r >= need,
+      floor: floorRow ? `${paired(floorRow, peer).toFixed(2)}× (by CPU: ${ratio(peer.cpuUs, floorRow.cpuUs).toFixed(2)}×)` : "–",
     });
   }
-  checks.push({ target: `added p99 at ${P.rate} req/s ≤ 1 ms`, value: `${added.p99ms.toFixed(3)} ms`, met: added.p99ms <= 1 });
+  checks.push({
+    target: `added p99 at ${P.rate} req/s ≤ 1 ms`,
+    value: `${added.p99ms.toFixed(3)} ms`,
+    met: added.p99ms <= 1,
+    floor: `${added.floorP99ms.toFixed(3)} ms`,
+  });
   const tenantRatio = paired(big, small);
   checks.push({
     target: `${P.big.toLocaleString("en")} tenants ≥ 0.95× 10 tenants`,
     value: `${tenantRatio.toFixed(2)}× (by CPU per request: ${ratio(small.cpuUs, big.cpuUs).toFixed(2)}×)`,
     met: tenantRatio >= 0.95,
+    floor: "–",
   });
-  checks.push({ target: "< 2 KiB per cached tenant", value: `${Math.round(bytesPerTenant)} B`, met: bytesPerTenant < 2048 });
+  checks.push({
+    target: "< 2 KiB per cached tenant",
+    value: `${Math.round(bytesPerTenant)} B`,
+    met: bytesPerTenant < 2048,
+    floor: "–",
+  });
 
   const result = {
     date: new Date().toISOString(),
@@ -792,7 +822,7 @@ async function main() {
     );
   md.push(
     "",
-    `Added latency at a fixed ${P.rate} req/s (open loop, ${P.rateSeconds} s after ${P.rateWarmup} s uncounted, median of ${rateReps}): Portcullis p50 ${f(added.p50ms, 3)} ms, p99 ${f(added.p99ms, 3)} ms; the bare forwarder, for reference, p50 ${f(added.bareP50ms, 3)} ms, p99 ${f(added.bareP99ms, 3)} ms (each minus direct).`,
+    `Added latency at a fixed ${P.rate} req/s (open loop, ${P.rateSeconds} s after ${P.rateWarmup} s uncounted, median of ${rateReps}): Portcullis p50 ${f(added.p50ms, 3)} ms, p99 ${f(added.p99ms, 3)} ms; for reference the bare forwarder p50 ${f(added.bareP50ms, 3)} ms, p99 ${f(added.bareP99ms, 3)} ms, and the node:http floor p50 ${f(added.floorP50ms, 3)} ms, p99 ${f(added.floorP99ms, 3)} ms (each minus direct).`,
     "",
   );
   md.push(
@@ -825,10 +855,12 @@ async function main() {
   md.push(
     "Targets: throughput ratios are medians of per-repetition ratios; CPU per request (the target's own CPU time over the requests it served) is steadier on a busy machine and shown beside them.",
     "",
-    "| target | reached | met |",
-    "|---|---|---|",
+    `The last column is what the node:http floor (${FLOOR_NAME}) reaches on the same measure in the same run: where it is below the target, no gateway on node:http reaches that target here.`,
+    "",
+    "| target | reached | met | node:http floor reaches |",
+    "|---|---|---|---|",
   );
-  for (const c of checks) md.push(`| ${c.target} | ${c.value} | ${c.met ? "yes" : "**no**"} |`);
+  for (const c of checks) md.push(`| ${c.target} | ${c.value} | ${c.met ? "yes" : "**no**"} | ${c.floor} |`);
   if (notes.length > 0) md.push("", "Notes:", ...notes.map((n) => `- ${n}`));
   md.push("", `Run took ${result.durationSeconds} s.`);
   const text = md.join("\n");
