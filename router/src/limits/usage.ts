@@ -1,10 +1,12 @@
 /**
  * Usage metering, off the request path: each exchange adds to an in-memory counter
  * per tenant and month; a timer moves the counters into the shared store's pending
- * hash (`LIMIT_KEYS.usagePending`, one atomic HINCRBY transaction per flush), from
- * which the control plane takes them atomically into Postgres. A failed flush puts
- * the counts back for the next one; `close` flushes, so a drained or closed router
- * loses nothing it counted (a crash loses at most one interval).
+ * hash (`LIMIT_KEYS.usagePending`, one atomic HINCRBY transaction per slice of
+ * `FLUSH_SLICE` tenant-months), from which the control plane takes them atomically
+ * into Postgres. A failed slice puts its counts and the unsent rest back for the next
+ * flush (a slice is all or nothing, so nothing is counted twice); `close` flushes, so a
+ * drained or closed router loses nothing it counted (a crash loses at most one
+ * interval).
  *
  * Fields of the pending hash: `<period>|<tenantId>|<r|x|i|o>` for requests allowed,
  * requests refused, body bytes in and body bytes out.
@@ -21,6 +23,14 @@ interface Counts {
 
 /** Bound of tenants × months held between flushes; past it, counts are dropped and counted. */
 const MAX_PENDING = 100_000;
+
+/**
+ * Tenant-months per store call. A flush goes out in slices, one round trip each, and
+ * requests are served between them: in one call, a flush of 1,000 tenants held the
+ * event loop for 5–7 ms on the benchmark machine (building 4,000 fields, then the
+ * client encoding 8,000 arguments), once a second, which is a latency tail.
+ */
+export const FLUSH_SLICE = 100;
 
 export class UsageMeter {
   readonly #store: Store;
@@ -74,26 +84,30 @@ export class UsageMeter {
     const batch = this.#pending;
     this.#pending = new Map();
     this.#flushing = (async () => {
-      const increments: Record<string, number> = {};
-      for (const [key, c] of batch) {
-        if (c.r) increments[`${key}|r`] = c.r;
-        if (c.x) increments[`${key}|x`] = c.x;
-        if (c.i) increments[`${key}|i`] = c.i;
-        if (c.o) increments[`${key}|o`] = c.o;
-      }
+      const entries = batch.entries();
       try {
-        await this.#store.addCounters(LIMIT_KEYS.usagePending, increments);
-      } catch {
-        // The transaction is all or nothing: put the batch back for the next flush.
-        this.#metrics?.usageFlushErrors.inc();
-        for (const [key, c] of batch) {
-          const cur = this.#pending.get(key);
-          if (cur === undefined) this.#pending.set(key, c);
-          else {
-            cur.r += c.r;
-            cur.x += c.x;
-            cur.i += c.i;
-            cur.o += c.o;
+        for (;;) {
+          const slice: [string, Counts][] = [];
+          for (let next = entries.next(); !next.done; next = entries.next()) {
+            slice.push(next.value);
+            if (slice.length === FLUSH_SLICE) break;
+          }
+          if (slice.length === 0) return;
+          const increments: Record<string, number> = {};
+          for (const [key, c] of slice) {
+            if (c.r) increments[`${key}|r`] = c.r;
+            if (c.x) increments[`${key}|x`] = c.x;
+            if (c.i) increments[`${key}|i`] = c.i;
+            if (c.o) increments[`${key}|o`] = c.o;
+          }
+          try {
+            await this.#store.addCounters(LIMIT_KEYS.usagePending, increments);
+          } catch {
+            // A slice is all or nothing: it and the unsent rest wait for the next flush.
+            this.#metrics?.usageFlushErrors.inc();
+            for (const [key, c] of slice) this.#restore(key, c);
+            for (const [key, c] of entries) this.#restore(key, c);
+            return;
           }
         }
       } finally {
@@ -101,6 +115,18 @@ export class UsageMeter {
       }
     })();
     return this.#flushing;
+  }
+
+  /** Counts that could not be flushed, back into the pending table (merged with newer ones). */
+  #restore(key: string, c: Counts): void {
+    const cur = this.#pending.get(key);
+    if (cur === undefined) this.#pending.set(key, c);
+    else {
+      cur.r += c.r;
+      cur.x += c.x;
+      cur.i += c.i;
+      cur.o += c.o;
+    }
   }
 
   async close(): Promise<void> {
