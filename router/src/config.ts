@@ -1,4 +1,5 @@
 /** Router settings, parsed once from the environment and frozen. */
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { csv, hostSetting, parseEnv, port, secret } from "@portcullis/shared";
 
@@ -39,6 +40,9 @@ const Env = z.object({
   // Measurement only: "off" skips building and recording audit events (the contract
   // requires them; `npm run bench` uses this to show what auditing costs).
   ROUTER_AUDIT: z.enum(["on", "off"]).default("on"),
+  // Router processes serving the public port: 1 (one process, the default), a number,
+  // or "auto" (one per available core). More than one needs Redis (REDIS_URL).
+  ROUTER_WORKERS: z.union([z.literal("auto"), z.coerce.number().int().min(1).max(1_024)]).default(1),
 });
 
 export interface RouterConfig {
@@ -80,6 +84,8 @@ export interface RouterConfig {
   metricsTenantLabels: number;
   /** False only to measure the cost of auditing (ROUTER_AUDIT=off). */
   audit: boolean;
+  /** Worker processes sharing the public port (router/src/cluster.ts); 1: no workers. */
+  workers: number;
   generatedSecrets: string[];
 }
 
@@ -90,6 +96,13 @@ export function loadRouterConfig(
   const e = parseEnv(Env, env);
   const generated: string[] = [];
   const platformDomain = hostSetting("PLATFORM_DOMAIN", e.PLATFORM_DOMAIN);
+  const workers = e.ROUTER_WORKERS === "auto" ? availableParallelism() : e.ROUTER_WORKERS;
+  // Workers share limits, caches, invalidations and the audit stream through the
+  // store: the in-process one would give each its own.
+  if (workers > 1 && !e.REDIS_URL)
+    throw new Error(
+      "invalid settings:\n  ROUTER_WORKERS: more than one router process needs REDIS_URL (the in-process store is per process)",
+    );
   return Object.freeze({
     port: e.ROUTER_PORT,
     opsPort: e.ROUTER_OPS_PORT,
@@ -126,6 +139,7 @@ export function loadRouterConfig(
     alertMinIntervalMs: e.ALERT_MIN_INTERVAL_MS,
     metricsTenantLabels: e.METRICS_TENANT_LABELS,
     audit: e.ROUTER_AUDIT === "on",
+    workers,
     generatedSecrets: generated,
     ...overrides,
   });

@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
+import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import { hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
@@ -25,6 +26,11 @@ export interface StartRouterDeps {
   auditWriter?: AuditWriter;
   log?: Logger;
   now?: () => number;
+  /**
+   * Open the ops port (default). A worker of the multi-process mode does not: its
+   * primary serves the ops port for all workers and asks each for `ready` and `scrape`.
+   */
+  ops?: boolean;
 }
 
 export interface RunningRouter {
@@ -37,6 +43,10 @@ export interface RunningRouter {
   limiter: Limiter;
   meter: UsageMeter;
   security: SecuritySignals;
+  /** What `/readyz` answers: not draining, and the key service or the store reachable. */
+  ready(): boolean;
+  /** This router's metrics, current, as prom-client JSON (for aggregation across workers). */
+  scrape(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
   /** SIGTERM behaviour: unready, finish in-flight requests, close. */
   drain(): Promise<void>;
   close(): Promise<void>;
@@ -152,26 +162,27 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   probeTimer.unref();
 
   let droppedReported = 0;
-  const opsApp = createOpsApp({
-    readiness: { ready: () => !draining && keyServiceUp },
-    metrics,
-    beforeScrape: async () => {
-      metrics.auditDepth.set(audit.depth);
-      metrics.usagePending.set(meter.depth);
-      metrics.limiterDegraded.set(limiter.degraded ? 1 : 0);
-      const dropped = audit.dropped - droppedReported;
-      if (dropped > 0) metrics.auditDropped.inc(dropped);
-      droppedReported += dropped;
-      metrics.openConnections.set(
-        { side: "client" },
-        await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
-      );
-      metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + h1.connections);
-    },
-  });
-  const opsServer = createServer(getRequestListener(opsApp.fetch));
+  const ready = () => !draining && keyServiceUp;
+  // Gauges read at scrape time.
+  const beforeScrape = async () => {
+    metrics.auditDepth.set(audit.depth);
+    metrics.usagePending.set(meter.depth);
+    metrics.limiterDegraded.set(limiter.degraded ? 1 : 0);
+    const dropped = audit.dropped - droppedReported;
+    if (dropped > 0) metrics.auditDropped.inc(dropped);
+    droppedReported += dropped;
+    metrics.openConnections.set(
+      { side: "client" },
+      await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
+    );
+    metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + h1.connections);
+  };
+  const opsServer =
+    deps.ops === false
+      ? null
+      : createServer(getRequestListener(createOpsApp({ readiness: { ready }, metrics, beforeScrape }).fetch));
   const port = await listen(server, config.port, config.host);
-  const opsPort = await listen(opsServer, config.opsPort, config.opsHost);
+  const opsPort = opsServer === null ? 0 : await listen(opsServer, config.opsPort, config.opsHost);
 
   let closed = false;
   const close = async () => {
@@ -180,8 +191,10 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     clearInterval(probeTimer);
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
-    opsServer.closeAllConnections();
-    await new Promise<void>((r) => opsServer.close(() => r()));
+    if (opsServer !== null) {
+      opsServer.closeAllConnections();
+      await new Promise<void>((r) => opsServer.close(() => r()));
+    }
     await audit.close();
     // Counted usage goes to the shared store before the process lets go of it.
     await meter.close();
@@ -210,6 +223,11 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     limiter,
     meter,
     security,
+    ready,
+    async scrape() {
+      await beforeScrape();
+      return metrics.registry.getMetricsAsJSON();
+    },
     async drain() {
       draining = true;
       // Stop accepting, let in-flight requests finish, then close what is idle.

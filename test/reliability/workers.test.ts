@@ -1,0 +1,200 @@
+/**
+ * Multi-process mode (ROUTER_WORKERS=2, router/src/cluster.ts) as an operator runs it:
+ * `node router/src/main.ts` against the test stack's key service, real Redis and
+ * Postgres. Connections are spread over two worker processes, the ops port reports
+ * their metrics summed, a worker that dies is replaced while the others keep serving,
+ * SIGTERM drains every worker (a request in flight completes) and the primary exits 0;
+ * and the settings refuse what cannot work.
+ */
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadRouterConfig } from "@portcullis/router";
+import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
+import { eventually, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
+
+/** Worker process ids of a primary (Linux /proc). */
+function workersOf(pid: number): number[] {
+  const text = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+  return text === "" ? [] : text.split(" ").map(Number);
+}
+
+/** One request on a connection of its own (the primary hands out connections, not requests). */
+async function fresh(port: number, host: string, path = "/"): Promise<{ status: number; body: string }> {
+  const res = await request(`http://127.0.0.1:${port}${path}`, { headers: { host, connection: "close" }, reset: true });
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
+async function metric(opsPort: number, line: RegExp): Promise<number> {
+  const res = await request(`http://127.0.0.1:${opsPort}/metrics`);
+  const text = await res.body.text();
+  const m = line.exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+describe("multi-process mode", () => {
+  let stack: TestStack;
+  let upstream: Server;
+  /** Upstream connections seen, by the router-side source port. */
+  const sources = new Set<number>();
+  let slowRequests = 0;
+  let router: RouterProcess | null = null;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ backend: "real" });
+    await stack.tenant("acme");
+    upstream = createServer((req, res) => {
+      sources.add(req.socket.remotePort ?? 0);
+      if (req.url === "/slow") {
+        slowRequests++;
+        setTimeout(() => res.end("slow but complete"), 800);
+        return;
+      }
+      res.end("ok");
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", () => r()));
+    const put = await stack.admin("PUT", "/v1/tenants/acme/upstreams", {
+      urls: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+    });
+    expect(put.status).toBe(200);
+    router = await spawnRouter(stack, { ROUTER_WORKERS: "2" });
+  });
+  afterAll(async () => {
+    await router?.kill();
+    upstream?.closeAllConnections();
+    upstream?.close();
+    await stack?.close();
+  });
+
+  it("spreads connections over two worker processes and sums their metrics on the ops port", async () => {
+    const r = router as RouterProcess;
+    expect(workersOf(r.child.pid as number)).toHaveLength(2);
+    const before = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await fresh(r.port, "acme.localhost")).status);
+    expect(statuses).toEqual(Array(20).fill(200));
+    // Sequential requests through one process reuse one upstream connection; each
+    // worker keeps its own pool, so two processes served them.
+    expect(sources.size).toBeGreaterThanOrEqual(2);
+    const after = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
+    expect(after - (Number.isNaN(before) ? 0 : before)).toBe(20);
+    const ready = await request(`http://127.0.0.1:${r.opsPort}/readyz`);
+    expect(ready.statusCode).toBe(200);
+    expect(await ready.body.json()).toEqual({ ready: true, workers: 2 });
+    // Still fail closed in every worker: an unknown host reaches no upstream.
+    const seen = sources.size;
+    for (let i = 0; i < 4; i++) expect((await fresh(r.port, "nobody.localhost")).status).toBe(404);
+    expect(sources.size).toBe(seen);
+  });
+
+  it("replaces a worker that dies, and the other keeps serving meanwhile", async () => {
+    const r = router as RouterProcess;
+    const pid = r.child.pid as number;
+    const [victim, survivor] = workersOf(pid) as [number, number];
+    process.kill(victim, "SIGKILL");
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await fresh(r.port, "acme.localhost")).status);
+    expect(statuses).toEqual(Array(10).fill(200));
+    await eventually(() => workersOf(pid).length === 2, 10_000, 50);
+    const now = workersOf(pid);
+    expect(now).toContain(survivor);
+    expect(now).not.toContain(victim);
+    await eventually(async () => (await request(`http://127.0.0.1:${r.opsPort}/readyz`)).statusCode === 200, 10_000, 50);
+    expect((await fresh(r.port, "acme.localhost")).status).toBe(200);
+  });
+
+  it("drains every worker on SIGTERM: the request in flight completes, then the primary exits 0", async () => {
+    const r = router as RouterProcess;
+    const pid = r.child.pid as number;
+    const workers = workersOf(pid);
+    const inFlight = fresh(r.port, "acme.localhost", "/slow");
+    await eventually(() => slowRequests === 1, 5_000, 10);
+    const code = r.stop();
+    await eventually(
+      async () => {
+        const res = await request(`http://127.0.0.1:${r.opsPort}/readyz`).catch(() => null);
+        return res === null || res.statusCode === 503;
+      },
+      5_000,
+      10,
+    );
+    expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
+    expect(await code).toBe(0);
+    for (const w of workers) expect(() => process.kill(w, 0)).toThrow();
+    router = null;
+  });
+});
+
+describe("multi-process mode, stopped by a supervisor that signals the whole process group", () => {
+  let stack: TestStack;
+  let upstream: Server;
+  let slowRequests = 0;
+  let router: RouterProcess | null = null;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ backend: "real" });
+    await stack.tenant("acme");
+    upstream = createServer((_req, res) => {
+      slowRequests++;
+      setTimeout(() => res.end("slow but complete"), 800);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", () => r()));
+    const put = await stack.admin("PUT", "/v1/tenants/acme/upstreams", {
+      urls: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+    });
+    expect(put.status).toBe(200);
+    router = await spawnRouter(stack, { ROUTER_WORKERS: "2" });
+  });
+  afterAll(async () => {
+    await router?.kill();
+    upstream?.closeAllConnections();
+    upstream?.close();
+    await stack?.close();
+  });
+
+  it("drains when every process gets SIGTERM, workers first, then twice more: requests in flight complete, exit 0", async () => {
+    const r = router as RouterProcess;
+    const pid = r.child.pid as number;
+    const workers = workersOf(pid);
+    // Two requests on connections of their own: with two workers, likely one each.
+    const inFlight = [fresh(r.port, "acme.localhost"), fresh(r.port, "acme.localhost")];
+    await eventually(() => slowRequests === 2, 5_000, 10);
+    for (const w of workers) process.kill(w, "SIGTERM");
+    const code = r.stop();
+    // A supervisor repeating itself: a second signal must not cut the drain short.
+    await new Promise((res) => setTimeout(res, 50));
+    for (const p of [...workers, pid])
+      try {
+        process.kill(p, "SIGTERM");
+      } catch {
+        // Already gone: nothing was in flight there.
+      }
+    expect(await Promise.all(inFlight)).toEqual([
+      { status: 200, body: "slow but complete" },
+      { status: 200, body: "slow but complete" },
+    ]);
+    expect(await code).toBe(0);
+    router = null;
+  });
+});
+
+describe("multi-process settings", () => {
+  const base = { ...SECRETS, REDIS_URL: "redis://127.0.0.1:6379" };
+  it("takes a number or auto, and refuses anything else", () => {
+    expect(loadRouterConfig({ ...base }).workers).toBe(1);
+    expect(loadRouterConfig({ ...base, ROUTER_WORKERS: "3" }).workers).toBe(3);
+    expect(loadRouterConfig({ ...base, ROUTER_WORKERS: "auto" }).workers).toBeGreaterThanOrEqual(1);
+    for (const bad of ["0", "-1", "1.5", "many", ""])
+      expect(() => loadRouterConfig({ ...base, ROUTER_WORKERS: bad }), bad).toThrow(/ROUTER_WORKERS/);
+  });
+
+  it("refuses more than one worker without Redis", () => {
+    const { REDIS_URL: _, ...noRedis } = base;
+    expect(() => loadRouterConfig({ ...noRedis, ROUTER_WORKERS: "2" })).toThrow(
+      /ROUTER_WORKERS: more than one router process needs REDIS_URL/,
+    );
+    expect(loadRouterConfig({ ...noRedis, ROUTER_WORKERS: "1" }).workers).toBe(1);
+  });
+});
