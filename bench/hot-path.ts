@@ -32,9 +32,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { TenantRecord } from "@portcullis/shared";
 import { cpuSeconds, fixedRate, startNode } from "./processes.ts";
 import { has, type HostSet, runWrk } from "./load.ts";
+import { benchTenant } from "./tenant.ts";
 
 const _here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
@@ -105,23 +105,7 @@ const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, doma
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 
-const template: TenantRecord = {
-  id: "",
-  slug: "",
-  status: "active",
-  plan: "enterprise",
-  binding: null,
-  upstreams: [origin],
-  limits: {
-    requestsPerSecond: 1_000_000,
-    burst: 1_000_000,
-    monthlyRequests: null,
-    concurrency: 100_000,
-    maxBodyBytes: 10_485_760,
-  },
-  features: { beta: true },
-  settings: { allowedIps: [], branding: {} },
-};
+const template = benchTenant(origin);
 if (NO_LIMITS)
   template.limits = { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null };
 // Before each run: the audit stream emptied (every event of the run is appended) and

@@ -19,9 +19,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CACHE, RedisStore, type TenantRecord } from "@portcullis/shared";
+import { CACHE, RedisStore } from "@portcullis/shared";
 import { cpuSeconds, startNode } from "./processes.ts";
 import { has, type HostSet, runWrk } from "./load.ts";
+import { benchTenant } from "./tenant.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
@@ -62,23 +63,8 @@ const origin = `http://127.0.0.1:${upstream.port}`;
 for (let i = 0; i < HOSTS; i++) {
   const slug = `t${String(i).padStart(4, "0")}`;
   const id = `ten_workers${i}`;
-  const tenant: TenantRecord = {
-    id,
-    slug,
-    status: "active",
-    plan: "enterprise",
-    binding: { server: `pg-${slug}.internal:5432`, database: slug },
-    upstreams: [origin],
-    limits: {
-      requestsPerSecond: 1_000_000,
-      burst: 1_000_000,
-      monthlyRequests: null,
-      concurrency: 100_000,
-      maxBodyBytes: 10_485_760,
-    },
-    features: { beta: true },
-    settings: { allowedIps: [], branding: {} },
-  };
+  const tenant = benchTenant(origin, id, slug);
+
   await store.setIfNewer(CACHE.tenant.key(id), JSON.stringify({ v: 1, tenant }), 1, 3_600_000, "authoritative");
   await store.setIfNewer(
     CACHE.host.key(`${slug}.${DOMAIN}`),

@@ -36,3 +36,14 @@ export function hostOf(value: string | undefined): string {
   const colon = value.indexOf(":");
   return (colon === -1 ? value : value.slice(0, colon)).toLowerCase();
 }
+
+/** Hop-by-hop headers, which the bare forwarders drop. */
+export const HOP = new Set(["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"]);
+
+/** The client's headers without the hop-by-hop ones, as a flat name/value list. */
+export function forwardedHeaders(raw: string[]): string[] {
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2)
+    if (!HOP.has((raw[i] as string).toLowerCase())) headers.push(raw[i] as string, raw[i + 1] as string);
+  return headers;
+}

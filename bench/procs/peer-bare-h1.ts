@@ -7,12 +7,11 @@
  */
 import { createServer } from "node:http";
 import { createH1Client } from "../../router/src/proxy/index.ts";
-import { hostOf, ready, routes, settings } from "./common.ts";
+import { forwardedHeaders, hostOf, ready, routes, settings } from "./common.ts";
 
 const s = settings<{ hosts: number; domain: string; upstream: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
 const client = createH1Client({ connectTimeoutMs: 10_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 128 });
-const HOP = new Set(["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"]);
 const NONE = {};
 const done = () => {};
 const refuse = (res: import("node:http").ServerResponse) => {
@@ -25,10 +24,7 @@ const server = createServer((req, res) => {
     res.writeHead(404).end();
     return;
   }
-  const headers: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2)
-    if (!HOP.has((raw[i] as string).toLowerCase())) headers.push(raw[i] as string, raw[i + 1] as string);
+  const headers = forwardedHeaders(req.rawHeaders);
   client.forward(
     res,
     {

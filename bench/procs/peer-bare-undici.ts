@@ -1,12 +1,11 @@
 /** Peer: a bare node:http server forwarding with undici's dispatcher into the Node response. Checks nothing. */
 import { createServer } from "node:http";
 import { Agent } from "undici";
-import { hostOf, ready, routes, settings } from "./common.ts";
+import { forwardedHeaders, HOP, hostOf, ready, routes, settings } from "./common.ts";
 
 const s = settings<{ hosts: number; domain: string; upstream: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, pipelining: 1 });
-const HOP = new Set(["connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"]);
 
 const server = createServer((req, res) => {
   const origin = table.get(hostOf(req.headers.host));
@@ -14,10 +13,7 @@ const server = createServer((req, res) => {
     res.writeHead(404).end();
     return;
   }
-  const headers: string[] = [];
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2)
-    if (!HOP.has((raw[i] as string).toLowerCase())) headers.push(raw[i] as string, raw[i + 1] as string);
+  const headers = forwardedHeaders(req.rawHeaders);
   const hasBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
   agent.dispatch(
     { origin, path: req.url ?? "/", method: req.method as "GET", headers, body: hasBody ? req : null },

@@ -34,42 +34,54 @@ async function metric(opsPort: number, line: RegExp): Promise<number> {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-describe("multi-process mode", () => {
-  let stack: TestStack;
-  let upstream: Server;
-  /** Upstream connections seen, by the router-side source port. */
-  const sources = new Set<number>();
-  let slowRequests = 0;
-  let router: RouterProcess | null = null;
-
+/**
+ * Around the enclosing describe: a test stack whose tenant acme routes to an upstream
+ * of the test's own (`/slow` answers after 800 ms), and `node router/src/main.ts` with
+ * two workers in front of it.
+ */
+function withWorkers() {
+  const f = {
+    stack: undefined as unknown as TestStack,
+    router: null as RouterProcess | null,
+    /** Upstream connections seen, by the router-side source port. */
+    sources: new Set<number>(),
+    slowRequests: 0,
+  };
+  let upstream: Server | null = null;
   beforeAll(async () => {
-    stack = await startTestStack({ backend: "real" });
-    await stack.tenant("acme");
-    upstream = createServer((req, res) => {
-      sources.add(req.socket.remotePort ?? 0);
+    f.stack = await startTestStack({ backend: "real" });
+    await f.stack.tenant("acme");
+    const server = createServer((req, res) => {
+      f.sources.add(req.socket.remotePort ?? 0);
       if (req.url === "/slow") {
-        slowRequests++;
+        f.slowRequests++;
         setTimeout(() => res.end("slow but complete"), 800);
         return;
       }
       res.end("ok");
     });
-    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", () => r()));
-    const put = await stack.admin("PUT", "/v1/tenants/acme/upstreams", {
-      urls: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
+    upstream = server;
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const put = await f.stack.admin("PUT", "/v1/tenants/acme/upstreams", {
+      urls: [`http://127.0.0.1:${(server.address() as AddressInfo).port}`],
     });
     expect(put.status).toBe(200);
-    router = await spawnRouter(stack, { ROUTER_WORKERS: "2" });
+    f.router = await spawnRouter(f.stack, { ROUTER_WORKERS: "2" });
   });
   afterAll(async () => {
-    await router?.kill();
+    await f.router?.kill();
     upstream?.closeAllConnections();
     upstream?.close();
-    await stack?.close();
+    await f.stack?.close();
   });
+  return f;
+}
+
+describe("multi-process mode", () => {
+  const f = withWorkers();
 
   it("spreads connections over two worker processes and sums their metrics on the ops port", async () => {
-    const r = router as RouterProcess;
+    const r = f.router as RouterProcess;
     expect(workersOf(r.child.pid as number)).toHaveLength(2);
     const before = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
     const statuses: number[] = [];
@@ -77,20 +89,20 @@ describe("multi-process mode", () => {
     expect(statuses).toEqual(Array(20).fill(200));
     // Sequential requests through one process reuse one upstream connection; each
     // worker keeps its own pool, so two processes served them.
-    expect(sources.size).toBeGreaterThanOrEqual(2);
+    expect(f.sources.size).toBeGreaterThanOrEqual(2);
     const after = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
     expect(after - (Number.isNaN(before) ? 0 : before)).toBe(20);
     const ready = await request(`http://127.0.0.1:${r.opsPort}/readyz`);
     expect(ready.statusCode).toBe(200);
     expect(await ready.body.json()).toEqual({ ready: true, workers: 2 });
     // Still fail closed in every worker: an unknown host reaches no upstream.
-    const seen = sources.size;
+    const seen = f.sources.size;
     for (let i = 0; i < 4; i++) expect((await fresh(r.port, "nobody.localhost")).status).toBe(404);
-    expect(sources.size).toBe(seen);
+    expect(f.sources.size).toBe(seen);
   });
 
   it("replaces a worker that dies, and the other keeps serving meanwhile", async () => {
-    const r = router as RouterProcess;
+    const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
     const [victim, survivor] = workersOf(pid) as [number, number];
     process.kill(victim, "SIGKILL");
@@ -106,11 +118,11 @@ describe("multi-process mode", () => {
   });
 
   it("drains every worker on SIGTERM: the request in flight completes, then the primary exits 0", async () => {
-    const r = router as RouterProcess;
+    const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
     const workers = workersOf(pid);
     const inFlight = fresh(r.port, "acme.localhost", "/slow");
-    await eventually(() => slowRequests === 1, 5_000, 10);
+    await eventually(() => f.slowRequests === 1, 5_000, 10);
     const code = r.stop();
     await eventually(
       async () => {
@@ -123,44 +135,20 @@ describe("multi-process mode", () => {
     expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
     expect(await code).toBe(0);
     for (const w of workers) expect(() => process.kill(w, 0)).toThrow();
-    router = null;
+    f.router = null;
   });
 });
 
 describe("multi-process mode, stopped by a supervisor that signals the whole process group", () => {
-  let stack: TestStack;
-  let upstream: Server;
-  let slowRequests = 0;
-  let router: RouterProcess | null = null;
-
-  beforeAll(async () => {
-    stack = await startTestStack({ backend: "real" });
-    await stack.tenant("acme");
-    upstream = createServer((_req, res) => {
-      slowRequests++;
-      setTimeout(() => res.end("slow but complete"), 800);
-    });
-    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", () => r()));
-    const put = await stack.admin("PUT", "/v1/tenants/acme/upstreams", {
-      urls: [`http://127.0.0.1:${(upstream.address() as AddressInfo).port}`],
-    });
-    expect(put.status).toBe(200);
-    router = await spawnRouter(stack, { ROUTER_WORKERS: "2" });
-  });
-  afterAll(async () => {
-    await router?.kill();
-    upstream?.closeAllConnections();
-    upstream?.close();
-    await stack?.close();
-  });
+  const f = withWorkers();
 
   it("drains when every process gets SIGTERM, workers first, then twice more: requests in flight complete, exit 0", async () => {
-    const r = router as RouterProcess;
+    const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
     const workers = workersOf(pid);
     // Two requests on connections of their own: with two workers, likely one each.
-    const inFlight = [fresh(r.port, "acme.localhost"), fresh(r.port, "acme.localhost")];
-    await eventually(() => slowRequests === 2, 5_000, 10);
+    const inFlight = [fresh(r.port, "acme.localhost", "/slow"), fresh(r.port, "acme.localhost", "/slow")];
+    await eventually(() => f.slowRequests === 2, 5_000, 10);
     for (const w of workers) process.kill(w, "SIGTERM");
     const code = r.stop();
     // A supervisor repeating itself: a second signal must not cut the drain short.
@@ -176,7 +164,7 @@ describe("multi-process mode, stopped by a supervisor that signals the whole pro
       { status: 200, body: "slow but complete" },
     ]);
     expect(await code).toBe(0);
-    router = null;
+    f.router = null;
   });
 });
 
