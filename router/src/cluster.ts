@@ -1,24 +1,28 @@
 /**
  * Multi-process mode (`ROUTER_WORKERS` > 1): one primary process and N worker
  * processes (node:cluster). Every worker is a whole router (`startRouter`) on the
- * shared public port; the primary hands each new connection to the next worker. The
- * workers share what must be shared through Redis, as separate routers do: caches and
- * invalidations, leased rate limits and quotas, usage, the audit stream. What stays
- * per process is what is per router anyway: the concurrency limit (a tenant may have
- * up to N × `concurrency` requests in flight on the machine, as with N routers) and
- * the in-memory tiers.
+ * shared public port, accepting from its one listening socket. The workers share what
+ * must be shared through Redis, as separate routers do: caches and invalidations,
+ * leased rate limits and quotas, usage, the audit stream. What stays per process is
+ * what is per router anyway: the concurrency limit (a tenant may have up to
+ * N × `concurrency` requests in flight on the machine, as with N routers), the
+ * in-memory tiers, the tenants that get a metric label of their own, and the alert
+ * rate limit.
  *
  * The primary serves no request. It:
  * - gives every worker the same secrets (a secret generated because it was unset is
  *   generated once, here, so that every worker signs and verifies alike);
- * - serves the ops port for all of them: `/metrics` is the workers' metrics summed
- *   (each worker's registry read over IPC; gauges are summed too, so
- *   `portcullis_limiter_degraded` counts degraded workers), `/readyz` is ready while
- *   not draining and every live worker answers ready, `/healthz` while a worker lives;
- * - replaces a worker that dies (crash, OOM kill) after a short pause, and stops
- *   everything (exit 1) when workers keep dying;
+ * - serves the ops port for all of them: `/metrics` is every worker's metrics, each
+ *   series labelled with the worker's slot (`worker="1"` … `"N"`, taken over by the
+ *   worker that replaces one), so a worker that dies looks to Prometheus like a
+ *   restarted target, never like a counter going down; `/readyz` is ready while not
+ *   stopping and every listening worker answers ready; `/healthz` while a worker lives;
+ * - replaces a worker that exits while the primary is not stopping (a crash, an OOM
+ *   kill, a worker signalled on its own) after a short pause, and stops everything
+ *   (exit 1) when workers keep crashing;
  * - on SIGTERM turns unready, has every worker drain (finish in-flight requests, flush
- *   audit and usage) and exits 0 once they have; SIGINT closes them at once.
+ *   audit and usage) and exits once they have: 0, or 1 if a worker failed meanwhile.
+ *   SIGINT closes them at once (also after a SIGTERM).
  * A worker whose primary goes away drains and exits: no orphan keeps serving.
  */
 import cluster, { type Worker } from "node:cluster";
@@ -39,22 +43,15 @@ type Answer = { type: "answer"; id: number; ready?: boolean; metrics?: Metrics }
 /** Worker → primary: it received a stop signal itself and is leaving (not a crash). */
 type Leaving = { type: "leaving" };
 
-/** How long the primary waits for a worker's answer on the ops port. */
-const ASK_TIMEOUT_MS = 2_000;
-/** Pause before a dead worker is replaced. */
+/** The worker's slot, from its primary: its metrics' `worker` label. */
+const SLOT_ENV = "PORTCULLIS_WORKER_SLOT";
+/** How long the primary waits for a worker's answer on the ops port (under a 1 s probe timeout). */
+const ASK_TIMEOUT_MS = 800;
+/** Pause before a worker that exited is replaced. */
 const RESPAWN_DELAY_MS = 500;
-/** More deaths than workers × this within `CRASH_WINDOW_MS`: the primary gives up (exit 1). */
+/** More crashes than workers × this within `CRASH_WINDOW_MS`: the primary gives up (exit 1). */
 const CRASHES_PER_WORKER = 3;
 const CRASH_WINDOW_MS = 30_000;
-
-/** The settings every worker gets: the environment, plus the secrets as the primary holds them. */
-function workerEnv(config: Readonly<RouterConfig>): Record<string, string> {
-  return {
-    CONTEXT_SIGNING_SECRET: config.contextSigningSecret,
-    SESSION_SECRET: config.sessionSecret,
-    KEY_SERVICE_TOKEN: config.keyServiceToken,
-  };
-}
 
 export interface RunningPrimary {
   port: number;
@@ -65,14 +62,22 @@ export interface RunningPrimary {
 }
 
 export async function runPrimary(config: Readonly<RouterConfig>, log: Logger): Promise<RunningPrimary> {
-  const live = new Set<Worker>();
+  // Every worker accepts from the one shared listening socket (the kernel's queue), not
+  // from connections the primary hands over: a connection handed to a worker in the
+  // moment it dies would hang, while one still queued is taken by another worker.
+  // Fixed at the first fork.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+
+  const live = new Map<Worker, number>();
+  const listening = new Set<Worker>();
   /** Workers that said they were stopping on their own: their exit is not a crash. */
   const leaving = new WeakSet<Worker>();
-  const deaths: number[] = [];
+  const crashes: number[] = [];
+  let started = false;
   let stopping: "drain" | "close" | null = null;
-  let exitCode = 0;
+  let failed = false;
   let nextId = 1;
-  const pending = new Map<number, (answer: Answer) => void>();
+  const pending = new Map<number, (answer: Answer | null) => void>();
   let resolveStopped: (code: number) => void = () => {};
   const stopped = new Promise<number>((r) => {
     resolveStopped = r;
@@ -80,70 +85,97 @@ export async function runPrimary(config: Readonly<RouterConfig>, log: Logger): P
 
   const ask = (worker: Worker, type: Question["type"]) =>
     new Promise<Answer | null>((resolve) => {
-      const id = nextId++;
-      const timer = setTimeout(() => {
-        pending.delete(id);
+      if (!worker.isConnected()) {
         resolve(null);
-      }, ASK_TIMEOUT_MS);
-      pending.set(id, (answer) => {
+        return;
+      }
+      const id = nextId++;
+      const settle = (answer: Answer | null) => {
         clearTimeout(timer);
         pending.delete(id);
         resolve(answer);
+      };
+      const timer = setTimeout(() => settle(null), ASK_TIMEOUT_MS);
+      pending.set(id, settle);
+      // A channel closing under us reports through the callback (and the worker's
+      // `error` event), never as a throw.
+      worker.send({ type, id } satisfies Question, (error: Error | null) => {
+        if (error) settle(null);
       });
-      try {
-        worker.send({ type, id } satisfies Question);
-      } catch {
-        clearTimeout(timer);
-        pending.delete(id);
-        resolve(null);
-      }
     });
 
   let opsServer: Server | null = null;
-  const finish = async (code: number) => {
+  let finished = false;
+  const finish = async () => {
+    if (finished) return;
+    finished = true;
     if (opsServer !== null) {
-      opsServer.closeAllConnections();
-      await new Promise<void>((r) => opsServer?.close(() => r()));
+      const server = opsServer;
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
     }
-    resolveStopped(code);
+    resolveStopped(failed ? 1 : 0);
   };
 
-  const stop = (how: "drain" | "close", code = 0) => {
-    if (stopping !== null) return;
+  const stop = (how: "drain" | "close") => {
+    // SIGINT after SIGTERM: stop waiting for the drain.
+    if (stopping === how || stopping === "close") return;
     stopping = how;
     if (live.size === 0) {
-      void finish(code);
+      void finish();
       return;
     }
-    exitCode = code;
-    for (const worker of live) worker.process.kill(how === "drain" ? "SIGTERM" : "SIGINT");
+    for (const worker of live.keys()) worker.process.kill(how === "drain" ? "SIGTERM" : "SIGINT");
   };
+  // `on`, not `once`, and before the first fork: a signal during start-up, or a second
+  // one from a supervisor repeating itself, must not take the default action and
+  // leave the workers without their primary.
+  process.on("SIGTERM", () => stop("drain"));
+  process.on("SIGINT", () => stop("close"));
 
-  const fork = (): Promise<number> => {
-    const worker = cluster.fork(workerEnv(config));
-    live.add(worker);
+  const fork = (slot: number): Promise<number> => {
+    const worker = cluster.fork({
+      CONTEXT_SIGNING_SECRET: config.contextSigningSecret,
+      SESSION_SECRET: config.sessionSecret,
+      KEY_SERVICE_TOKEN: config.keyServiceToken,
+      [SLOT_ENV]: String(slot),
+    });
+    live.set(worker, slot);
+    worker.on("error", (error) => log.warn({ err: error, pid: worker.process.pid }, "router worker channel error"));
+    worker.on("listening", () => listening.add(worker));
     worker.on("message", (m: Answer | Leaving) => {
       if (m.type === "leaving") leaving.add(worker);
       else if (m.type === "answer") pending.get(m.id)?.(m);
     });
     worker.on("exit", (code, signal) => {
       live.delete(worker);
-      if (stopping !== null || leaving.has(worker)) {
-        if (live.size === 0) void finish(stopping === null ? 0 : exitCode);
+      listening.delete(worker);
+      const clean = code === 0 && signal === null;
+      if (stopping !== null) {
+        if (!clean) {
+          failed = true;
+          log.error({ pid: worker.process.pid, code, signal }, "router worker failed while stopping");
+        }
+        if (live.size === 0) void finish();
         return;
       }
-      log.error({ pid: worker.process.pid, code, signal }, "router worker died; starting another");
-      const now = Date.now();
-      deaths.push(now);
-      while (deaths.length > 0 && (deaths[0] as number) < now - CRASH_WINDOW_MS) deaths.shift();
-      if (deaths.length > config.workers * CRASHES_PER_WORKER) {
-        log.fatal({ deaths: deaths.length }, "router workers keep dying; stopping");
-        stop("drain", 1);
-        return;
+      if (!started) return; // start-up failed: runPrimary rejects, nothing is replaced
+      if (leaving.has(worker) && clean) log.info({ pid: worker.process.pid, slot }, "router worker stopped; starting another");
+      else {
+        log.error({ pid: worker.process.pid, code, signal, slot }, "router worker died; starting another");
+        const now = Date.now();
+        crashes.push(now);
+        while (crashes.length > 0 && (crashes[0] as number) < now - CRASH_WINDOW_MS) crashes.shift();
+        if (crashes.length > config.workers * CRASHES_PER_WORKER) {
+          log.fatal({ crashes: crashes.length }, "router workers keep dying; stopping");
+          failed = true;
+          stop("drain");
+          return;
+        }
       }
       setTimeout(() => {
-        if (stopping === null) void fork().catch((error) => log.error({ err: error }, "router worker did not start"));
-      }, RESPAWN_DELAY_MS).unref();
+        if (stopping === null) void fork(slot).catch((error) => log.error({ err: error, slot }, "router worker did not start"));
+      }, RESPAWN_DELAY_MS);
     });
     return new Promise<number>((resolve, reject) => {
       worker.once("listening", (address: { port: number }) => resolve(address.port));
@@ -151,23 +183,25 @@ export async function runPrimary(config: Readonly<RouterConfig>, log: Logger): P
     });
   };
 
-  // Every worker accepts from the one shared listening socket (the kernel's queue), not
-  // from connections the primary hands over: a connection handed to a worker in the
-  // moment it dies would hang, while one still queued is taken by another worker.
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
-  const ports = await Promise.all(Array.from({ length: config.workers }, () => fork()));
+  const ports = await Promise.all(Array.from({ length: config.workers }, (_, i) => fork(i + 1)));
+  started = true;
   const port = ports[0] as number;
 
   const ops = new Hono();
   ops.get("/healthz", (c) => (live.size > 0 ? c.json({ ok: true, workers: live.size }) : c.json({ ok: false }, 503)));
   ops.get("/readyz", async (c) => {
-    if (stopping !== null || live.size === 0) return c.json({ ready: false }, 503);
-    const answers = await Promise.all([...live].map((w) => ask(w, "ready")));
+    // A worker still starting is not asked (it is not serving yet); one listening must answer ready.
+    const serving = [...listening];
+    if (stopping !== null || serving.length === 0) return c.json({ ready: false }, 503);
+    const answers = await Promise.all(serving.map((w) => ask(w, "ready")));
     const ready = answers.every((a) => a?.ready === true);
     return ready ? c.json({ ready: true, workers: answers.length }) : c.json({ ready: false }, 503);
   });
   ops.get("/metrics", async (c) => {
-    const answers = await Promise.all([...live].map((w) => ask(w, "metrics")));
+    // Each worker's series carry its `worker` label: one that does not answer in time
+    // is missing from this scrape, which Prometheus reads as a missing series, not as a
+    // counter reset.
+    const answers = await Promise.all([...live.keys()].map((w) => ask(w, "metrics")));
     const all = answers.flatMap((a) => (a?.metrics ? [a.metrics] : []));
     if (all.length === 0) return c.json({ error: { code: "unavailable", message: "No router worker answered." } }, 503);
     const registry = AggregatorRegistry.aggregate(all);
@@ -180,39 +214,48 @@ export async function runPrimary(config: Readonly<RouterConfig>, log: Logger): P
     server.once("error", reject);
     server.listen(config.opsPort, config.opsHost, () => resolve((server.address() as AddressInfo).port));
   });
-
-  // `on`, not `once`: a second signal (a supervisor repeating itself) must not take the
-  // default action and kill the primary mid-drain. `stop` acts once.
-  process.on("SIGTERM", () => stop("drain"));
-  process.on("SIGINT", () => stop("close"));
+  // Stopped while starting: the workers are already stopping.
+  if (stopping !== null && live.size === 0) void finish();
   return { port, opsPort, workers: config.workers, stopped };
 }
 
 /** A worker: a whole router without its own ops port, answering its primary. */
 export async function runWorker(config: Readonly<RouterConfig>, log: Logger): Promise<void> {
-  const router = await startRouter(config, { ops: false, log });
-  process.on("message", (raw) => {
-    const m = raw as Question;
-    if (m.type === "ready") process.send?.({ type: "answer", id: m.id, ready: router.ready() } satisfies Answer);
-    else if (m.type === "metrics")
-      void router.scrape().then(
-        (metrics) => process.send?.({ type: "answer", id: m.id, metrics } satisfies Answer),
-        (error) => log.error({ err: error }, "metrics for the primary failed"),
-      );
-  });
-  let leaving = false;
+  let leaving: "drain" | "close" | null = null;
+  let router: Awaited<ReturnType<typeof startRouter>> | null = null;
   const leave = (how: "drain" | "close", announce: boolean) => {
-    if (leaving) return;
-    leaving = true;
+    // A close after a drain (SIGINT after SIGTERM) cuts the drain short.
+    if (leaving === how || leaving === "close") return;
+    leaving = how;
     if (announce && process.connected) process.send?.({ type: "leaving" } satisfies Leaving);
+    if (router === null) process.exit(0);
     void (how === "drain" ? router.drain() : router.close()).then(() => process.exit(0));
   };
-  // A signal may come from the primary or straight from a supervisor that signals the
-  // whole process group: either way the worker drains, and says so.
+  // Node's own handler exits a worker at once when its primary's channel closes,
+  // cutting requests in flight and losing queued audit events and usage. Marked as an
+  // intended disconnect, it leaves the worker to drain instead.
+  process.prependOnceListener("disconnect", () => {
+    if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
+    leave("drain", false);
+  });
   // `on`, not `once`: a worker signalled with its process group gets SIGTERM from the
   // supervisor and again from its primary; the second must not kill it mid-drain.
   process.on("SIGTERM", () => leave("drain", true));
   process.on("SIGINT", () => leave("close", true));
-  // The primary is gone: nothing would replace or stop this worker.
-  process.once("disconnect", () => leave("drain", false));
+
+  const slot = process.env[SLOT_ENV] ?? "0";
+  const running = await startRouter(config, { ops: false, log, metricLabels: { worker: slot } });
+  router = running;
+  process.on("message", (raw) => {
+    const m = raw as Question;
+    const reply = (answer: Answer) => {
+      if (process.connected) process.send?.(answer, undefined, undefined, () => {});
+    };
+    if (m.type === "ready") reply({ type: "answer", id: m.id, ready: running.ready() });
+    else if (m.type === "metrics")
+      void running.scrape().then(
+        (metrics) => reply({ type: "answer", id: m.id, metrics }),
+        (error) => log.error({ err: error }, "metrics for the primary failed"),
+      );
+  });
 }

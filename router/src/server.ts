@@ -31,6 +31,8 @@ export interface StartRouterDeps {
    * primary serves the ops port for all workers and asks each for `ready` and `scrape`.
    */
   ops?: boolean;
+  /** Labels on every metric of this router (a worker's `worker` slot). */
+  metricLabels?: Record<string, string>;
 }
 
 export interface RunningRouter {
@@ -70,6 +72,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   else if (config.redisUrl) store = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix });
   else store = new MemoryStore();
   const metrics = createRouterMetrics({ tenantLabels: config.metricsTenantLabels });
+  if (deps.metricLabels) metrics.registry.setDefaultLabels(deps.metricLabels);
   const keyService = timedKeyService(
     deps.keyService ??
       createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken, timeoutMs: config.keyServiceTimeoutMs }),

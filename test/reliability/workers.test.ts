@@ -15,6 +15,15 @@ import { loadRouterConfig } from "@portcullis/router";
 import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
 import { eventually, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Worker process ids of a primary (Linux /proc). */
 function workersOf(pid: number): number[] {
   const text = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
@@ -27,12 +36,18 @@ async function fresh(port: number, host: string, path = "/"): Promise<{ status: 
   return { status: res.statusCode, body: await res.body.text() };
 }
 
-async function metric(opsPort: number, line: RegExp): Promise<number> {
+/** The `/metrics` lines of a family with these labels, by their `worker` label. */
+async function perWorker(opsPort: number, family: string, labels: string): Promise<Map<string, number>> {
   const res = await request(`http://127.0.0.1:${opsPort}/metrics`);
-  const text = await res.body.text();
-  const m = line.exec(text);
-  return m ? Number(m[1]) : Number.NaN;
+  const out = new Map<string, number>();
+  for (const line of (await res.body.text()).split("\n")) {
+    if (!line.startsWith(`${family}{`) || !line.includes(labels)) continue;
+    const worker = /worker="(\d+)"/.exec(line)?.[1] ?? "none";
+    out.set(worker, Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
 }
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 /**
  * Around the enclosing describe: a test stack whose tenant acme routes to an upstream
@@ -83,15 +98,18 @@ describe("multi-process mode", () => {
   it("spreads connections over two worker processes and sums their metrics on the ops port", async () => {
     const r = f.router as RouterProcess;
     expect(workersOf(r.child.pid as number)).toHaveLength(2);
-    const before = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
+    const allowed = () => perWorker(r.opsPort, "portcullis_decisions_total", 'decision="allow",reason="allowed"');
+    const before = sum(await allowed());
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await fresh(r.port, "acme.localhost")).status);
     expect(statuses).toEqual(Array(20).fill(200));
     // Sequential requests through one process reuse one upstream connection; each
     // worker keeps its own pool, so two processes served them.
     expect(f.sources.size).toBeGreaterThanOrEqual(2);
-    const after = await metric(r.opsPort, /portcullis_decisions_total\{decision="allow",reason="allowed"\} (\d+)/);
-    expect(after - (Number.isNaN(before) ? 0 : before)).toBe(20);
+    // Each worker's series under its own `worker` label, together the 20 requests.
+    const after = await allowed();
+    expect([...after.keys()].sort()).toEqual(["1", "2"]);
+    expect(sum(after) - before).toBe(20);
     const ready = await request(`http://127.0.0.1:${r.opsPort}/readyz`);
     expect(ready.statusCode).toBe(200);
     expect(await ready.body.json()).toEqual({ ready: true, workers: 2 });
@@ -105,6 +123,21 @@ describe("multi-process mode", () => {
     const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
     const [victim, survivor] = workersOf(pid) as [number, number];
+    const counted = await perWorker(r.opsPort, "portcullis_decisions_total", 'decision="allow",reason="allowed"');
+    // The ops port is asked all along: a worker's channel closing under a question
+    // must not take the primary down.
+    let asking = true;
+    const ops = (async () => {
+      let answered = 0;
+      while (asking) {
+        for (const path of ["/metrics", "/readyz"]) {
+          const res = await request(`http://127.0.0.1:${r.opsPort}${path}`);
+          await res.body.dump();
+          answered++;
+        }
+      }
+      return answered;
+    })();
     process.kill(victim, "SIGKILL");
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push((await fresh(r.port, "acme.localhost")).status);
@@ -114,7 +147,16 @@ describe("multi-process mode", () => {
     expect(now).toContain(survivor);
     expect(now).not.toContain(victim);
     await eventually(async () => (await request(`http://127.0.0.1:${r.opsPort}/readyz`)).statusCode === 200, 10_000, 50);
+    asking = false;
+    expect(await ops).toBeGreaterThanOrEqual(2);
+    expect(alive(pid)).toBe(true);
     expect((await fresh(r.port, "acme.localhost")).status).toBe(200);
+    // The replacement takes the dead worker's slot (no third label); the survivor's
+    // counter did not go down.
+    const later = await perWorker(r.opsPort, "portcullis_decisions_total", 'decision="allow",reason="allowed"');
+    for (const slot of later.keys()) expect(["1", "2"]).toContain(slot);
+    const grew = [...counted].filter(([slot, n]) => (later.get(slot) ?? 0) >= n + 1);
+    expect(grew.length).toBeGreaterThanOrEqual(1);
   });
 
   it("drains every worker on SIGTERM: the request in flight completes, then the primary exits 0", async () => {
@@ -134,7 +176,7 @@ describe("multi-process mode", () => {
     );
     expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
     expect(await code).toBe(0);
-    for (const w of workers) expect(() => process.kill(w, 0)).toThrow();
+    for (const w of workers) expect(alive(w)).toBe(false);
     f.router = null;
   });
 });
@@ -164,6 +206,39 @@ describe("multi-process mode, stopped by a supervisor that signals the whole pro
       { status: 200, body: "slow but complete" },
     ]);
     expect(await code).toBe(0);
+    f.router = null;
+  });
+});
+
+describe("multi-process mode, when its primary dies", () => {
+  const f = withWorkers();
+
+  it("every worker drains: the request in flight completes, then the workers exit", async () => {
+    const r = f.router as RouterProcess;
+    const workers = workersOf(r.child.pid as number);
+    const inFlight = fresh(r.port, "acme.localhost", "/slow");
+    await eventually(() => f.slowRequests === 1, 5_000, 10);
+    await r.kill();
+    expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
+    await eventually(() => workers.every((w) => !alive(w)), 10_000, 20);
+    f.router = null;
+  });
+});
+
+describe("multi-process mode, a worker failing while it drains", () => {
+  const f = withWorkers();
+
+  it("makes the primary exit 1", async () => {
+    const r = f.router as RouterProcess;
+    const workers = workersOf(r.child.pid as number);
+    const inFlight = [fresh(r.port, "acme.localhost", "/slow"), fresh(r.port, "acme.localhost", "/slow")];
+    await eventually(() => f.slowRequests === 2, 5_000, 10);
+    const code = r.stop();
+    await new Promise((res) => setTimeout(res, 100));
+    // A worker with a request in flight is still draining: killed, it fails the stop.
+    for (const w of workers) if (alive(w)) process.kill(w, "SIGKILL");
+    await Promise.allSettled(inFlight);
+    expect(await code).toBe(1);
     f.router = null;
   });
 });
