@@ -19,6 +19,8 @@ for (const name of ["ADMIN_TOKEN", "KEY_SERVICE_TOKEN", "CONTEXT_SIGNING_SECRET"
 }
 const cpConfig = loadControlPlaneConfig(env);
 const routerConfig = loadRouterConfig(env);
+if (routerConfig.workers > 1)
+  console.warn("stack: ROUTER_WORKERS applies to `node router/src/main.ts`; this one-process stack runs one router");
 
 const database = await openDatabase({ url: cpConfig.databaseUrl, dataDir: `${cpConfig.dataDir}/pglite` });
 console.log(`migrate: applying migrations (${database.kind})`);
