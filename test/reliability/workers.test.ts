@@ -243,6 +243,26 @@ describe("multi-process mode, a worker failing while it drains", () => {
   });
 });
 
+describe("multi-process mode, SIGINT during a drain", () => {
+  const f = withWorkers();
+
+  it("closes at once: the primary does not wait for the request in flight", async () => {
+    const r = f.router as RouterProcess;
+    const inFlight = fresh(r.port, "acme.localhost", "/slow").then(
+      (res) => res.status,
+      () => "cut",
+    );
+    await eventually(() => f.slowRequests === 1, 5_000, 10);
+    const code = r.stop();
+    await new Promise((res) => setTimeout(res, 50));
+    r.child.kill("SIGINT");
+    // Cut, not drained (a drain would answer it with a 200 after 800 ms).
+    expect(await inFlight).toBe("cut");
+    expect(await code).toBe(0);
+    f.router = null;
+  });
+});
+
 describe("multi-process settings", () => {
   const base = { ...SECRETS, REDIS_URL: "redis://127.0.0.1:6379" };
   it("takes a number or auto, and refuses anything else", () => {
