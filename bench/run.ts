@@ -21,7 +21,7 @@
  * times its rate limit: bench/noisy-neighbour.ts, run as its own process, 2 rounds of
  * 2 s per phase with --quick, 3 rounds of 3 s otherwise: about 20-40 s).
  *
- *   npm run bench            about 5-6 minutes
+ *   npm run bench            about 7 minutes
  *   npm run bench -- --quick about 1 minute (one repetition, short runs)
  */
 import { type ChildProcess, spawn } from "node:child_process";
