@@ -22,7 +22,7 @@
  * 2 s per phase with --quick, 3 rounds of 3 s otherwise: about 20-40 s).
  *
  *   npm run bench            about 7 minutes
- *   npm run bench -- --quick about 1 minute (one repetition, short runs)
+ *   npm run bench -- --quick about 2 minutes (one repetition, short runs)
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
