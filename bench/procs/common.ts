@@ -3,7 +3,7 @@
  * reports `{type: "ready", port}` on the IPC channel once listening, and it exits
  * when the orchestrator goes away (so no process outlives a run).
  */
-import type { Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export function settings<T>(): T {
@@ -35,6 +35,13 @@ export function hostOf(value: string | undefined): string {
   if (value === undefined) return "";
   const colon = value.indexOf(":");
   return (colon === -1 ? value : value.slice(0, colon)).toLowerCase();
+}
+
+/** The upstream a bare forwarder sends this request to; answers 404 itself when there is none. */
+export function originFor(table: Map<string, string>, req: IncomingMessage, res: ServerResponse): string | undefined {
+  const origin = table.get(hostOf(req.headers.host));
+  if (origin === undefined) res.writeHead(404).end();
+  return origin;
 }
 
 /** Hop-by-hop headers, which the bare forwarders drop. */

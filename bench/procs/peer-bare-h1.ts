@@ -7,7 +7,7 @@
  */
 import { createServer } from "node:http";
 import { createH1Client } from "../../router/src/proxy/index.ts";
-import { forwardedHeaders, hostOf, ready, routes, settings } from "./common.ts";
+import { forwardedHeaders, originFor, ready, routes, settings } from "./common.ts";
 
 const s = settings<{ hosts: number; domain: string; upstream: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
@@ -19,11 +19,8 @@ const refuse = (res: import("node:http").ServerResponse) => {
 };
 
 const server = createServer((req, res) => {
-  const origin = table.get(hostOf(req.headers.host));
-  if (origin === undefined) {
-    res.writeHead(404).end();
-    return;
-  }
+  const origin = originFor(table, req, res);
+  if (origin === undefined) return;
   const headers = forwardedHeaders(req.rawHeaders);
   client.forward(
     res,

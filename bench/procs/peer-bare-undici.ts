@@ -1,18 +1,15 @@
 /** Peer: a bare node:http server forwarding with undici's dispatcher into the Node response. Checks nothing. */
 import { createServer } from "node:http";
 import { Agent } from "undici";
-import { forwardedHeaders, HOP, hostOf, ready, routes, settings } from "./common.ts";
+import { forwardedHeaders, HOP, originFor, ready, routes, settings } from "./common.ts";
 
 const s = settings<{ hosts: number; domain: string; upstream: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
 const agent = new Agent({ connections: 128, keepAliveTimeout: 30_000, pipelining: 1 });
 
 const server = createServer((req, res) => {
-  const origin = table.get(hostOf(req.headers.host));
-  if (origin === undefined) {
-    res.writeHead(404).end();
-    return;
-  }
+  const origin = originFor(table, req, res);
+  if (origin === undefined) return;
   const headers = forwardedHeaders(req.rawHeaders);
   const hasBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
   agent.dispatch(

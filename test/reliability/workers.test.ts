@@ -61,6 +61,14 @@ function withWorkers() {
     /** Upstream connections seen, by the router-side source port. */
     sources: new Set<number>(),
     slowRequests: 0,
+    /** Starts `count` requests to `/slow`, each on a connection of its own; resolves once the upstream holds them all. */
+    async slow(count: number) {
+      const r = f.router as RouterProcess;
+      const before = f.slowRequests;
+      const inFlight = Array.from({ length: count }, () => fresh(r.port, "acme.localhost", "/slow"));
+      await eventually(() => f.slowRequests === before + count, 5_000, 10);
+      return inFlight;
+    },
   };
   let upstream: Server | null = null;
   beforeAll(async () => {
@@ -163,8 +171,7 @@ describe("multi-process mode", () => {
     const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
     const workers = workersOf(pid);
-    const inFlight = fresh(r.port, "acme.localhost", "/slow");
-    await eventually(() => f.slowRequests === 1, 5_000, 10);
+    const [inFlight] = await f.slow(1);
     const code = r.stop();
     await eventually(
       async () => {
@@ -189,8 +196,7 @@ describe("multi-process mode, stopped by a supervisor that signals the whole pro
     const pid = r.child.pid as number;
     const workers = workersOf(pid);
     // Two requests on connections of their own: with two workers, likely one each.
-    const inFlight = [fresh(r.port, "acme.localhost", "/slow"), fresh(r.port, "acme.localhost", "/slow")];
-    await eventually(() => f.slowRequests === 2, 5_000, 10);
+    const inFlight = await f.slow(2);
     for (const w of workers) process.kill(w, "SIGTERM");
     const code = r.stop();
     // A supervisor repeating itself: a second signal must not cut the drain short.
@@ -216,8 +222,7 @@ describe("multi-process mode, when its primary dies", () => {
   it("every worker drains: the request in flight completes, then the workers exit", async () => {
     const r = f.router as RouterProcess;
     const workers = workersOf(r.child.pid as number);
-    const inFlight = fresh(r.port, "acme.localhost", "/slow");
-    await eventually(() => f.slowRequests === 1, 5_000, 10);
+    const [inFlight] = await f.slow(1);
     await r.kill();
     expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
     await eventually(() => workers.every((w) => !alive(w)), 10_000, 20);
@@ -231,8 +236,7 @@ describe("multi-process mode, a worker failing while it drains", () => {
   it("makes the primary exit 1", async () => {
     const r = f.router as RouterProcess;
     const workers = workersOf(r.child.pid as number);
-    const inFlight = [fresh(r.port, "acme.localhost", "/slow"), fresh(r.port, "acme.localhost", "/slow")];
-    await eventually(() => f.slowRequests === 2, 5_000, 10);
+    const inFlight = await f.slow(2);
     const code = r.stop();
     await new Promise((res) => setTimeout(res, 100));
     // A worker with a request in flight is still draining: killed, it fails the stop.
@@ -248,11 +252,11 @@ describe("multi-process mode, SIGINT during a drain", () => {
 
   it("closes at once: the primary does not wait for the request in flight", async () => {
     const r = f.router as RouterProcess;
-    const inFlight = fresh(r.port, "acme.localhost", "/slow").then(
+    const [request] = await f.slow(1);
+    const inFlight = (request as Promise<{ status: number }>).then(
       (res) => res.status,
       () => "cut",
     );
-    await eventually(() => f.slowRequests === 1, 5_000, 10);
     const code = r.stop();
     await new Promise((res) => setTimeout(res, 50));
     r.child.kill("SIGINT");

@@ -295,6 +295,21 @@ describe("Limiter leases", () => {
     return { waited, most };
   }
 
+  /**
+   * Requests every 20 ms until one more admit has gone to the store (the lease fetched
+   * ahead); the outcomes of those requests.
+   */
+  async function untilFetchedAhead(limiter: Limiter, t: TenantRecord, clock: { now: number }, calls: { admit: number }) {
+    const outcomes: LimitOutcome[] = [];
+    const before = calls.admit;
+    for (let guard = 0; calls.admit === before && guard < 100; guard++) {
+      clock.now += 20;
+      outcomes.push(await settle(limiter.check(t, undefined)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return outcomes;
+  }
+
   it("fetches the next lease ahead for steady traffic, so no request waits for the store", async () => {
     const clock = { now: 1_000_000 };
     const { store, calls } = countingStore(() => clock.now);
@@ -328,13 +343,8 @@ describe("Limiter leases", () => {
     await steady(limiter, t, clock, 200);
     // Use the current lease down to its quarter: the next is fetched ahead and answered
     // now, so the set's last answer is recent while the current lease is older.
-    let guard = 0;
     const before = calls.admit;
-    while (calls.admit === before && guard++ < 100) {
-      clock.now += 20;
-      expect((await settle(limiter.check(t, undefined))).ok).toBe(true);
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    for (const outcome of await untilFetchedAhead(limiter, t, clock, calls)) expect(outcome.ok).toBe(true);
     await limiter.settled();
     const held = limiter.leased(t.id);
     expect(calls.admit).toBe(before + 1);
@@ -361,13 +371,7 @@ describe("Limiter leases", () => {
     const limiter = new Limiter({ store, now: () => clock.now });
     const t = busy();
     await steady(limiter, t, clock, 200);
-    const before = calls.admit;
-    let guard = 0;
-    while (calls.admit === before && guard++ < 100) {
-      clock.now += 20;
-      await settle(limiter.check(t, undefined));
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    await untilFetchedAhead(limiter, t, clock, calls);
     await limiter.settled();
     const held = limiter.leased(t.id);
     expect(held).toBeGreaterThan(0);
