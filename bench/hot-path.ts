@@ -13,6 +13,7 @@
  *   npm run bench:hot -- --profile /tmp/p.cpuprofile   CPU profile of the router's last
  *                                              measured run
  *   npm run bench:hot -- --no-limits --audit-off   what limits and audit cost
+ *   npm run bench:hot -- --hosts 100000        spread over 100,000 tenants (default 1,000)
  *   npm run bench:hot -- --alloc-profile /tmp/a.heapprofile   sampled allocations of the
  *                                              router during the fixed-rate run (with --rate);
  *                                              --alloc-survivors: only what outlived a scavenge
@@ -62,7 +63,9 @@ const ROUTER_FLAGS = option("--router-flags", "")
 // What a feature costs: tenants without limits (the limiter is skipped), audit off.
 const NO_LIMITS = argv.includes("--no-limits");
 const AUDIT_OFF = argv.includes("--audit-off");
-const HOSTS = 1_000;
+// Hostnames (one tenant each) the load spreads over: 100000 shows what sparse tenants cost.
+const HOSTS = Number(option("--hosts", "1000"));
+const DESIGN_FLOOR = "Hono + signed context floor";
 const DOMAIN = "bench.test";
 
 if (!has("wrk")) {
@@ -104,6 +107,13 @@ const router = await start("router.ts", TARGET_CPU, { env }, ["--expose-gc", ...
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
+// The floor of Portcullis's design: Hono's Node adapter and the signed tenant context, nothing checked.
+const design = await start("peer-design-floor.ts", TARGET_CPU, {
+  hosts: HOSTS,
+  domain: DOMAIN,
+  upstream: origin,
+  secret: env.CONTEXT_SIGNING_SECRET,
+});
 
 const template = benchTenant(origin);
 if (NO_LIMITS)
@@ -127,6 +137,7 @@ const targets = [
   { name: "Portcullis", proc: router, before: seed },
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
   { name: "node:http floor", proc: floor, before: async () => {} },
+  { name: DESIGN_FLOOR, proc: design, before: async () => {} },
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
 // Round 0 warms every target (JIT tiers, connections, leases) and is not counted.
@@ -157,7 +168,7 @@ for (let round = 0; round < ROUNDS; round++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const b = results.get("bare node:http + undici") ?? [];
 if (ROUNDS > 0)
-  for (const name of ["Portcullis", "node:http floor"]) {
+  for (const name of ["Portcullis", "node:http floor", DESIGN_FLOOR]) {
     const p = results.get(name) ?? [];
     // Ratios to the bare forwarder within each round, then their median: steadier than
     // either figure alone on a machine whose speed drifts between rounds.
@@ -186,6 +197,7 @@ if (RATE > 0) {
     ["direct upstream", direct.port, async () => {}],
     ["bare forwarder", bare.port, async () => {}],
     ["node:http floor", floor.port, async () => {}],
+    ["design floor", design.port, async () => {}],
     ["Portcullis", router.port, seed],
   ] as const) {
     if (RATE_ONLY.length > 0 && !RATE_ONLY.some((t) => name.includes(t))) continue;

@@ -25,6 +25,7 @@ type Command =
   | { type: "forget"; hosts: string[]; tenantIds: string[]; keyHashes: string[]; fromStore: boolean }
   | { type: "heap" }
   | { type: "clear-audit" }
+  | { type: "flush-audit" }
   | { type: "alloc-start"; survivors: boolean }
   | { type: "alloc-stop"; file: string }
   | { type: "cpu-start" }
@@ -90,6 +91,8 @@ process.on("message", async (raw) => {
         ...m.tenantIds.map((t) => CACHE.tenant.key(t)),
         ...m.keyHashes.map((k) => CACHE.apiKey.key(k)),
       );
+  } else if (m.type === "flush-audit") {
+    await router.audit.flush();
   } else if (m.type === "clear-audit") {
     await router.audit.flush();
     await store.del(AUDIT_STREAM.key);

@@ -1,0 +1,69 @@
+/**
+ * Peer: the floor of Portcullis's own design. Hono on @hono/node-server (the adapter's
+ * raw request and response, as the router uses them), routing by Host, the signed
+ * tenant context every upstream receives (the contract's HMAC over the same headers,
+ * a request id and a traceparent), forwarded with Portcullis's own HTTP/1.1 client.
+ * It checks nothing: no guard, credential, policy, limit, audit, metering or metric.
+ * What a gateway built the way Portcullis must be built costs before it decides anything.
+ */
+import { getRequestListener, type HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { Hono } from "hono";
+import { createServer } from "node:http";
+import { contextSigner, type TenantContext } from "@portcullis/shared";
+import { createH1Client } from "../../router/src/proxy/index.ts";
+import { nextTraceparent } from "../../router/src/proxy/trace.ts";
+import { nextRequestId } from "../../router/src/request-id.ts";
+import { forwardedHeaders, hostOf, ready, routes, settings } from "./common.ts";
+
+const s = settings<{ hosts: number; domain: string; upstream: string; secret: string }>();
+const table = routes(s.hosts, s.domain, s.upstream);
+const client = createH1Client({ connectTimeoutMs: 10_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 128 });
+const sign = contextSigner(s.secret);
+const done = () => {};
+const refuse = (res: import("node:http").ServerResponse) => {
+  if (!res.headersSent) res.writeHead(502).end();
+};
+
+const app = new Hono<{ Bindings: HttpBindings }>();
+app.all("*", (c) => {
+  const { incoming, outgoing } = c.env;
+  const hostname = hostOf(incoming.headers.host);
+  const origin = table.get(hostname);
+  if (origin === undefined) return c.body(null, 404);
+  const requestId = nextRequestId();
+  const context: TenantContext = {
+    "x-tenant-id": hostname,
+    "x-tenant-slug": hostname,
+    "x-tenant-db": "db-1/tenant",
+    "x-tenant-auth": "hostname",
+    "x-tenant-features": "",
+    "x-request-id": requestId,
+    "x-forwarded-for": incoming.socket.remoteAddress ?? "",
+    "x-forwarded-host": hostname,
+    "x-forwarded-proto": "http",
+  };
+  const headers = forwardedHeaders(incoming.rawHeaders);
+  headers.push("traceparent", nextTraceparent(undefined));
+  for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
+  headers.push("x-tenant-signature", sign(context, Date.now()));
+  client.forward(
+    outgoing,
+    {
+      origins: [origin],
+      start: 0,
+      method: incoming.method as string,
+      path: incoming.url ?? "/",
+      headers,
+      body: null,
+      maxBodyBytes: null,
+      responseHeaders: { "x-request-id": requestId },
+    },
+    refuse,
+    done,
+  );
+  return RESPONSE_ALREADY_SENT;
+});
+
+const server = createServer(getRequestListener(app.fetch));
+server.listen(0, "127.0.0.1", () => ready(server));
