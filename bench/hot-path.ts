@@ -23,7 +23,7 @@
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
- *                                              the router (--rate-warmup S uncounted first, 5)
+ *                                              the router (--rate-warmup S uncounted first, 15)
  *
  * Not the benchmark of record: `npm run bench` is.
  */
@@ -51,7 +51,7 @@ const ALLOC_SURVIVORS = argv.includes("--alloc-survivors");
 const RATE_PROFILE = option("--rate-profile", "");
 const RATE = Number(option("--rate", "0"));
 // Uncounted seconds at the fixed rate before the measured ones: JIT and leases settle.
-const RATE_WARMUP = Number(option("--rate-warmup", "5"));
+const RATE_WARMUP = Number(option("--rate-warmup", "15"));
 // Only the fixed-rate targets whose names include one of these (e.g. "Portcullis").
 const RATE_ONLY = option("--rate-only", "")
   .split(",")
