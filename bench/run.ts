@@ -26,8 +26,8 @@
  * bench/noisy-neighbour.ts, run as its own process, 2 rounds of 2 s per phase with
  * --quick, 3 rounds of 3 s otherwise: about 20-40 s).
  *
- *   npm run bench            about 7 minutes
- *   npm run bench -- --quick about 2 minutes (one repetition, short runs)
+ *   npm run bench            about 11 minutes
+ *   npm run bench -- --quick about 2-3 minutes (one repetition, short runs)
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
