@@ -11,19 +11,14 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
 import { createServer } from "node:http";
 import { contextSigner, type TenantContext } from "@portcullis/shared";
-import { createH1Client } from "../../router/src/proxy/index.ts";
 import { nextTraceparent } from "../../router/src/proxy/trace.ts";
 import { nextRequestId } from "../../router/src/request-id.ts";
 import { forwardedHeaders, hostOf, ready, routes, settings } from "./common.ts";
+import { forwardTo } from "./h1-forward.ts";
 
 const s = settings<{ hosts: number; domain: string; upstream: string; secret: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
-const client = createH1Client({ connectTimeoutMs: 10_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 128 });
 const sign = contextSigner(s.secret);
-const done = () => {};
-const refuse = (res: import("node:http").ServerResponse) => {
-  if (!res.headersSent) res.writeHead(502).end();
-};
 
 const app = new Hono<{ Bindings: HttpBindings }>();
 app.all("*", (c) => {
@@ -47,21 +42,7 @@ app.all("*", (c) => {
   headers.push("traceparent", nextTraceparent(undefined));
   for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
   headers.push("x-tenant-signature", sign(context, Date.now()));
-  client.forward(
-    outgoing,
-    {
-      origins: [origin],
-      start: 0,
-      method: incoming.method as string,
-      path: incoming.url ?? "/",
-      headers,
-      body: null,
-      maxBodyBytes: null,
-      responseHeaders: { "x-request-id": requestId },
-    },
-    refuse,
-    done,
-  );
+  forwardTo(origin, incoming, outgoing, headers, { "x-request-id": requestId });
   return RESPONSE_ALREADY_SENT;
 });
 
