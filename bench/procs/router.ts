@@ -58,7 +58,7 @@ process.on("message", async (raw) => {
   if (m.type === "seed") {
     // Each tenant gets its own record objects, as if each had been parsed from JSON.
     const template = JSON.parse(m.template) as TenantRecord;
-    // Store writes go out 500 at a time: one round trip each in turn would take
+    // Store writes go out for 500 tenants at a time: one round trip each in turn would take
     // 100,000 tenants past their freshness before the run starts.
     let writes: Promise<unknown>[] = [];
     for (let i = 0; i < m.count; i++) {
