@@ -61,6 +61,10 @@ function withWorkers() {
     /** Upstream connections seen, by the router-side source port. */
     sources: new Set<number>(),
     slowRequests: 0,
+    /** The running router's worker processes. */
+    workers() {
+      return workersOf((f.router as RouterProcess).child.pid as number);
+    },
     /** Starts `count` requests to `/slow`, each on a connection of its own; resolves once the upstream holds them all. */
     async slow(count: number) {
       const r = f.router as RouterProcess;
@@ -105,7 +109,7 @@ describe("multi-process mode", () => {
 
   it("spreads connections over two worker processes and sums their metrics on the ops port", async () => {
     const r = f.router as RouterProcess;
-    expect(workersOf(r.child.pid as number)).toHaveLength(2);
+    expect(f.workers()).toHaveLength(2);
     const allowed = () => perWorker(r.opsPort, "portcullis_decisions_total", 'decision="allow",reason="allowed"');
     const before = sum(await allowed());
     const statuses: number[] = [];
@@ -130,7 +134,7 @@ describe("multi-process mode", () => {
   it("replaces a worker that dies, and the other keeps serving meanwhile", async () => {
     const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
-    const [victim, survivor] = workersOf(pid) as [number, number];
+    const [victim, survivor] = f.workers() as [number, number];
     const counted = await perWorker(r.opsPort, "portcullis_decisions_total", 'decision="allow",reason="allowed"');
     // The ops port is asked all along: a worker's channel closing under a question
     // must not take the primary down.
@@ -150,8 +154,8 @@ describe("multi-process mode", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push((await fresh(r.port, "acme.localhost")).status);
     expect(statuses).toEqual(Array(10).fill(200));
-    await eventually(() => workersOf(pid).length === 2, 10_000, 50);
-    const now = workersOf(pid);
+    await eventually(() => f.workers().length === 2, 10_000, 50);
+    const now = f.workers();
     expect(now).toContain(survivor);
     expect(now).not.toContain(victim);
     await eventually(async () => (await request(`http://127.0.0.1:${r.opsPort}/readyz`)).statusCode === 200, 10_000, 50);
@@ -169,8 +173,7 @@ describe("multi-process mode", () => {
 
   it("drains every worker on SIGTERM: the request in flight completes, then the primary exits 0", async () => {
     const r = f.router as RouterProcess;
-    const pid = r.child.pid as number;
-    const workers = workersOf(pid);
+    const workers = f.workers();
     const [inFlight] = await f.slow(1);
     const code = r.stop();
     await eventually(
@@ -194,7 +197,7 @@ describe("multi-process mode, stopped by a supervisor that signals the whole pro
   it("drains when every process gets SIGTERM, workers first, then twice more: requests in flight complete, exit 0", async () => {
     const r = f.router as RouterProcess;
     const pid = r.child.pid as number;
-    const workers = workersOf(pid);
+    const workers = f.workers();
     // Two requests on connections of their own: with two workers, likely one each.
     const inFlight = await f.slow(2);
     for (const w of workers) process.kill(w, "SIGTERM");
@@ -221,7 +224,7 @@ describe("multi-process mode, when its primary dies", () => {
 
   it("every worker drains: the request in flight completes, then the workers exit", async () => {
     const r = f.router as RouterProcess;
-    const workers = workersOf(r.child.pid as number);
+    const workers = f.workers();
     const [inFlight] = await f.slow(1);
     await r.kill();
     expect(await inFlight).toEqual({ status: 200, body: "slow but complete" });
@@ -235,7 +238,7 @@ describe("multi-process mode, a worker failing while it drains", () => {
 
   it("makes the primary exit 1", async () => {
     const r = f.router as RouterProcess;
-    const workers = workersOf(r.child.pid as number);
+    const workers = f.workers();
     const inFlight = await f.slow(2);
     const code = r.stop();
     await new Promise((res) => setTimeout(res, 100));

@@ -299,6 +299,13 @@ describe("Limiter leases", () => {
    * Requests every 20 ms until one more admit has gone to the store (the lease fetched
    * ahead); the outcomes of those requests.
    */
+  /** A limiter on a counting store, both on a clock the test moves. */
+  function onClock() {
+    const clock = { now: 1_000_000 };
+    const { store, calls } = countingStore(() => clock.now);
+    return { clock, calls, limiter: new Limiter({ store, now: () => clock.now }) };
+  }
+
   async function untilFetchedAhead(limiter: Limiter, t: TenantRecord, clock: { now: number }, calls: { admit: number }) {
     const outcomes: LimitOutcome[] = [];
     const before = calls.admit;
@@ -311,9 +318,7 @@ describe("Limiter leases", () => {
   }
 
   it("fetches the next lease ahead for steady traffic, so no request waits for the store", async () => {
-    const clock = { now: 1_000_000 };
-    const { store, calls } = countingStore(() => clock.now);
-    const limiter = new Limiter({ store, now: () => clock.now });
+    const { clock, calls, limiter } = onClock();
     const t = busy();
     // For 20 s: after the first few leases every request is answered from memory,
     // while the store is asked about once per lease.
@@ -336,9 +341,7 @@ describe("Limiter leases", () => {
   });
 
   it("gives back an expired lease at its own expiry while the next one, fetched ahead, is held", async () => {
-    const clock = { now: 1_000_000 };
-    const { store, calls } = countingStore(() => clock.now);
-    const limiter = new Limiter({ store, now: () => clock.now });
+    const { clock, calls, limiter } = onClock();
     const t = busy();
     await steady(limiter, t, clock, 200);
     // Use the current lease down to its quarter: the next is fetched ahead and answered
@@ -366,9 +369,7 @@ describe("Limiter leases", () => {
   });
 
   it("gives back both leases when the tenant's limits change while one is fetched ahead", async () => {
-    const clock = { now: 1_000_000 };
-    const { store, calls } = countingStore(() => clock.now);
-    const limiter = new Limiter({ store, now: () => clock.now });
+    const { clock, calls, limiter } = onClock();
     const t = busy();
     await steady(limiter, t, clock, 200);
     await untilFetchedAhead(limiter, t, clock, calls);
@@ -383,9 +384,7 @@ describe("Limiter leases", () => {
   });
 
   it("does not fetch ahead for a request after a pause: sparse traffic takes a lease when it needs one", async () => {
-    const clock = { now: 1_000_000 };
-    const { store, calls } = countingStore(() => clock.now);
-    const limiter = new Limiter({ store, now: () => clock.now });
+    const { clock, calls, limiter } = onClock();
     // Burst 20: leases of at most 2, fetched ahead when the last one is used.
     const t = tenant({ requestsPerSecond: 100, burst: 20 });
     // Dense traffic (every 100 ms) until this router holds exactly one leased request.
