@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
-import { hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { type CircuitBreaker, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
@@ -78,6 +78,10 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       createKeyServiceClient({ url: config.keyServiceUrl, token: config.keyServiceToken, timeoutMs: config.keyServiceTimeoutMs }),
     metrics,
   );
+  // Each dependency's breaker: one log line when it goes down and one when it is back
+  // (not one per request), and its state as a metric.
+  if (store instanceof RedisStore) watchDependency(store.breaker, metrics, log);
+  if (keyService.breaker) watchDependency(keyService.breaker, metrics, log);
   const keyUsage = new KeyUsageReporter({ report: (ids) => keyService.reportUsed(ids), intervalMs: config.keyUsageReportMs });
   const resolver = new Resolver({
     store,
@@ -107,7 +111,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       log.warn({ err: error, queued: audit.depth }, "audit write failed; will retry");
     },
   });
-  const limiter = new Limiter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
+  const limiter = new Limiter({ store, metrics, log, ...(deps.now ? { now: deps.now } : {}) });
   const meter = new UsageMeter({ store, metrics, ...(deps.now ? { now: deps.now } : {}) });
   const security = createSecuritySignals({
     metrics,
@@ -278,5 +282,23 @@ function timedKeyService(client: KeyServiceClient, metrics: ReturnType<typeof cr
     reportUsed: (ids) => client.reportUsed(ids),
     healthy: () => client.healthy(),
     close: () => client.close(),
+    ...(client.breaker ? { breaker: client.breaker } : {}),
   };
+}
+
+function watchDependency(breaker: CircuitBreaker, metrics: ReturnType<typeof createRouterMetrics>, log: Logger): void {
+  const gauge = metrics.dependencyState.labels(breaker.name);
+  gauge.set(0);
+  let down = false;
+  breaker.watch((state) => {
+    gauge.set(state === "closed" ? 0 : state === "half-open" ? 1 : 2);
+    if (state === "open" && !down) {
+      down = true;
+      metrics.dependencyOpened.inc({ dependency: breaker.name });
+      log.warn({ dependency: breaker.name }, "dependency unavailable: calls fail at once until a probe finds it back");
+    } else if (state === "closed" && down) {
+      down = false;
+      log.info({ dependency: breaker.name }, "dependency back");
+    }
+  });
 }

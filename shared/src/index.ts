@@ -1,3 +1,4 @@
+export * from "./breaker/index.ts";
 export * from "./cache/index.ts";
 export * from "./contracts/index.ts";
 export * from "./crypto/index.ts";

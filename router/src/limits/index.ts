@@ -67,6 +67,7 @@ import {
   type Store,
 } from "@portcullis/shared";
 import type { KeyLimits, TenantRecord } from "@portcullis/shared";
+import type { Logger } from "pino";
 import type { RouterMetrics } from "../ops/index.ts";
 
 export { UsageMeter } from "./usage.ts";
@@ -134,6 +135,8 @@ export interface LimiterOptions {
   store: Store;
   metrics?: RouterMetrics;
   now?: () => number;
+  /** Told once when limits go local (the store failed) and once when they come back. */
+  log?: Pick<Logger, "warn" | "info">;
 }
 
 interface Bucket {
@@ -297,6 +300,9 @@ export class Limiter {
   readonly #pending = new Set<Promise<void>>();
   readonly #timer: NodeJS.Timeout;
   #degradedUntil = 0;
+  /** Limits went local and have not been decided by the store since: one log line each way. */
+  #outage = false;
+  readonly #log: Pick<Logger, "warn" | "info"> | undefined;
   #period = "";
   #periodEnds = 0;
 
@@ -306,6 +312,7 @@ export class Limiter {
     this.#admitCalls = options.metrics?.limiterStoreCalls.labels("admit");
     this.#refundCalls = options.metrics?.limiterStoreCalls.labels("refund");
     this.#now = options.now ?? Date.now;
+    this.#log = options.log;
     this.#timer = setInterval(() => this.sweep(), SWEEP_MS);
     this.#timer.unref();
   }
@@ -560,10 +567,21 @@ export class Limiter {
       this.#admitCalls?.inc();
       answer = await this.#admit(set.rates, quota, fetch.want);
       this.#metrics?.limiterDegraded.set(0);
-    } catch {
+      if (this.#outage) {
+        this.#outage = false;
+        this.#log?.info("rate limits decided by the shared store again");
+      }
+    } catch (error) {
       this.#degradedUntil = this.#now() + FALLBACK_MS;
       this.#metrics?.limiterStoreErrors.inc();
       this.#metrics?.limiterDegraded.set(1);
+      if (!this.#outage) {
+        this.#outage = true;
+        this.#log?.warn(
+          { err: error },
+          "shared store unavailable: rate limits decided in this router's memory (each router enforces the whole limit), monthly quotas not enforced",
+        );
+      }
     }
     set.fetching--;
     if (set.open === fetch) set.open = null;

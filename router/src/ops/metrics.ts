@@ -145,6 +145,18 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     registers: [registry],
   });
   const inFlight = new BatchedGauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registry });
+  const dependencyState = new Gauge({
+    name: "portcullis_dependency_breaker_state",
+    help: "Circuit breaker of each dependency (redis, key_service): 0 closed, 1 half-open (probing), 2 open (calls fail at once).",
+    labelNames: ["dependency"] as const,
+    registers: [registry],
+  });
+  const dependencyOpened = new Counter({
+    name: "portcullis_dependency_breaker_opened_total",
+    help: "Times a dependency's circuit breaker opened (an outage seen by this router).",
+    labelNames: ["dependency"] as const,
+    registers: [registry],
+  });
   const limiterDegraded = new Gauge({
     name: "portcullis_limiter_degraded",
     help: "1 while rate limits are decided in this router's memory because the shared store failed (quota not enforced).",
@@ -235,6 +247,8 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     inFlight,
     tenantLabel,
     decided,
+    dependencyState,
+    dependencyOpened,
     limiterDegraded,
     limiterStoreErrors,
     limiterLocalDecisions,

@@ -1,11 +1,15 @@
 /**
  * The Redis store (ioredis). Commands fail fast when Redis is down (no offline
  * queue, short command timeout), so a router can fall back to the key service or
- * refuse with 503 instead of hanging. Pub/sub uses its own connection; when it
+ * refuse with 503 instead of hanging. Every command goes through one circuit breaker:
+ * after a few consecutive failures or timeouts (a black-holed Redis answers nothing
+ * and each command would wait out its timeout) commands fail at once, until a PING
+ * probe finds Redis answering again. Pub/sub uses its own connection; when it
  * reconnects, messages may have been missed, so `onReset` tells the subscriber to
  * drop what it cached.
  */
-import { Redis } from "ioredis";
+import { Redis, ReplyError } from "ioredis";
+import { CircuitBreaker } from "../breaker/index.ts";
 import type {
   AdmitCall,
   Admission,
@@ -238,6 +242,20 @@ export interface RedisStoreOptions {
   url: string;
   prefix: string;
   commandTimeoutMs?: number;
+  /** Consecutive failures or timeouts that open the breaker (default 3). */
+  breakerThreshold?: number;
+  /** How often the breaker probes Redis while open (default 1,000 ms). */
+  breakerProbeMs?: number;
+}
+
+/**
+ * Redis answered, so it is up: an error reply (a missing consumer group, a script
+ * error) says nothing about its health, except the replies of a server that cannot
+ * serve yet (loading its data set, a script stuck, a replica without master).
+ */
+function isOutage(error: unknown): boolean {
+  if (!(error instanceof ReplyError)) return true;
+  return /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)/.test(String((error as Error).message));
 }
 
 export class RedisStore implements Store, StreamStore {
@@ -248,6 +266,7 @@ export class RedisStore implements Store, StreamStore {
   readonly #subscribers = new Set<Redis>();
   #blocking: Redis | null = null;
   readonly #groups = new Set<string>();
+  readonly breaker: CircuitBreaker;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.prefix;
@@ -272,6 +291,18 @@ export class RedisStore implements Store, StreamStore {
     this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
     this.#redis.defineCommand("addCounters", { numberOfKeys: 1, lua: ADD_COUNTERS });
     this.#redis.defineCommand("streamAppend", { numberOfKeys: 1, lua: STREAM_APPEND });
+    this.breaker = new CircuitBreaker({
+      name: "redis",
+      failureThreshold: options.breakerThreshold ?? 3,
+      openMs: options.breakerProbeMs ?? 1_000,
+      isFailure: isOutage,
+      probe: async () => (await this.#redis.ping()) === "PONG",
+    });
+  }
+
+  /** One command through the breaker: while Redis is known down, it fails at once. */
+  #call<T>(fn: () => Promise<T>): Promise<T> {
+    return this.breaker.run(fn);
   }
 
   /** Resolves once connected (or rejects after `timeoutMs`). */
@@ -287,19 +318,20 @@ export class RedisStore implements Store, StreamStore {
   }
 
   get(key: string): Promise<string | null> {
-    return this.#redis.get(this.#prefix + key);
+    return this.#call(() => this.#redis.get(this.#prefix + key));
   }
 
   async setIfNewer(key: string, value: string, version: number, ttlMs: number, mode: SetMode): Promise<boolean> {
-    return (await this.#redis.setIfNewer(this.#prefix + key, value, version, Math.max(1, Math.ceil(ttlMs)), mode)) === 1;
+    const ttl = Math.max(1, Math.ceil(ttlMs));
+    return (await this.#call(() => this.#redis.setIfNewer(this.#prefix + key, value, version, ttl, mode))) === 1;
   }
 
   async del(...keys: string[]): Promise<void> {
-    if (keys.length > 0) await this.#redis.del(...keys.map((k) => this.#prefix + k));
+    if (keys.length > 0) await this.#call(() => this.#redis.del(...keys.map((k) => this.#prefix + k)));
   }
 
   async publish(channel: string, message: string): Promise<void> {
-    await this.#redis.publish(this.#prefix + channel, message);
+    await this.#call(() => this.#redis.publish(this.#prefix + channel, message));
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void) {
@@ -340,7 +372,9 @@ export class RedisStore implements Store, StreamStore {
     };
   }
 
+  /** Whether Redis answers now; false at once while the breaker knows it is down. */
   async ping(): Promise<boolean> {
+    if (this.breaker.state !== "closed") return false;
     try {
       return (await this.#redis.ping()) === "PONG";
     } catch {
@@ -349,16 +383,13 @@ export class RedisStore implements Store, StreamStore {
   }
 
   async gcra(key: string, emissionIntervalMs: number, burst: number) {
-    const [allowed, retryAfterMs, remaining] = await this.#redis.gcra(
-      this.#prefix + key,
-      Math.max(1, Math.round(emissionIntervalMs * 1000)),
-      burst,
-    );
+    const interval = Math.max(1, Math.round(emissionIntervalMs * 1000));
+    const [allowed, retryAfterMs, remaining] = await this.#call(() => this.#redis.gcra(this.#prefix + key, interval, burst));
     return { allowed: allowed === 1, retryAfterMs, remaining };
   }
 
   incr(key: string, by: number, ttlMs: number): Promise<number> {
-    return this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs));
+    return this.#call(() => this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs)));
   }
 
   async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
@@ -366,7 +397,7 @@ export class RedisStore implements Store, StreamStore {
     const args: (string | number)[] = [];
     this.#admitArgs(keys, args, { rates, quota, want }, false);
     // ioredis: a command defined without numberOfKeys takes the key count first.
-    return admission(await this.#redis.admit(keys.length, ...keys, ...args), 0);
+    return admission(await this.#call(() => this.#redis.admit(keys.length, ...keys, ...args)), 0);
   }
 
   async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
@@ -374,7 +405,7 @@ export class RedisStore implements Store, StreamStore {
     const keys: string[] = [];
     const args: (string | number)[] = [calls.length];
     for (const call of calls) this.#admitArgs(keys, args, call, true);
-    const flat = await this.#redis.admitMany(keys.length, ...keys, ...args);
+    const flat = await this.#call(() => this.#redis.admitMany(keys.length, ...keys, ...args));
     return calls.map((_, i) => admission(flat, 6 * i));
   }
 
@@ -401,7 +432,7 @@ export class RedisStore implements Store, StreamStore {
       args.push(intervalUs(r));
     }
     if (quota !== null) keys.push(this.#prefix + quota.key);
-    await this.#redis.refund(keys.length, ...keys, ...args);
+    await this.#call(() => this.#redis.refund(keys.length, ...keys, ...args));
   }
 
   async addCounters(key: string, increments: Record<string, number>): Promise<void> {
@@ -413,11 +444,11 @@ export class RedisStore implements Store, StreamStore {
     if (args.length === 0) return;
     // One script call, atomic like a MULTI of HINCRBYs but one command to build and
     // parse instead of one per field (a router flushes thousands of fields at once).
-    await this.#redis.addCounters(this.#prefix + key, ...args);
+    await this.#call(() => this.#redis.addCounters(this.#prefix + key, ...args));
   }
 
   async takeCounters(key: string): Promise<Record<string, number>> {
-    const flat = await this.#redis.takeHash(this.#prefix + key);
+    const flat = await this.#call(() => this.#redis.takeHash(this.#prefix + key));
     const out: Record<string, number> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = Number(flat[i + 1]);
     return out;
@@ -425,14 +456,14 @@ export class RedisStore implements Store, StreamStore {
 
   async streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number> {
     if (payloads.length === 0) return 0;
-    return this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads);
+    return this.#call(() => this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads));
   }
 
   async #ensureGroup(client: Redis, key: string, group: string): Promise<void> {
     const id = `${key}\n${group}`;
     if (this.#groups.has(id)) return;
     try {
-      await client.xgroup("CREATE", key, group, "0", "MKSTREAM");
+      await this.#call(() => client.xgroup("CREATE", key, group, "0", "MKSTREAM"));
     } catch (error) {
       if (!String((error as Error).message).includes("BUSYGROUP")) throw error;
     }
@@ -463,7 +494,7 @@ export class RedisStore implements Store, StreamStore {
     for (let attempt = 0; ; attempt++) {
       await this.#ensureGroup(this.#redis, key, o.group);
       try {
-        const reply = (await client.call("XREADGROUP", ...args)) as unknown[] | null;
+        const reply = (await this.#call(() => client.call("XREADGROUP", ...args))) as unknown[] | null;
         if (!reply || reply.length === 0) return [];
         // RESP3 answers a map (flattened to [key, entries]); RESP2 a list of [key, entries].
         const entries = typeof reply[0] === "string" ? reply[1] : (reply[0] as unknown[])[1];
@@ -479,11 +510,13 @@ export class RedisStore implements Store, StreamStore {
   async streamAck(stream: string, group: string, ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     const key = this.#prefix + stream;
-    const results = await this.#redis
-      .multi()
-      .xack(key, group, ...ids)
-      .xdel(key, ...ids)
-      .exec();
+    const results = await this.#call(() =>
+      this.#redis
+        .multi()
+        .xack(key, group, ...ids)
+        .xdel(key, ...ids)
+        .exec(),
+    );
     const failed = results?.find(([error]) => error);
     if (!results || failed) throw failed?.[0] ?? new Error("stream acknowledgement failed");
   }
@@ -491,19 +524,18 @@ export class RedisStore implements Store, StreamStore {
   async streamClaim(stream: string, group: string, consumer: string, minIdleMs: number, count: number): Promise<StreamEntry[]> {
     const key = this.#prefix + stream;
     await this.#ensureGroup(this.#redis, key, group);
-    const reply = (await this.#redis.call("XAUTOCLAIM", key, group, consumer, minIdleMs, "0-0", "COUNT", count)) as [
-      string,
-      RawEntry[],
-      string[]?,
-    ];
+    const reply = (await this.#call(() =>
+      this.#redis.call("XAUTOCLAIM", key, group, consumer, minIdleMs, "0-0", "COUNT", count),
+    )) as [string, RawEntry[], string[]?];
     return entriesOf(reply[1]);
   }
 
   streamLength(stream: string): Promise<number> {
-    return this.#redis.xlen(this.#prefix + stream);
+    return this.#call(() => this.#redis.xlen(this.#prefix + stream));
   }
 
   async close(): Promise<void> {
+    this.breaker.close();
     this.#blocking?.disconnect();
     this.#blocking = null;
     for (const sub of this.#subscribers) sub.disconnect();
