@@ -149,8 +149,10 @@ export async function runPrimary(config: Readonly<RouterConfig>, log: Logger): P
     });
     worker.on("exit", (code, signal) => {
       live.delete(worker);
-      listening.delete(worker);
-      const clean = code === 0 && signal === null;
+      const served = listening.delete(worker);
+      // A worker still loading when the stop came may be ended by the signal itself,
+      // before its handlers exist: it never accepted a connection, so nothing was cut.
+      const clean = (code === 0 && signal === null) || (stopping !== null && !served && signal === "SIGTERM");
       if (stopping !== null) {
         if (!clean) {
           failed = true;
