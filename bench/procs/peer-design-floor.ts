@@ -1,8 +1,8 @@
 /**
  * Peer: the floor of Portcullis's own design. Hono on @hono/node-server (the adapter's
  * raw request and response, as the router uses them), routing by Host, the signed
- * tenant context every upstream receives (the contract's HMAC over the same headers,
- * a request id and a traceparent), forwarded with Portcullis's own HTTP/1.1 client.
+ * tenant context every upstream receives (the contract's HMAC with the tenant's own
+ * key over the same headers, method, Host and target, a request id and a traceparent), forwarded with Portcullis's own HTTP/1.1 client.
  * It checks nothing: no guard, credential, policy, limit, audit, metering or metric.
  * What a gateway built the way Portcullis must be built costs before it decides anything.
  */
@@ -19,6 +19,7 @@ import { forwardTo } from "./h1-forward.ts";
 const s = settings<{ hosts: number; domain: string; upstream: string; secret: string }>();
 const table = routes(s.hosts, s.domain, s.upstream);
 const sign = contextSigner(s.secret);
+const FIRST_KEY = { version: 1, previous: null } as const;
 
 const app = new Hono<{ Bindings: HttpBindings }>();
 app.all("*", (c) => {
@@ -41,7 +42,11 @@ app.all("*", (c) => {
   const headers = forwardedHeaders(incoming.rawHeaders);
   headers.push("traceparent", nextTraceparent(undefined));
   for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
-  headers.push("x-tenant-signature", sign(context, Date.now()));
+  const target = incoming.url ?? "/";
+  headers.push(
+    "x-tenant-signature",
+    sign(hostname, FIRST_KEY, context, { method: incoming.method ?? "GET", host: hostname, target }, Date.now()),
+  );
   forwardTo(origin, incoming, outgoing, headers, { "x-request-id": requestId });
   return RESPONSE_ALREADY_SENT;
 });

@@ -1,11 +1,12 @@
 /**
  * A demo tenant app: answers every request with the tenant context it received and
  * whether the context signature verifies, the way a real app would check it with
- * `verifyTenantContext` from @portcullis/shared. Used by the quickstart and tests.
+ * `verifyTenantContext` from @portcullis/shared and its own tenant's context key.
+ * Used by the quickstart and tests.
  */
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
-import { verifyTenantContext } from "@portcullis/shared";
+import { type ContextKeys, verifyTenantContext } from "@portcullis/shared";
 
 export interface SeenRequest {
   method: string;
@@ -24,7 +25,8 @@ export interface EchoUpstream {
 
 export async function startEchoUpstream(options: {
   name: string;
-  secret: string;
+  /** The tenant's context key (`pctx_…`), or several during a rotation. */
+  keys: ContextKeys;
   port?: number;
   host?: string;
 }): Promise<EchoUpstream> {
@@ -35,7 +37,7 @@ export async function startEchoUpstream(options: {
     req.on("end", () => {
       const body = Buffer.concat(chunks).toString("utf8");
       requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, rawHeaders: req.rawHeaders, body });
-      const verified = verifyTenantContext(req.headers, options.secret);
+      const verified = verifyTenantContext(req, options.keys);
       const context: Record<string, string | string[] | undefined> = {};
       for (const [k, v] of Object.entries(req.headers))
         if (k.startsWith("x-tenant-") || k.startsWith("x-forwarded-") || k === "x-user-id" || k === "x-request-id")

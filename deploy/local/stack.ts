@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import { getRequestListener } from "@hono/node-server";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase } from "@portcullis/control-plane";
 import { loadRouterConfig, startRouter } from "@portcullis/router";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { contextKeyToken, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { startEchoUpstream } from "./demo-upstream.ts";
 
 const env: Record<string, string | undefined> = { ...process.env };
@@ -56,14 +56,21 @@ const demos = [
 const upstreams: Awaited<ReturnType<typeof startEchoUpstream>>[] = [];
 const keys: Record<string, string> = {};
 for (const demo of demos) {
-  const upstream = await startEchoUpstream({ name: `${demo.slug}-app`, secret });
-  upstreams.push(upstream);
-  const existing = await cp.tenants.get(demo.slug);
-  if (!existing.ok) {
-    const created = await cp.tenants.create({ slug: demo.slug, name: demo.name, plan: demo.plan });
-    if (!created.ok) throw new Error(`creating demo tenant ${demo.slug}: ${created.code}`);
+  let tenant = await cp.tenants.get(demo.slug);
+  if (!tenant.ok) {
+    tenant = await cp.tenants.create({ slug: demo.slug, name: demo.name, plan: demo.plan });
+    if (!tenant.ok) throw new Error(`creating demo tenant ${demo.slug}: ${tenant.code}`);
     await cp.tenants.putDatabase(demo.slug, demo.db);
   }
+  // Each demo app verifies with its own tenant's context key only (any version, so a
+  // rotation through the admin API keeps the demo working): another tenant's
+  // context never verifies here.
+  const own = tenant.value.id;
+  const upstream = await startEchoUpstream({
+    name: `${demo.slug}-app`,
+    keys: (tenantId, version) => (tenantId === own ? contextKeyToken(secret, own, version) : null),
+  });
+  upstreams.push(upstream);
   await cp.tenants.putUpstreams(demo.slug, [upstream.url]);
   const key = await cp.tenants.createKey(demo.slug, { name: "quickstart" });
   if (key.ok) keys[demo.slug] = key.value.key;

@@ -5,7 +5,7 @@
  * never forwarded, and every invalid case is one byte-identical 401.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateApiKey, verifyTenantContext } from "@portcullis/shared";
+import { generateApiKey, contextKeysFrom, verifyTenantContext } from "@portcullis/shared";
 import { raw, statuses } from "../helpers/http.ts";
 import {
   type Backend,
@@ -96,7 +96,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
         expect(seen.headers.cookie).toBe("theme=dark; cart=42");
         expect(seen.headers["x-tenant-id"]).toBe(acme.id);
         expect(seen.headers["x-tenant-slug"]).toBe("acme");
-        const verified = verifyTenantContext(seen.headers, SECRETS.CONTEXT_SIGNING_SECRET);
+        const verified = verifyTenantContext(seen, contextKeysFrom(SECRETS.CONTEXT_SIGNING_SECRET));
         expect(verified.ok).toBe(true);
         if (verified.ok) {
           expect(verified.context["x-tenant-id"]).toBe(acme.id);

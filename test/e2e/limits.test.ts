@@ -7,7 +7,7 @@
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { verifyTenantContext } from "@portcullis/shared";
+import { contextKeysFrom, verifyTenantContext } from "@portcullis/shared";
 import { eventually, SECRETS, startTestStack, type Backend, type TestStack } from "../helpers/stack.ts";
 
 type Tenant = Awaited<ReturnType<TestStack["tenant"]>>;
@@ -139,7 +139,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       const features = async () => {
         const res = await stack.request(t.host, "/", {}, stack.routers[0]);
         const seen = t.upstream.requests.at(-1)!;
-        const verified = verifyTenantContext(seen.headers, SECRETS.CONTEXT_SIGNING_SECRET);
+        const verified = verifyTenantContext(seen, contextKeysFrom(SECRETS.CONTEXT_SIGNING_SECRET));
         expect(verified.ok).toBe(true);
         expect(res.status).toBe(200);
         return verified.ok ? (verified.context["x-tenant-features"] ?? "") : "";

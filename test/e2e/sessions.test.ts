@@ -4,7 +4,7 @@
  * the token never reaches the app, and an email belongs to one user platform-wide.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { signSession, verifyTenantContext } from "@portcullis/shared";
+import { signSession, contextKeysFrom, verifyTenantContext } from "@portcullis/shared";
 import { type Backend, propagatesWithin, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 const COOKIE = "portcullis_session";
@@ -74,7 +74,7 @@ for (const backend of ["real", "embedded"] as Backend[]) {
       expect(seen.headers.cookie).toBe("theme=dark; cart=42");
       expect(seen.rawHeaders.join("\n")).not.toContain(s.token.split(".")[1]);
       expect(seen.rawHeaders.join("\n")).not.toContain(COOKIE);
-      const verified = verifyTenantContext(seen.headers, SECRETS.CONTEXT_SIGNING_SECRET);
+      const verified = verifyTenantContext(seen, contextKeysFrom(SECRETS.CONTEXT_SIGNING_SECRET));
       expect(verified.ok && verified.context["x-user-id"]).toBe(userId);
       const [event] = await stack.auditAnywhere(res.headers["x-request-id"] as string);
       expect(event).toMatchObject({ decision: "allow", credential: "session", userId, tenantId: acme.id });

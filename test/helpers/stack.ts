@@ -27,7 +27,7 @@ import {
   type RunningRouter,
   startRouter,
 } from "@portcullis/router";
-import { MemoryStore, type Store } from "@portcullis/shared";
+import { contextKeysFrom, MemoryStore, type Store } from "@portcullis/shared";
 import { eq } from "drizzle-orm";
 import { type EchoUpstream, startEchoUpstream } from "../../deploy/local/demo-upstream.ts";
 import { type Answer, send } from "./http.ts";
@@ -207,7 +207,7 @@ export class TestStack {
   }
 
   async upstream(name: string): Promise<EchoUpstream> {
-    const u = await startEchoUpstream({ name, secret: SECRETS.CONTEXT_SIGNING_SECRET });
+    const u = await startEchoUpstream({ name, keys: contextKeysFrom(SECRETS.CONTEXT_SIGNING_SECRET) });
     this.upstreams.push(u);
     return u;
   }

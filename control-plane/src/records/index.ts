@@ -61,6 +61,7 @@ export async function loadTenantRecords(
           allowedIps: row.settings?.allowedIps ?? [],
           branding: { displayName: row.name, ...(row.settings?.branding ?? {}) },
         },
+        ...(row.settings?.contextKey ? { contextKey: row.settings.contextKey } : {}),
       },
     });
   }

@@ -48,6 +48,14 @@ export const TenantRecord = z.object({
   limits: Limits,
   features: z.record(z.string(), z.boolean()),
   settings: z.object({ allowedIps: z.array(z.string()), branding: Branding }),
+  /**
+   * Which of the tenant's context keys sign its forwarded requests (shared/src/crypto/
+   * context.ts): the current version, and the previous one until the end of a
+   * rotation's overlap (epoch ms). Absent (a tenant whose key never rotated): version 1.
+   */
+  contextKey: z
+    .object({ version: z.number().int().positive(), previous: z.object({ version: z.number(), until: z.number() }).nullable() })
+    .optional(),
 });
 export type TenantRecord = z.infer<typeof TenantRecord>;
 

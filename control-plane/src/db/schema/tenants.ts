@@ -12,6 +12,11 @@ export interface TenantLimitsOverride {
 export interface TenantSettings {
   allowedIps?: string[];
   branding?: { displayName?: string; logoUrl?: string; primaryColor?: string };
+  /**
+   * Which context key versions sign (set by rotation only, never by PATCH): absent
+   * until the first rotation, meaning version 1. `until` is epoch ms.
+   */
+  contextKey?: { version: number; previous: { version: number; until: number } | null };
 }
 
 export const tenants = pgTable(
