@@ -50,6 +50,15 @@ const Env = z.object({
   KEY_SERVICE_OPS_PORT: port(9092),
   KEY_SERVICE_OPS_HOST: z.string().default("127.0.0.1"),
   AUDIT_CONSUMER: z.enum(["true", "false"]).default("true"),
+  // Every admin and key-service request answers within its deadline, 503 at worst,
+  // even when Postgres holds connections open and answers nothing. The key service's
+  // is below the router's client timeout (2 s), so a router hears a 503, not silence.
+  ADMIN_DEADLINE_MS: z.coerce.number().int().positive().default(5_000),
+  KEY_SERVICE_DEADLINE_MS: z.coerce.number().int().positive().default(1_500),
+  // The unauthenticated TLS ask endpoint: database queries one source address may
+  // cause (cached answers are free), sustained per second and at once; over it, 429.
+  TLS_ASK_RATE_PER_SECOND: z.coerce.number().positive().max(1e6).default(5),
+  TLS_ASK_BURST: z.coerce.number().int().positive().max(1e6).default(20),
 });
 
 export interface ControlPlaneConfig {
@@ -65,6 +74,8 @@ export interface ControlPlaneConfig {
   adminToken: string;
   keyServiceToken: string;
   sessionSecret: string;
+  /** Master secret every tenant's context key is derived from (shared with the routers). */
+  contextSigningSecret: string;
   sessionCookie: string;
   sessionTtlSeconds: number;
   /** How often the key service writes collected last-used times (one statement per flush). */
@@ -83,6 +94,13 @@ export interface ControlPlaneConfig {
   keyServiceOpsHost: string;
   /** Whether this process moves audit events from the stream into Postgres. */
   auditConsumer: boolean;
+  /** Longest an admin API request may take before it answers 503 `deadline_exceeded`. */
+  adminDeadlineMs: number;
+  /** Longest a key service request may take before it answers 503. */
+  keyServiceDeadlineMs: number;
+  /** TLS ask: database queries per source address, per second and at once (then 429). */
+  tlsAskRatePerSecond: number;
+  tlsAskBurst: number;
   /** Names of secrets generated for this process because they were not set. */
   generatedSecrets: string[];
 }
@@ -104,6 +122,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     adminToken: secret(env, "ADMIN_TOKEN", generated),
     keyServiceToken: secret(env, "KEY_SERVICE_TOKEN", generated),
     sessionSecret: secret(env, "SESSION_SECRET", generated),
+    contextSigningSecret: secret(env, "CONTEXT_SIGNING_SECRET", generated),
     sessionCookie: e.SESSION_COOKIE,
     sessionTtlSeconds: e.SESSION_TTL_SECONDS,
     keyUsageFlushMs: e.KEY_USAGE_FLUSH_MS,
@@ -119,6 +138,10 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     keyServiceOpsPort: e.KEY_SERVICE_OPS_PORT,
     keyServiceOpsHost: e.KEY_SERVICE_OPS_HOST,
     auditConsumer: e.AUDIT_CONSUMER === "true",
+    adminDeadlineMs: e.ADMIN_DEADLINE_MS,
+    keyServiceDeadlineMs: e.KEY_SERVICE_DEADLINE_MS,
+    tlsAskRatePerSecond: e.TLS_ASK_RATE_PER_SECOND,
+    tlsAskBurst: e.TLS_ASK_BURST,
     generatedSecrets: generated,
   });
 }

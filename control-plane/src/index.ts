@@ -6,6 +6,7 @@
 import pino, { type Logger } from "pino";
 import {
   AUDIT_STREAM,
+  CircuitBreaker,
   hasStreams,
   INVALIDATION_CHANNEL,
   Invalidation,
@@ -19,6 +20,7 @@ import { DomainRechecker } from "./domains/recheck.ts";
 import { TlsAsk } from "./domains/tls-ask.ts";
 import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
+import { databaseBreaker } from "./db/guard.ts";
 import { dnsTxtLookup, type TxtLookup } from "./domains/verify.ts";
 import { createAdminApp } from "./admin/app.ts";
 import { recordChanges } from "./admin/changes.ts";
@@ -26,8 +28,9 @@ import { AuditConsumer } from "./audit/consumer.ts";
 import { mountAuditRoutes } from "./audit/routes.ts";
 import { mountExplainRoute } from "./explain/index.ts";
 import { createKeyServiceApp } from "./key-service/app.ts";
-import { createControlPlaneMetrics, createKeyServiceMetrics, createMetricsApp } from "./ops/index.ts";
+import { BREAKER_STATE_VALUE, createControlPlaneMetrics, createKeyServiceMetrics, createMetricsApp } from "./ops/index.ts";
 import { Publisher } from "./publish/index.ts";
+import { mountContextKeyRoutes } from "./tenants/context-key.ts";
 import { TenantService } from "./tenants/service.ts";
 import { mountUsageRoutes, UsageCollector } from "./usage/index.ts";
 
@@ -36,6 +39,8 @@ export { migrate, openDatabase, type Database } from "./db/client.ts";
 export { TenantService } from "./tenants/service.ts";
 export { Publisher } from "./publish/index.ts";
 export { createKeyServiceApp, type KeyServiceDeps } from "./key-service/app.ts";
+export { reportUnhandledRejections } from "./ops/index.ts";
+export { databaseUnavailable } from "./db/errors.ts";
 export { PLANS } from "./plans.ts";
 export { UsageCollector, type UsageView } from "./usage/index.ts";
 export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
@@ -74,11 +79,34 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
   let store: Store;
   if (deps.store) store = deps.store;
   else if (config.redisUrl) {
-    const redis = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix });
+    // Probed every 250 ms while Redis is down: the publisher's retry goes as soon as it answers.
+    const redis = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix, breakerProbeMs: 250 });
     await redis.ready().catch((e) => log.warn({ err: e }, "Redis not ready; publishing will retry"));
     store = redis;
   } else store = new MemoryStore();
+  const metrics = createControlPlaneMetrics();
+  const keyServiceMetrics = createKeyServiceMetrics();
   const publisher = new Publisher(database.db, store, log);
+  // Whatever fails in the store is "Redis unavailable, retry later" to the publisher;
+  // when the store's own breaker sees Redis answer again, the retry goes at once.
+  const storeBreaker = (store as { breaker?: unknown }).breaker;
+  if (storeBreaker instanceof CircuitBreaker) {
+    metrics.breakerState.set({ dependency: storeBreaker.name }, BREAKER_STATE_VALUE[storeBreaker.state]);
+    storeBreaker.watch((state, name) => {
+      metrics.breakerState.set({ dependency: name }, BREAKER_STATE_VALUE[state]);
+      if (state === "closed") publisher.retryNow();
+    });
+  }
+  // One "postgres" breaker for the admin API and the key service of this process.
+  const dbBreaker = databaseBreaker({
+    db: database.db,
+    onStateChange: (state) => {
+      metrics.breakerState.set({ dependency: "postgres" }, BREAKER_STATE_VALUE[state]);
+      if (state === "open") log.warn("Postgres unavailable: admin and key-service calls answer 503 until it is back");
+      else if (state === "closed") log.info("Postgres available again");
+    },
+  });
+  metrics.breakerState.set({ dependency: "postgres" }, 0);
   const txtLookup = deps.txtLookup ?? dnsTxtLookup(config.dnsServers);
   const tenants = new TenantService({ db: database.db, publisher, config, txtLookup });
   const alerts = deps.alerts ?? webhookAlerts(config.alertWebhookUrl);
@@ -95,9 +123,9 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
 
   // TLS ask answers: coherent with this process's writes at once (publisher hook), with
   // other control-plane processes' through the invalidation channel.
-  const tlsAsk = new TlsAsk({ db: database.db });
+  const tlsAsk = new TlsAsk({ db: database.db, ratePerSecond: config.tlsAskRatePerSecond, burst: config.tlsAskBurst });
   publisher.onPublish((change) => tlsAsk.invalidate(change));
-  const unsubscribe = await store
+  const subscription = store
     .subscribe(
       INVALIDATION_CHANNEL,
       (message) => {
@@ -115,10 +143,12 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       log.warn({ err: error }, "no invalidation subscription; TLS ask answers expire by TTL only");
       return null;
     });
+  // A subscription waits for Redis to connect; a control plane started while Redis is
+  // down must still serve, so it waits a moment (for tests that rely on hearing other
+  // control planes at once) and then lets the subscription complete on its own.
+  await Promise.race([subscription, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
 
   const apply = new ApplyService({ db: database.db, publisher, config });
-  const metrics = createControlPlaneMetrics();
-  const keyServiceMetrics = createKeyServiceMetrics();
   const keyService = createKeyServiceApp({
     db: database.db,
     token: config.keyServiceToken,
@@ -126,6 +156,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     tenants,
     metrics: keyServiceMetrics,
     usageFlushMs: config.keyUsageFlushMs,
+    database: { breaker: dbBreaker, deadlineMs: config.keyServiceDeadlineMs },
   });
   const usage = new UsageCollector({
     db: database.db,
@@ -140,10 +171,12 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     tlsAsk,
     apply,
     changes: recordChanges({ db: database.db, tenants, log, onRecorded: () => metrics.adminChanges.inc() }),
+    database: { breaker: dbBreaker, deadlineMs: config.adminDeadlineMs },
     observe: (method, status, seconds) =>
       metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
     extend: (app) => {
       mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) });
+      mountContextKeyRoutes(app, { db: database.db, tenants, publisher, master: config.contextSigningSecret });
       mountAuditRoutes(app, { db: database.db, tenants });
       mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });
     },
@@ -165,6 +198,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     else log.warn("the store offers no streams: audit events are not moved into the database");
   }
   const ops = createMetricsApp(metrics.registry, async () => {
+    metrics.publishPending.set(publisher.pending);
     const backlog = streams ? await streams.streamLength(AUDIT_STREAM.key).catch(() => null) : null;
     if (backlog !== null) metrics.auditBacklog.set(backlog);
   });
@@ -177,6 +211,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     /** `/healthz` and `/metrics` for the key service's ops listener. */
     keyServiceOps,
     metrics,
+    keyServiceMetrics,
     auditConsumer,
     tenants,
     domains,
@@ -187,14 +222,22 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     database,
     store,
     log,
+    /** The "postgres" breaker of the admin API and the key service. */
+    databaseBreaker: dbBreaker,
     async close() {
       await domains.stop();
+      // Not awaited past a moment: a subscription still waiting for Redis is dropped with the store.
+      const unsubscribe = await Promise.race([subscription, new Promise<null>((r) => setTimeout(() => r(null), 500).unref())]);
       await unsubscribe?.().catch(() => {});
       await auditConsumer.stop();
       keyService.close();
-      await usage.close();
-      await keyService.flushUsed();
-      await publisher.flush();
+      // Each bounded, so a black-holed Postgres cannot hold shutdown: what they could not
+      // write is usage (returned to the store) and last-used times (a hint).
+      await within(5_000, usage.close(), () => log.warn("usage not persisted at shutdown: no answer from Postgres"));
+      await within(5_000, keyService.flushUsed(), () => log.warn("key last-used times not written at shutdown"));
+      // Bounded: with Redis down, shutdown names what was not published instead of hanging.
+      await publisher.close();
+      dbBreaker.close();
       if (ownsStore) await store.close();
       if (ownsDb) await database.close();
     },
@@ -202,3 +245,17 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
 }
 
 export type ControlPlane = Awaited<ReturnType<typeof createControlPlane>>;
+
+/** Wait for `work` at most `ms`; past it, `late` says what is given up (work goes on unobserved). */
+async function within(ms: number, work: Promise<unknown>, late: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    work.then(
+      () => "done",
+      () => "done",
+    ),
+    new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms))),
+  ]);
+  clearTimeout(timer);
+  if (outcome === "late") late();
+}

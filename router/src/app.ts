@@ -48,7 +48,7 @@ import { inspectRequest } from "./guard/index.ts";
 import { type Extracted, extractKey, verifyKey } from "./keys/index.ts";
 import type { RouterMetrics } from "./ops/index.ts";
 import { type Decision, decide, type HostOutcome, type KeyOutcome, type SessionOutcome } from "./policy/index.ts";
-import { forwardRequest, type H1Client, H, isBlockedRequestHeader, connectionTokens } from "./proxy/index.ts";
+import { forwardRequest, type H1Client, H, isBlockedRequestHeader, connectionTokens, UpstreamHealth } from "./proxy/index.ts";
 import { nextTraceparent } from "./proxy/trace.ts";
 import type { SecuritySignals } from "./security/index.ts";
 import { nextRequestId } from "./request-id.ts";
@@ -127,9 +127,13 @@ function newState(requestId: string, started: number, hostname: string, path: st
 type Env = { Bindings: HttpBindings; Variables: { state: RequestState } };
 
 const GUARDED = Symbol("portcullis.guarded");
-type Guarded = IncomingMessage & { [GUARDED]?: { hostname: string; path: string } };
+/** The client sent `Expect: 100-continue` and waits for 100 before its body. */
+const EXPECTS_CONTINUE = Symbol("portcullis.expectsContinue");
+type Guarded = IncomingMessage & { [GUARDED]?: { hostname: string; path: string }; [EXPECTS_CONTINUE]?: true };
 
 const NOT_PRESENTED = { presented: false } as const;
+/** A tenant whose context key never rotated signs with version 1. */
+const FIRST_CONTEXT_KEY = { version: 1, previous: null } as const;
 const UNRESOLVED: HostOutcome = { kind: "tenant", ok: false, code: "unavailable" };
 const API_HOST: HostOutcome = { kind: "api", ok: true };
 type Allowed = Extract<Decision, { allow: true }>;
@@ -154,6 +158,16 @@ export function createRouterApp(deps: RouterDeps) {
   const app = new Hono<Env>();
   const sign = contextSigner(config.contextSigningSecret);
   let rr = 0;
+  // Passive health of upstream origins, shared by both forwarding clients.
+  const upstreamHealth = new UpstreamHealth({
+    ...config.upstreamHealth,
+    // The longest a try takes before its outcome is known: one probe at a time.
+    probeWindowMs: config.upstream.connectTimeoutMs + config.upstream.headersTimeoutMs,
+    onEject: (reason) => metrics.upstreamEjections.inc({ reason }),
+    onFailure: (reason) => metrics.upstreamFailedTries.inc({ reason }),
+    onPanic: () => metrics.upstreamPanics.inc(),
+  });
+  metrics.upstreamEjected.source = () => upstreamHealth.ejected();
   // Connections refused and closing: nothing more is read from them as a request.
   const closing = new WeakSet<object>();
   // The request being served on each connection, so that a timeout or parser error
@@ -204,7 +218,13 @@ export function createRouterApp(deps: RouterDeps) {
       method,
       // Never the query string: it may hold secrets.
       path: pathOnly(s.path),
-      credential: d?.allow ? d.auth : s.extracted.kind === "key" ? "api-key" : s.session.presented ? "session" : "none",
+      credential: d?.allow
+        ? d.auth
+        : s.extracted.kind === "key" || s.extracted.kind === "misplaced"
+          ? "api-key"
+          : s.session.presented
+            ? "session"
+            : "none",
       clientIp: s.clientIp,
       status: s.status,
     };
@@ -270,7 +290,10 @@ export function createRouterApp(deps: RouterDeps) {
     const incoming = c.env.incoming;
     if (!incoming.complete) {
       closing.add(incoming.socket);
-      c.header("connection", "close");
+      // Node writes `Connection: close` itself, in the place it does when the client
+      // asked to close: a refusal decided before the request's end (a warm key, a
+      // cached host) is then the same bytes as one decided after it (no cache oracle).
+      c.env.outgoing.shouldKeepAlive = false;
     }
     return answer(c, s, refuse(c, s, reason, extra));
   }
@@ -379,7 +402,9 @@ export function createRouterApp(deps: RouterDeps) {
     const cookie = incoming.headers.cookie;
     const hostTenant = s.host.ok && s.host.kind === "tenant" ? (s.host.tenant?.id ?? null) : null;
     // Both lookups start before either is awaited.
-    const key = s.extracted.kind === "key" ? verifyKey(resolver, s.extracted.key, t, hostTenant) : NOT_PRESENTED;
+    // A misplaced key is verified like any other: another tenant's is the same 401.
+    const found = s.extracted.kind === "key" || s.extracted.kind === "misplaced" ? s.extracted.key : null;
+    const key = found !== null ? verifyKey(resolver, found, t, hostTenant) : NOT_PRESENTED;
     const session = cookie?.includes(config.sessionCookie)
       ? verifySession(resolver, cookie, config.sessionCookie, config.sessionSecret, t)
       : NOT_PRESENTED;
@@ -402,6 +427,7 @@ export function createRouterApp(deps: RouterDeps) {
       key: s.key,
       session: s.session,
       credentialError: s.extracted.kind === "error" ? s.extracted.code : null,
+      keyMisplaced: s.extracted.kind === "misplaced",
       clientIp: s.clientIp,
     });
     if (!s.decision.allow) return refuseRequest(c, s, s.decision.reason);
@@ -505,9 +531,22 @@ export function createRouterApp(deps: RouterDeps) {
     if (d.userId) context["x-user-id"] = d.userId;
     headers.push(H.host, s.hostname, "traceparent", nextTraceparent(traceparent));
     for (const name in context) headers.push(name, context[name as keyof TenantContext] as string);
-    headers.push(H.tenantSignature, sign(context, now()));
+    // Signed with this tenant's own key, over the method, Host and target too.
+    headers.push(
+      H.tenantSignature,
+      sign(
+        tenant.id,
+        tenant.contextKey ?? FIRST_CONTEXT_KEY,
+        context,
+        { method: incoming.method as string, host: s.hostname, target: s.path },
+        now(),
+      ),
+    );
 
     const hasBody = incoming.headers["transfer-encoding"] !== undefined || (incoming.headers["content-length"] ?? "0") !== "0";
+    // Only now, the request allowed, is the client told to send its body (RFC 9110
+    // §10.1.1): a refused client never uploads it (see `checkContinue`).
+    if (hasBody && (incoming as Guarded)[EXPECTS_CONTINUE] === true) outgoing.writeContinue();
     forwardRequest(
       deps.dispatcher,
       deps.h1,
@@ -521,6 +560,7 @@ export function createRouterApp(deps: RouterDeps) {
         body: hasBody ? incoming : null,
         maxBodyBytes: tenant.limits.maxBodyBytes,
         stallTimeoutMs: config.upstream.bodyTimeoutMs,
+        health: upstreamHealth,
         responseHeaders:
           s.rateHeaders === null ? { "x-request-id": s.requestId } : { "x-request-id": s.requestId, ...s.rateHeaders },
       },
@@ -611,6 +651,36 @@ export function createRouterApp(deps: RouterDeps) {
     void honoListener(incoming, outgoing);
   }
 
+  /**
+   * `Expect: 100-continue` (Node's 'checkContinue' event): with this listener Node does
+   * not answer 100 by itself the moment the head arrives, before any decision. The
+   * request takes the normal path; `proxy` sends 100 once it is allowed, and a refusal
+   * is the only answer, with the connection closed since the body is unread.
+   */
+  function checkContinue(incoming: IncomingMessage, outgoing: ServerResponse) {
+    // Node matches `100-continue` anywhere in the value, among other expectations;
+    // only the exact one is an expectation the router can meet (RFC 9110 §10.1.1).
+    if (incoming.headers.expect?.trim().toLowerCase() !== "100-continue") return checkExpectation(incoming, outgoing);
+    (incoming as Guarded)[EXPECTS_CONTINUE] = true;
+    listener(incoming, outgoing);
+  }
+
+  /**
+   * An expectation the router cannot meet (RFC 9110 §10.1.1: 417). Node would answer a
+   * bare 417 itself, with no request id and no audit event; refused here like any edge
+   * refusal, and closed: the body the client may send next is not a request.
+   */
+  function checkExpectation(incoming: IncomingMessage, outgoing: ServerResponse) {
+    if (closing.has(incoming.socket)) return;
+    const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
+    const reason: RefusalReason = verdict.ok ? "expectation_failed" : verdict.reason;
+    const requestId = nextRequestId();
+    closing.add(incoming.socket);
+    writeRefusal(outgoing, reason, requestId, true);
+    const host = verdict.ok ? verdict.hostname : (verdict.host ?? "");
+    auditEdge(requestId, reason, host, incoming.url ?? "", incoming.method ?? "", deps.clientIp(incoming));
+  }
+
   /** Protocol upgrades (WebSocket, h2c) are not proxied: refuse, audit and close. */
   function upgrade(incoming: IncomingMessage, socket: Duplex) {
     const verdict = inspectRequest(incoming, { maxHeaderCount: config.maxHeaderCount });
@@ -669,5 +739,5 @@ export function createRouterApp(deps: RouterDeps) {
     auditEdge(requestId, reason, "", "", "", (socket as Duplex & { remoteAddress?: string }).remoteAddress ?? "");
   }
 
-  return { app, listener, clientError, upgrade, connect };
+  return { app, listener, clientError, upgrade, connect, checkContinue, checkExpectation };
 }

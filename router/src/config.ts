@@ -26,6 +26,11 @@ const Env = z.object({
   UPSTREAM_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   UPSTREAM_BODY_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   UPSTREAM_CONNECTIONS: z.coerce.number().int().positive().default(128),
+  // Passive health (router/src/proxy/health.ts): failures in a row that eject an
+  // origin (0: never), and how long it stays out (base × ejections in a row, capped).
+  UPSTREAM_EJECT_CONSECUTIVE_FAILURES: z.coerce.number().int().nonnegative().default(3),
+  UPSTREAM_EJECT_BASE_MS: z.coerce.number().int().positive().default(5_000),
+  UPSTREAM_EJECT_MAX_MS: z.coerce.number().int().positive().default(60_000),
   REQUEST_HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   MAX_HEADER_BYTES: z.coerce.number().int().positive().default(16_384),
@@ -67,6 +72,8 @@ export interface RouterConfig {
   sessionCookie: string;
   trustedProxies: string[];
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number; connections: number };
+  /** Outlier ejection of upstream origins (docs/upstreams.md). */
+  upstreamHealth: { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number };
   requestHeadersTimeoutMs: number;
   requestTimeoutMs: number;
   maxHeaderBytes: number;
@@ -126,6 +133,11 @@ export function loadRouterConfig(
       headersTimeoutMs: e.UPSTREAM_HEADERS_TIMEOUT_MS,
       bodyTimeoutMs: e.UPSTREAM_BODY_TIMEOUT_MS,
       connections: e.UPSTREAM_CONNECTIONS,
+    },
+    upstreamHealth: {
+      consecutiveFailures: e.UPSTREAM_EJECT_CONSECUTIVE_FAILURES,
+      baseEjectionMs: e.UPSTREAM_EJECT_BASE_MS,
+      maxEjectionMs: e.UPSTREAM_EJECT_MAX_MS,
     },
     requestHeadersTimeoutMs: e.REQUEST_HEADERS_TIMEOUT_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

@@ -119,7 +119,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     webhookUrl: config.alertWebhookUrl,
     minIntervalMs: config.alertMinIntervalMs,
   });
-  const { listener, clientError, upgrade, connect } = createRouterApp({
+  const { listener, clientError, upgrade, connect, checkContinue, checkExpectation } = createRouterApp({
     limiter,
     meter,
     config,
@@ -158,6 +158,9 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   // Protocol upgrades (WebSocket, h2c) and CONNECT tunnels are refused, audited, closed.
   server.on("upgrade", upgrade);
   server.on("connect", connect);
+  // Expect: 100 Continue only once the request is allowed; other expectations get 417.
+  server.on("checkContinue", checkContinue);
+  server.on("checkExpectation", checkExpectation);
 
   let draining = false;
   let keyServiceUp = true;

@@ -191,11 +191,17 @@ export class TestStack {
 
   /** Admin API call with the admin token. */
   admin(method: string, path: string, body?: unknown): Promise<Answer> {
+    return this.adminWith(method, path, body, {});
+  }
+
+  /** Admin API call with the admin token and more headers (`If-Match`). */
+  adminWith(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<Answer> {
     return send(this.adminPort, "127.0.0.1", path, {
       method,
       headers: {
         authorization: `Bearer ${SECRETS.ADMIN_TOKEN}`,
         ...(body === undefined ? {} : { "content-type": "application/json" }),
+        ...headers,
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });

@@ -4,11 +4,13 @@
  */
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { constantTimeEqual, newId } from "@portcullis/shared";
+import { type CircuitBreaker, constantTimeEqual, newId } from "@portcullis/shared";
 import type { Logger } from "pino";
 import type { ApplyService } from "../apply/index.ts";
 import { ApplyRequest } from "../apply/spec.ts";
-import type { TlsAsk } from "../domains/tls-ask.ts";
+import { databaseUnavailable } from "../db/errors.ts";
+import { guardDatabase } from "../db/guard.ts";
+import { type TlsAsk, tlsAskHandler } from "../domains/tls-ask.ts";
 import type { Outcome, TenantService } from "../tenants/service.ts";
 import { isCidr } from "../tenants/validation.ts";
 import { adminError, errorBody } from "./errors.ts";
@@ -94,6 +96,11 @@ export interface AdminAppDeps {
   changes?: MiddlewareHandler<Env>;
   /** Observes each call's duration (metrics). */
   observe?: (method: string, status: number, seconds: number) => void;
+  /**
+   * Postgres' breaker and the per-request deadline (db/guard.ts): with them, every
+   * `/v1` call answers within `deadlineMs`, 503 at once while Postgres is known down.
+   */
+  database?: { breaker: CircuitBreaker; deadlineMs: number };
 }
 
 async function body<T extends z.ZodType>(
@@ -118,6 +125,29 @@ function answer<T>(c: Context<Env>, outcome: Outcome<T>, status: 200 | 201 | 204
   if (!outcome.ok) return adminError(c, outcome.code, outcome.detail);
   if (status === 204) return c.body(null, 204);
   return c.json(outcome.value as object, status);
+}
+
+/** A tenant answer with its version as a strong `ETag` (RFC 9110 §8.8.3), for `If-Match`. */
+function withEtag(c: Context<Env>, outcome: Outcome<{ version: number }>) {
+  if (outcome.ok) c.header("etag", `"${outcome.value.version}"`);
+  return answer(c, outcome);
+}
+
+/**
+ * The versions an `If-Match` accepts: null without the header or with `*` (any
+ * current tenant). Comparison is strong (RFC 9110 §13.1.1): a weak or malformed tag
+ * matches nothing, so the update is refused rather than made blind.
+ */
+function entityTags(header: string | undefined): number[] | null {
+  if (header === undefined) return null;
+  const tags = header.split(",").map((t) => t.trim());
+  if (tags.includes("*")) return null;
+  const versions: number[] = [];
+  for (const tag of tags) {
+    const m = /^"(\d{1,16})"$/.exec(tag);
+    if (m) versions.push(Number(m[1]));
+  }
+  return versions;
 }
 
 export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
@@ -146,17 +176,25 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
+  if (deps.database) {
+    app.use(
+      "/v1/*",
+      guardDatabase({
+        ...deps.database,
+        refuse: (c, code) => {
+          c.header("retry-after", "1");
+          return adminError(c, code);
+        },
+      }),
+    );
+  }
+
   // Registered before bearer auth on purpose: a TLS terminator (Caddy's on_demand_tls
   // `ask`) calls it without credentials. It reveals only whether a name is served.
   const tlsAsk = deps.tlsAsk;
   if (tlsAsk) {
-    app.get("/v1/tls/ask", async function tlsAskRoute(c) {
-      const domain = c.req.query("domain");
-      if (!domain) return c.json({ allowed: false, code: "invalid_domain" }, 400);
-      const answer = await tlsAsk.ask(domain);
-      if (answer.allowed) return c.json(answer, 200);
-      return c.json(answer, answer.code === "invalid_domain" ? 400 : 404);
-    });
+    // Cached answers, and a per-source limit on database queries (domains/tls-ask.ts).
+    app.get("/v1/tls/ask", tlsAskHandler(tlsAsk));
   }
 
   app.use("/v1/*", async function bearerAuth(c, next) {
@@ -176,11 +214,12 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     return answer(c, await tenants.create(b.value), 201);
   });
   app.get("/v1/tenants", async (c) => c.json({ tenants: await tenants.list() }));
-  app.get("/v1/tenants/:tenant", async (c) => answer(c, await tenants.get(c.req.param("tenant"))));
+  app.get("/v1/tenants/:tenant", async (c) => withEtag(c, await tenants.get(c.req.param("tenant"))));
   app.patch("/v1/tenants/:tenant", async (c) => {
     const b = await body(c, schemas.patchTenant);
     if (!b.ok) return b.res;
-    return answer(c, await tenants.patch(c.req.param("tenant"), b.value));
+    const ifMatch = entityTags(c.req.header("if-match"));
+    return withEtag(c, await tenants.patch(c.req.param("tenant"), b.value, ifMatch === null ? {} : { ifMatch }));
   });
   app.delete("/v1/tenants/:tenant", async (c) => answer(c, await tenants.delete(c.req.param("tenant")), 204));
 
@@ -252,6 +291,12 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
 
   app.notFound((c) => adminError(c, "not_found"));
   app.onError((error, c) => {
+    if (databaseUnavailable(error)) {
+      // An outage, not a bug: the guard counts it and the client is told to retry.
+      deps.log.warn({ err: error, requestId: c.get("requestId") }, "admin API: database unavailable");
+      c.header("retry-after", "1");
+      return adminError(c, "database_unavailable");
+    }
     deps.log.error({ err: error, requestId: c.get("requestId") }, "admin API error");
     return adminError(c, "internal");
   });

@@ -106,7 +106,7 @@ tenants:
 tenants:
   - {slug: api, name: X}
   - {slug: ok, name: Y, hostnames: ["*.wild.com", "10.0.0.1", "x.example.net", "v1.api.example.org"], plan: platinum}
-  - {slug: ok, name: Z, database: {server: "no-port", database: "bad name"}, upstreams: ["ftp://x"]}
+  - {slug: ok, name: Z, database: {server: "010.0.0.1:5432", database: "bad name"}, upstreams: ["ftp://x"]}
 `);
     expect(parsed.ok).toBe(true);
     if (!parsed.ok) return;
@@ -120,7 +120,7 @@ tenants:
     expect(n.issues.join("\n")).toMatch(/is the API hostname/);
     expect(n.issues.join("\n")).toMatch(/plan must be one of/);
     expect(n.issues.join("\n")).toMatch(/listed twice/);
-    expect(n.issues.join("\n")).toMatch(/host:port/);
+    expect(n.issues.join("\n")).toMatch(/ambiguous IPv4/);
     expect(n.issues.join("\n")).toMatch(/upstream origin/);
     expect(parseTenantFile("tenants: [").ok).toBe(false);
     expect(parseTenantFile("tenants:\n  - {slug: a, name: A, extra: 1}").ok).toBe(false);

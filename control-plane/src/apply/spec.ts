@@ -92,8 +92,9 @@ export function normalizeTenantFile(file: TenantFile, platform: PlatformNames | 
     }
     let database: NormalizedTenant["database"];
     if (t.database) {
-      const server = normalizeServer(t.database.server);
-      if (!server) issues.push(`${at}: database server must be host:port, not ${JSON.stringify(t.database.server)}`);
+      const canonical = normalizeServer(t.database.server);
+      const server = canonical.ok ? canonical.server : null;
+      if (!canonical.ok) issues.push(`${at}: ${canonical.detail}`);
       if (!/^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$/.test(t.database.database)) {
         issues.push(`${at}: database must be a plain database name`);
       }

@@ -62,10 +62,17 @@ export class AuditConsumer {
     this.#running = this.#loop();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stop after the batch in hand. Bounded: a batch stuck on a black-holed Postgres is
+   * left behind unacknowledged (its entries stay pending in the stream, and the next
+   * consumer run or another control plane stores them), so shutdown never hangs on it.
+   */
+  async stop(timeoutMs = 5_000): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
-    await this.#running;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#running, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
     this.#running = null;
   }
 

@@ -26,7 +26,16 @@ export async function openDatabase(options: { url?: string | undefined; dataDir:
   if (options.url) {
     const { default: postgres } = await import("postgres");
     const { drizzle } = await import("drizzle-orm/postgres-js");
-    const client = postgres(options.url, { max: options.max ?? 10, onnotice: () => {}, connect_timeout: 5 });
+    const client = postgres(options.url, {
+      max: options.max ?? 10,
+      onnotice: () => {},
+      // A connection that cannot be made (refused, or accepted and never answered, as
+      // through a partition) fails in 3 s, so requests answer 503 well within their
+      // deadline; an idle connection is closed after 30 s rather than reused after a
+      // partition that may have silently killed it.
+      connect_timeout: 3,
+      idle_timeout: 30,
+    });
     return {
       db: drizzle(client, { schema }) as unknown as Db,
       kind: "postgres",

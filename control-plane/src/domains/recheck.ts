@@ -21,6 +21,7 @@ import { newId } from "@portcullis/shared";
 import type { Logger } from "pino";
 import type { AlertSender } from "../alerts/index.ts";
 import { type Db, nextVersion } from "../db/client.ts";
+import { databaseUnavailable } from "../db/errors.ts";
 import { adminChanges, hostnames, tenants } from "../db/schema/index.ts";
 import type { Publisher } from "../publish/index.ts";
 import { type TxtLookup, verificationName, verificationValue } from "./verify.ts";
@@ -146,9 +147,18 @@ export class DomainRechecker {
         await this.#deps.publisher.publish({ hosts: [row.hostname] });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.#deps.concurrency ?? 8, rows.length) }, worker));
-
-    report.released = await this.#releaseUnverified(now);
+    // Every worker runs to its end even when one fails (Postgres went away mid-run): a
+    // run is over only when none is still writing, and the domains already failed by
+    // this run are still alerted on below, since no later run will fail them again.
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(this.#deps.concurrency ?? 8, rows.length) }, worker));
+    let error = settled.find((s): s is PromiseRejectedResult => s.status === "rejected")?.reason as unknown;
+    if (error === undefined) {
+      try {
+        report.released = await this.#releaseUnverified(now);
+      } catch (e) {
+        error = e;
+      }
+    }
 
     if (failures.length > 0) {
       this.#deps.log.warn({ domains: failures }, "custom domains lost their verification record and stopped routing");
@@ -164,6 +174,7 @@ export class DomainRechecker {
       });
       if (!sent.ok && sent.code !== "not_configured") this.#deps.log.error({ detail: sent.detail }, "alert not delivered");
     }
+    if (error !== undefined) throw error;
     return report;
   }
 
@@ -210,7 +221,12 @@ export class DomainRechecker {
   start(intervalMs: number): void {
     if (intervalMs <= 0 || this.#timer) return;
     this.#timer = setInterval(() => {
-      this.recheckDomains().catch((error) => this.#deps.log.error({ err: error }, "domain re-verification failed"));
+      this.recheckDomains().catch((error) => {
+        // Postgres down is an outage the next run retries, not a fault of the job.
+        if (databaseUnavailable(error))
+          this.#deps.log.warn({ err: error }, "domain re-verification skipped: database unavailable");
+        else this.#deps.log.error({ err: error }, "domain re-verification failed");
+      });
     }, intervalMs);
     this.#timer.unref();
   }

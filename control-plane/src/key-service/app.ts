@@ -3,13 +3,18 @@
  * host resolutions, tenant records, API key verifications and session states from
  * the control plane's database. It is reached only by routers (KEY_SERVICE_TOKEN),
  * never sees an API key (routers send its SHA-256), and bounds its own work so a
- * flood of invented keys costs one indexed lookup each, then a fast 503.
+ * flood of invented keys costs one indexed lookup each, then a fast 503. When
+ * Postgres is down it says so quickly (503, at once while the "postgres" breaker is
+ * open, never later than its deadline), so a router falls back to what it has cached
+ * instead of waiting on it.
  */
 import { Hono } from "hono";
-import { constantTimeEqual, normalizeHostname, type KeyEntry, VerifyKeyRequest } from "@portcullis/shared";
+import { type CircuitBreaker, constantTimeEqual, normalizeHostname, type KeyEntry, VerifyKeyRequest } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
+import { databaseUnavailable } from "../db/errors.ts";
+import { type DatabaseRefusal, guardDatabase } from "../db/guard.ts";
 import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
 import type { KeyServiceMetrics, KeyServiceRoute } from "../ops/index.ts";
 import type { TenantService } from "../tenants/service.ts";
@@ -34,7 +39,17 @@ export interface KeyServiceDeps {
   metrics?: KeyServiceMetrics;
   /** How often collected last-used times are written (default one minute). */
   usageFlushMs?: number;
+  /** Postgres' breaker and the per-request deadline (db/guard.ts). */
+  database?: { breaker: CircuitBreaker; deadlineMs: number };
 }
+
+/** Most key ids kept for a last-used write that failed (retried with the next flush). */
+const MAX_USED = 100_000;
+
+const MESSAGES: Record<DatabaseRefusal, string> = {
+  database_unavailable: "database unavailable",
+  deadline_exceeded: "no answer in time",
+};
 
 export function createKeyServiceApp(deps: KeyServiceDeps) {
   const app = new Hono();
@@ -52,10 +67,12 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
     try {
       await deps.tenants.touchKeys(ids, new Date());
     } catch (error) {
-      deps.log.warn({ err: error }, "recording key last use failed");
+      // Kept for the next flush (Postgres is likely down); bounded, as last use is a hint.
+      for (const id of ids) if (used.size < MAX_USED) used.add(id);
+      deps.log.warn({ err: error, keys: ids.length }, "recording key last use failed; retried with the next flush");
     }
   };
-  const timer = setInterval(flushUsed, deps.usageFlushMs ?? 60_000);
+  const timer = setInterval(() => void flushUsed(), deps.usageFlushMs ?? 60_000);
   timer.unref();
 
   const metrics = deps.metrics;
@@ -70,12 +87,24 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
     });
   }
 
+  // Routers probe this while their breaker is open: it answers at once while Postgres
+  // is known down, and never later than the deadline when it is black-holed.
+  const database = deps.database;
   app.get("/healthz", async (c) => {
+    if (database && database.breaker.state !== "closed") return c.json({ ok: false }, 503);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await deps.db.execute(sql`select 1`);
+      await Promise.race([
+        deps.db.execute(sql`select 1`),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("deadline")), database?.deadlineMs ?? 1_500);
+        }),
+      ]);
       return c.json({ ok: true });
     } catch {
       return c.json({ ok: false }, 503);
+    } finally {
+      clearTimeout(timer);
     }
   });
 
@@ -97,6 +126,15 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
       metrics?.inFlight.set(inFlight);
     }
   });
+  if (database) {
+    app.use(
+      "/v1/*",
+      guardDatabase({
+        ...database,
+        refuse: (c, code) => c.json({ error: { code, message: MESSAGES[code], requestId: "" } }, 503),
+      }),
+    );
+  }
 
   app.get("/v1/resolve/host/:host", async (c) => {
     const n = normalizeHostname(c.req.param("host"));
@@ -128,6 +166,10 @@ export function createKeyServiceApp(deps: KeyServiceDeps) {
 
   app.notFound((c) => c.json({ error: { code: "not_found", message: "not found", requestId: "" } }, 404));
   app.onError((error, c) => {
+    if (databaseUnavailable(error)) {
+      const code = "database_unavailable";
+      return c.json({ error: { code, message: MESSAGES[code], requestId: "" } }, 503);
+    }
     deps.log.error({ err: error }, "key service error");
     return c.json({ error: { code: "internal", message: "internal error", requestId: "" } }, 500);
   });

@@ -5,7 +5,20 @@
  * key-service port. Label values are bounded sets only.
  */
 import { Hono } from "hono";
+import type { Logger } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry as PromRegistry, Registry } from "prom-client";
+import type { BreakerState } from "@portcullis/shared";
+
+/** A breaker's state as a number, as the router reports it: 0 closed, 1 half-open, 2 open. */
+export const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, "half-open": 1, open: 2 };
+
+function unhandledRejectionsCounter(registry: PromRegistry) {
+  return new Counter({
+    name: "portcullis_unhandled_rejections_total",
+    help: "Promise rejections nothing handled (each is a bug; the process logs it and stays up).",
+    registers: [registry],
+  });
+}
 
 export function createControlPlaneMetrics() {
   const registry = new Registry();
@@ -47,7 +60,31 @@ export function createControlPlaneMetrics() {
     help: "Configuration changes recorded in admin_changes.",
     registers: [registry],
   });
-  return { registry, adminRequests, auditWritten, auditInvalid, auditWriteFailures, auditBacklog, auditChainHead, adminChanges };
+  const publishPending = new Gauge({
+    name: "portcullis_publish_pending",
+    help: "Ids of committed changes not yet written to the store and announced to routers (retried until they land).",
+    registers: [registry],
+  });
+  const breakerState = new Gauge({
+    name: "portcullis_dependency_breaker_state",
+    help: "Circuit breaker of each dependency (postgres, redis): 0 closed, 1 half-open (probing), 2 open (calls fail at once).",
+    labelNames: ["dependency"] as const,
+    registers: [registry],
+  });
+  const unhandledRejections = unhandledRejectionsCounter(registry);
+  return {
+    registry,
+    adminRequests,
+    auditWritten,
+    auditInvalid,
+    auditWriteFailures,
+    auditBacklog,
+    auditChainHead,
+    adminChanges,
+    publishPending,
+    breakerState,
+    unhandledRejections,
+  };
 }
 export type ControlPlaneMetrics = ReturnType<typeof createControlPlaneMetrics>;
 
@@ -83,7 +120,8 @@ export function createKeyServiceMetrics() {
     help: "Key service database lookups in flight.",
     registers: [registry],
   });
-  return { registry, requests, overloaded, inFlight };
+  const unhandledRejections = unhandledRejectionsCounter(registry);
+  return { registry, requests, overloaded, inFlight, unhandledRejections };
 }
 export type KeyServiceMetrics = ReturnType<typeof createKeyServiceMetrics>;
 
@@ -97,4 +135,18 @@ export function createMetricsApp(registry: PromRegistry, beforeScrape?: () => Pr
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: "Not found.", requestId: "" } }, 404));
   return app;
+}
+
+/**
+ * The process-level net under every background job: a rejection nothing handled is
+ * a bug to fix, logged as one and counted, but it does not take down a process that
+ * serves everything else correctly (Node's default would exit). Returns the remover.
+ */
+export function reportUnhandledRejections(log: Logger, counter?: { inc(): void }): () => void {
+  const onRejection = (reason: unknown) => {
+    counter?.inc();
+    log.error({ err: reason }, "unhandled promise rejection (a bug): logged, process kept running");
+  };
+  process.on("unhandledRejection", onRejection);
+  return () => process.off("unhandledRejection", onRejection);
 }

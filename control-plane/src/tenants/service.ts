@@ -56,6 +56,8 @@ export interface TenantView {
   upstreams: string[];
   createdAt: string;
   updatedAt: string;
+  /** The tenant's routing version: its `ETag`, for `If-Match` on updates. */
+  version: number;
 }
 
 export interface TenantPatch {
@@ -107,12 +109,18 @@ export class TenantService {
     this.#now = deps.now ?? (() => new Date());
   }
 
-  /** `:tenant` in the admin API is an id or a slug. */
+  /**
+   * `:tenant` in the admin API is an id or a slug. Inside a transaction the row is
+   * locked (FOR UPDATE) until it commits: every read-modify-write of a tenant holds it,
+   * so two concurrent updates run one after the other, each on the other's result (no
+   * lost update), and take their routing versions in commit order.
+   */
   async find(ref: string, executor: Executor = this.#db): Promise<TenantRow | null> {
-    const [row] = await executor
+    const query = executor
       .select()
       .from(tenants)
       .where(ref.startsWith("ten_") ? eq(tenants.id, ref) : eq(tenants.slug, ref));
+    const [row] = executor === this.#db ? await query : await query.for("update");
     return row ?? null;
   }
 
@@ -147,6 +155,7 @@ export class TenantService {
       upstreams: ups.map((u) => u.url),
       createdAt: row.createdAt.toISOString(),
       updatedAt: row.updatedAt.toISOString(),
+      version: row.version,
     };
   }
 
@@ -187,13 +196,18 @@ export class TenantService {
     }
   }
 
-  async patch(ref: string, patch: TenantPatch): Promise<Outcome<TenantView>> {
+  /**
+   * `ifMatch`: the version (ETag) the client last read; the update is made only if the
+   * tenant is still at it, else `precondition_failed` (RFC 9110 §13.1.1).
+   */
+  async patch(ref: string, patch: TenantPatch, options: { ifMatch?: readonly number[] } = {}): Promise<Outcome<TenantView>> {
     if (patch.plan !== undefined && !(patch.plan in PLANS)) {
       return fail("validation_failed", `plan must be one of ${Object.keys(PLANS).join(", ")}`);
     }
     const result = await this.#db.transaction(async (tx) => {
       const row = await this.find(ref, tx);
       if (!row) return null;
+      if (options.ifMatch !== undefined && !options.ifMatch.includes(row.version)) return "changed" as const;
       const version = await nextVersion(tx);
       const limits = patch.limits ? { ...row.limits, ...patch.limits } : row.limits;
       const features = patch.features ? { ...row.features, ...patch.features } : row.features;
@@ -221,6 +235,7 @@ export class TenantService {
       return { before: row, view: await this.view(updated as TenantRow, tx), keys: keys.map((k) => k.hash) };
     });
     if (!result) return fail("not_found");
+    if (result === "changed") return fail("precondition_failed");
     // Status matters to key and session checks too: publish the tenant's keys with it.
     await this.#publisher.publish({ tenants: [result.view.id], keys: result.keys });
     return ok(result.view);
@@ -248,8 +263,9 @@ export class TenantService {
     ref: string,
     input: { server: string; database: string },
   ): Promise<Outcome<{ server: string; database: string }>> {
-    const server = normalizeServer(input.server);
-    if (!server) return fail("validation_failed", "server must be host:port");
+    const canonical = normalizeServer(input.server);
+    if (!canonical.ok) return fail("validation_failed", canonical.detail);
+    const server = canonical.server;
     if (!/^[A-Za-z0-9_][A-Za-z0-9_$-]{0,62}$/.test(input.database)) {
       return fail("validation_failed", "database must be a plain database name");
     }

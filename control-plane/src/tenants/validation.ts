@@ -1,6 +1,6 @@
 /** Input rules of the admin API: slugs, database servers, upstream URLs, CIDRs. */
 import { isIP } from "node:net";
-import { normalizeHostname } from "@portcullis/shared";
+import { canonicalDbServer } from "@portcullis/shared";
 
 export const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
@@ -63,20 +63,15 @@ export function checkSlug(slug: string): "ok" | "invalid" | "reserved" {
   return "ok";
 }
 
-/** `host:port` of a database server, normalized: lower-case host, explicit port. */
-export function normalizeServer(input: string): string | null {
-  const match = /^(.+):(\d{1,5})$/.exec(input.trim());
-  if (!match) return null;
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) return null;
-  let host = (match[1] as string).toLowerCase();
-  if (host.startsWith("[") && host.endsWith("]")) {
-    return isIP(host.slice(1, -1)) === 6 ? `[${host.slice(1, -1)}]:${port}` : null;
-  }
-  if (isIP(host) === 4) return `${host}:${port}`;
-  if (host.endsWith(".")) host = host.slice(0, -1);
-  const named = normalizeHostname(host);
-  return named.ok ? `${named.hostname}:${port}` : null;
+/**
+ * `host:port` of a database server in its one canonical spelling (shared/src/db-server:
+ * IPv6 compressed in brackets, IPv4-mapped as IPv4, host names lower-case A-labels,
+ * port 5432 when omitted; ambiguous IPv4 refused), so the unique constraint on
+ * `database_servers.address` means one server, not one string.
+ */
+export function normalizeServer(input: string): { ok: true; server: string } | { ok: false; detail: string } {
+  const r = canonicalDbServer(input);
+  return r.ok ? { ok: true, server: r.server } : { ok: false, detail: r.detail };
 }
 
 /** An upstream is an origin: http(s), host, optional port; no credentials, path or query. */

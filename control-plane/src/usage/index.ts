@@ -2,8 +2,9 @@
  * Usage per tenant and month: the control plane takes what routers metered from the
  * shared store's pending hash (atomically read and deleted, so no count is taken
  * twice) and adds it to the `usage` table in one statement. If the database write
- * fails, the counts go back into the store for the next collection. Collected on a
- * timer, before every usage answer, and on close.
+ * fails, the counts go back into the store for the next collection; if the store
+ * fails too, this process keeps them and adds them to its next collection. Collected
+ * on a timer, before every usage answer, and on close.
  */
 import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Hono } from "hono";
@@ -30,6 +31,8 @@ export class UsageCollector {
   readonly #now: () => number;
   readonly #timer: NodeJS.Timeout;
   #running: Promise<void> = Promise.resolve();
+  /** Counts taken from the store that neither Postgres nor the store has now. */
+  #held: Record<string, number> = {};
 
   constructor(deps: { db: Db; store: Store; log: Logger; intervalMs?: number; now?: () => number }) {
     this.#db = deps.db;
@@ -47,7 +50,17 @@ export class UsageCollector {
   }
 
   async #collect(): Promise<void> {
-    const pending = await this.#store.takeCounters(LIMIT_KEYS.usagePending);
+    const pending = this.#held;
+    this.#held = {};
+    try {
+      for (const [field, n] of Object.entries(await this.#store.takeCounters(LIMIT_KEYS.usagePending))) {
+        pending[field] = (pending[field] ?? 0) + n;
+      }
+    } catch (error) {
+      // The store is down: what is held is kept for the next collection, which may reach the store.
+      this.#hold(pending);
+      throw error;
+    }
     const rows = new Map<string, UsageView & { tenantId: string }>();
     for (const field in pending) {
       const [period, tenantId, metric] = field.split("|") as [string, string, keyof typeof FIELD];
@@ -85,9 +98,17 @@ export class UsageCollector {
         });
     } catch (error) {
       this.#log.warn({ err: error }, "persisting usage failed; counts returned to the store");
-      await this.#store.addCounters(LIMIT_KEYS.usagePending, pending);
+      await this.#store.addCounters(LIMIT_KEYS.usagePending, pending).catch((storeError) => {
+        // Neither has them: kept here (bounded by tenants × months × 4 fields) until one does.
+        this.#log.warn({ err: storeError }, "returning usage counts to the store failed; kept in memory");
+        this.#hold(pending);
+      });
       throw error;
     }
+  }
+
+  #hold(counts: Record<string, number>): void {
+    for (const [field, n] of Object.entries(counts)) this.#held[field] = (this.#held[field] ?? 0) + n;
   }
 
   /** The tenant's usage in the current month, after collecting what is pending. */

@@ -1,17 +1,29 @@
 /**
  * API key extraction and verification. A key comes from `Authorization: Bearer pck_…`
  * or `X-API-Key`; two different keys, a repeated header, or a key in the query
- * string make the request ambiguous. Verification goes through the same path for
+ * string make the request ambiguous. A well-formed key anywhere else in the headers
+ * (another scheme, junk after it, Basic credentials, another header, a cookie) is
+ * "misplaced": an app may read it there, so it is verified like any key and the
+ * request refused, never forwarded. Verification goes through the same path for
  * every well-formed key (hash → cache → key service), and every failure maps to
  * one public 401 (see shared/errors).
  */
-import { API_KEY_PREFIX, hashApiKey, isWellFormedApiKey, type KeyEntry as KeyE, type TenantRecord } from "@portcullis/shared";
+import {
+  API_KEY_LENGTH,
+  API_KEY_PREFIX,
+  hashApiKey,
+  isWellFormedApiKey,
+  type KeyEntry as KeyE,
+  type TenantRecord,
+} from "@portcullis/shared";
 import type { KeyOutcome } from "../policy/index.ts";
 import type { Resolver } from "../tenant-cache/index.ts";
 
 export type Extracted =
   | { kind: "none" }
   | { kind: "key"; key: string; fromAuthorization: boolean }
+  /** A well-formed key outside the two headers that carry keys: verified, never taken. */
+  | { kind: "misplaced"; key: string }
   | { kind: "error"; code: "ambiguous_credentials" | "key_in_query" };
 
 const NONE: Extracted = { kind: "none" };
@@ -22,27 +34,95 @@ const REVOKED: KeyOutcome = { presented: true, ok: false, code: "key_revoked" };
 const EXPIRED: KeyOutcome = { presented: true, ok: false, code: "key_expired" };
 const UNAVAILABLE: KeyOutcome = { presented: true, ok: false, code: "unavailable" };
 
+const AMBIGUOUS: Extracted = { kind: "error", code: "ambiguous_credentials" };
+
+/** More than one distinct key was found. */
+const TWO: unique symbol = Symbol("two keys");
+/** Keys found outside the key headers so far: none, one, or two different ones. */
+type Found = string | null | typeof TWO;
+
+/** `pck%5F…`: an app that percent-decodes a value (cookies, say) reads a key there. */
+const ENCODED_PREFIX = /pck%5f/i;
+const ENCODED_PREFIXES = /pck%5f/gi;
+/** `Basic <credentials>` (RFC 7617 §2), any whitespace after the scheme. */
+const BASIC = /^basic\s+(\S+)/i;
+/**
+ * The prefix in base64, at each of the three byte alignments: only the characters
+ * that its bits alone decide. Credentials that contain none of these cannot hold a
+ * key, so most Basic credentials are never decoded.
+ */
+const BASE64_PREFIXES = [0, 1, 2].map((pad) => {
+  const encoded = Buffer.concat([Buffer.alloc(pad), Buffer.from(API_KEY_PREFIX)]).toString("base64");
+  return encoded.slice(Math.ceil((8 * pad) / 6), Math.floor((8 * (pad + API_KEY_PREFIX.length)) / 6));
+});
+
+/**
+ * Every well-formed key (shape and checksum) starting anywhere in `text`. The checksum
+ * is what tells a key from a look-alike (an app's token that happens to contain
+ * `pck_`): 1 in 62⁶ look-alikes pass, so refusing what passes never costs an app its
+ * own tokens. Junk glued after a key does not hide it: apps may truncate or split.
+ */
+function keysIn(text: string, found: Found): Found {
+  for (let i = text.indexOf(API_KEY_PREFIX); i !== -1 && found !== TWO; i = text.indexOf(API_KEY_PREFIX, i + 1)) {
+    if (text.length - i < API_KEY_LENGTH) break;
+    const candidate = text.slice(i, i + API_KEY_LENGTH);
+    if (!isWellFormedApiKey(candidate)) continue;
+    if (found === null) found = candidate;
+    else if (found !== candidate) found = TWO;
+  }
+  return found;
+}
+
+/** Keys in one header value as sent, and with `%5F` decoded. */
+function keysInValue(value: string, found: Found): Found {
+  if (value.indexOf(API_KEY_PREFIX) !== -1) found = keysIn(value, found);
+  if (found !== TWO && value.indexOf("%5") !== -1 && ENCODED_PREFIX.test(value)) {
+    found = keysIn(value.replace(ENCODED_PREFIXES, API_KEY_PREFIX), found);
+  }
+  return found;
+}
+
+/** Keys in an Authorization value that is not a key itself: as sent, and inside Basic credentials. */
+function keysInAuthorization(value: string, found: Found): Found {
+  found = keysInValue(value, found);
+  const basic = found === TWO ? null : BASIC.exec(value);
+  if (basic === null) return found;
+  const credentials = basic[1] as string;
+  for (const encoded of BASE64_PREFIXES) {
+    if (credentials.indexOf(encoded) !== -1) return keysInValue(Buffer.from(credentials, "base64").toString("latin1"), found);
+  }
+  return found;
+}
+
 /**
  * Reads credentials from the raw header list (duplicates are visible there; Node's
- * `headers` object silently keeps the first `authorization`).
+ * `headers` object silently keeps the first `authorization`). Every other header is
+ * searched for keys with one `indexOf` of the prefix per name and value: a request
+ * without a key anywhere else allocates nothing here.
  */
 export function extractKey(rawHeaders: string[], url: string, requireKey: boolean): Extracted {
   let authorization: string | undefined;
   let apiKey: string | undefined;
   let authCount = 0;
   let apiKeyCount = 0;
+  let elsewhere: Found = null;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
+    const value = rawHeaders[i + 1] as string;
     if (name.length === 13 && name.toLowerCase() === "authorization") {
       authCount++;
-      authorization = rawHeaders[i + 1];
+      authorization = value;
     } else if (name.length === 9 && name.toLowerCase() === "x-api-key") {
       apiKeyCount++;
-      apiKey = rawHeaders[i + 1];
+      apiKey = value;
+    } else {
+      elsewhere = keysInValue(value, elsewhere);
+      // A key as a header name is still a key forwarded.
+      if (name.length >= API_KEY_LENGTH) elsewhere = keysIn(name, elsewhere);
     }
   }
   if (keyInQuery(url)) return { kind: "error", code: "key_in_query" };
-  if (authCount > 1 || apiKeyCount > 1) return { kind: "error", code: "ambiguous_credentials" };
+  if (authCount > 1 || apiKeyCount > 1) return AMBIGUOUS;
 
   let fromAuth: string | undefined;
   if (authorization !== undefined) {
@@ -51,15 +131,27 @@ export function extractKey(rawHeaders: string[], url: string, requireKey: boolea
     const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     const token = bearer?.[1] ?? (authorization.startsWith(API_KEY_PREFIX) ? authorization.trim() : undefined);
     // A bearer token that is not a Portcullis key belongs to the tenant's app
-    // (its own JWT, say) and passes through on tenant hostnames.
+    // (its own JWT, say) and passes through on tenant hostnames — unless a key hides
+    // elsewhere in the value: another scheme (`Token pck_…`), words after the token,
+    // Basic credentials.
     if (token?.startsWith(API_KEY_PREFIX)) fromAuth = token;
-    else if (requireKey && apiKey === undefined) fromAuth = token ?? authorization;
+    else {
+      elsewhere = keysInAuthorization(authorization, elsewhere);
+      if (requireKey && apiKey === undefined && elsewhere === null) fromAuth = token ?? authorization;
+    }
   }
-  if (fromAuth !== undefined && apiKey !== undefined) {
-    if (fromAuth !== apiKey.trim()) return { kind: "error", code: "ambiguous_credentials" };
+  if (elsewhere === TWO) return AMBIGUOUS;
+  const trimmedApiKey = apiKey?.trim();
+  if (fromAuth !== undefined && trimmedApiKey !== undefined && fromAuth !== trimmedApiKey) return AMBIGUOUS;
+  if (elsewhere !== null) {
+    // A second, different key is a second credential; the same key also in a key
+    // header is still misplaced (its other copy would be forwarded).
+    const placed = fromAuth ?? trimmedApiKey;
+    if (placed !== undefined && placed !== elsewhere) return AMBIGUOUS;
+    return { kind: "misplaced", key: elsewhere };
   }
   if (fromAuth !== undefined) return { kind: "key", key: fromAuth, fromAuthorization: true };
-  if (apiKey !== undefined) return { kind: "key", key: apiKey.trim(), fromAuthorization: false };
+  if (trimmedApiKey !== undefined) return { kind: "key", key: trimmedApiKey, fromAuthorization: false };
   return NONE;
 }
 

@@ -52,6 +52,55 @@ describe("extractKey", () => {
   });
 });
 
+describe("extractKey: keys where the router does not take them", () => {
+  const b64 = (v: string) => Buffer.from(v, "latin1").toString("base64");
+  const word = fc.stringMatching(/^[A-Za-z0-9]{0,12}$/);
+  const headerName = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_-]{0,20}$/).filter((n) => {
+    const l = n.toLowerCase();
+    return l !== "authorization" && l !== "x-api-key";
+  });
+  /** Ways an app may read a key that are not `Authorization: Bearer` or `X-API-Key`. */
+  const carriers: fc.Arbitrary<(k: string) => string[]>[] = [
+    fc.tuple(fc.constantFrom("Token", "ApiKey", "Key", "Bearer"), word).map(([scheme, junk]) => (k: string) => [
+      "Authorization",
+      scheme === "Bearer" ? `Bearer ${k} ${junk}x` : `${scheme} ${k}`,
+    ]),
+    fc
+      .tuple(word, word, fc.boolean(), fc.constantFrom("Basic", "basic", "BASIC"))
+      .map(([user, pass, asUser, scheme]) => (k: string) => [
+        "Authorization",
+        `${scheme} ${b64(asUser ? `${user}${k}:${pass}` : `${user}:${pass}${k}`)}`,
+      ]),
+    headerName.map((name) => (k: string) => [name, k]),
+    fc.tuple(word, word).map(([name, other]) => (k: string) => ["Cookie", `${other}=1; ${name}x=${k}`]),
+    fc.constant((k: string) => ["Cookie", `api_key=${k.replace("_", "%5F")}`]),
+  ];
+
+  it("finds a well-formed key in any other scheme, after a token, in Basic credentials, another header or a cookie", () => {
+    fc.assert(
+      fc.property(key, fc.oneof(...carriers), fc.boolean(), (k, carrier, api) => {
+        expect(extractKey(["Host", "a.example", ...carrier(k)], "/", api)).toEqual({ kind: "misplaced", key: k });
+        // Also placed correctly: still misplaced (its copy would be forwarded); another key: ambiguous.
+        expect(extractKey(["X-API-Key", k, ...carrier(k)], "/", api)).toEqual({ kind: "misplaced", key: k });
+        const other = generateApiKey().key;
+        expect(extractKey(["X-API-Key", other, ...carrier(k)], "/", api)).toEqual({
+          kind: "error",
+          code: "ambiguous_credentials",
+        });
+      }),
+    );
+  });
+
+  it("leaves look-alikes alone: `pck_` values that fail the checksum are no key", () => {
+    fc.assert(
+      fc.property(key, fc.oneof(...carriers), (k, carrier) => {
+        const typo = `${k.slice(0, -1)}${k.at(-1) === "A" ? "B" : "A"}`;
+        expect(extractKey(["Host", "a.example", ...carrier(typo)], "/", false)).toEqual({ kind: "none" });
+      }),
+    );
+  });
+});
+
 describe("KeyUsageReporter", () => {
   it("sends each key id once per batch, keeps a failed batch for the next one, and sends the rest on close", async () => {
     const sent: string[][] = [];

@@ -66,6 +66,23 @@ export class BatchedGauge {
   }
 }
 
+/** A gauge whose value is read from its owner when scraped (`source`, set by whoever owns the state). */
+export class PolledGauge {
+  source: (() => number) | null = null;
+
+  constructor(options: { name: string; help: string; registry: Registry }) {
+    const self = this;
+    new Gauge({
+      name: options.name,
+      help: options.help,
+      registers: [options.registry],
+      collect() {
+        this.set(self.source === null ? 0 : self.source());
+      },
+    });
+  }
+}
+
 export const OTHER_TENANT = "other";
 
 export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
@@ -142,6 +159,28 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     name: "portcullis_security_alerts_total",
     help: "Security alerts by outcome: sent, suppressed (rate limited), failed.",
     labelNames: ["outcome"] as const,
+    registers: [registry],
+  });
+  const upstreamEjections = new Counter({
+    name: "portcullis_upstream_ejections_total",
+    help: "Upstream origins ejected by passive health, by the failure that tipped it: connect_error, timeout, reset, protocol, status_5xx.",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const upstreamFailedTries = new Counter({
+    name: "portcullis_upstream_failed_tries_total",
+    help: "Tries that counted against an upstream origin's health (retried or not), by kind: connect_error, timeout, reset, protocol, status_5xx.",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const upstreamEjected = new PolledGauge({
+    name: "portcullis_upstream_ejected_origins",
+    help: "Upstream origins out of rotation now: ejected, or re-admitted and waiting for a probe to succeed.",
+    registry,
+  });
+  const upstreamPanics = new Counter({
+    name: "portcullis_upstream_panic_total",
+    help: "Requests sent to an ejected origin because every origin of their tenant was ejected (one try, no retry).",
     registers: [registry],
   });
   const inFlight = new BatchedGauge({ name: "portcullis_requests_in_flight", help: "Requests being handled.", registry });
@@ -240,6 +279,10 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     keyService,
     cacheLookups,
     upstreamErrors,
+    upstreamEjections,
+    upstreamFailedTries,
+    upstreamEjected,
+    upstreamPanics,
     openConnections,
     auditDepth,
     auditDropped,

@@ -37,6 +37,11 @@ export interface DecisionInput {
   session: SessionOutcome;
   /** Set by the credential parser for requests that are ambiguous before any lookup. */
   credentialError: "ambiguous_credentials" | "key_in_query" | null;
+  /**
+   * The key was found outside the headers that carry keys (another scheme, a cookie,
+   * Basic credentials, …): verified like any key, then refused even when valid.
+   */
+  keyMisplaced?: boolean;
   clientIp: string;
 }
 
@@ -101,6 +106,10 @@ export function decide(input: DecisionInput): Decision {
     }
     if (tenant !== null && key.tenantId !== tenant.id) return { allow: false, reason: "key_other_tenant", tenantId: tenant.id };
     if (key.tenant === null || key.tenant.id !== key.tenantId) return { allow: false, reason: "key_unknown" };
+    // Valid and of this tenant, but where an app may read it: never forwarded, never
+    // taken (the edge and the app must agree on the one credential). Checked after
+    // verification so another tenant's or an invalid key gets the one 401 above.
+    if (input.keyMisplaced === true) return { allow: false, reason: "misplaced_key", tenantId: key.tenantId };
     tenant = key.tenant;
     if (tenant.features.apiAccess === false) return { allow: false, reason: "api_access_disabled", tenantId: tenant.id };
     // The key service's binding must be the tenant's binding (contract rule 5).
@@ -109,6 +118,9 @@ export function decide(input: DecisionInput): Decision {
     keyId = key.keyId;
   } else if (host.kind === "api") {
     return { allow: false, reason: "key_missing" };
+  } else if (input.keyMisplaced === true) {
+    // A misplaced key with no outcome of its own: not one the parser can produce; fail closed.
+    return { allow: false, reason: "misplaced_key", ...(tenant ? { tenantId: tenant.id } : {}) };
   }
   if (tenant === null) return { allow: false, reason: "unknown_host" };
 

@@ -87,6 +87,7 @@ const input: fc.Arbitrary<DecisionInput> = fc.record({
   key,
   session,
   credentialError: fc.constantFrom(null, "ambiguous_credentials" as const, "key_in_query" as const),
+  keyMisplaced: fc.constantFrom(false, false, true),
   clientIp: fc.constantFrom("127.0.0.1", "10.1.2.3", "::ffff:10.1.2.3", "not-an-ip"),
 });
 
@@ -101,6 +102,7 @@ describe("decide", () => {
         }
         const t = d.tenant;
         expect(i.credentialError).toBeNull();
+        expect(i.keyMisplaced).toBe(false);
         expect(i.host.ok).toBe(true);
         if (i.host.ok && i.host.kind === "tenant") expect(i.host.tenant?.id).toBe(t.id);
         if (i.host.kind === "api") expect(i.key.presented).toBe(true);
@@ -144,6 +146,22 @@ describe("decide", () => {
           expect(REFUSALS[d.reason].code).toBe("invalid_api_key");
           expect(REFUSALS[d.reason].status).toBe(401);
         }
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it("refuses a misplaced key however valid: as the key alone would be refused, else misplaced_key", () => {
+    fc.assert(
+      fc.property(input, (i) => {
+        if (!i.keyMisplaced || !i.key.presented) return;
+        const d = decide(i);
+        expect(d.allow).toBe(false);
+        const placed = decide({ ...i, keyMisplaced: false });
+        // Whatever refuses the key where keys belong refuses it first; only a key that
+        // would be taken there is refused for where it was found.
+        if (!placed.allow && placed.reason.startsWith("key_")) expect(d).toEqual(placed);
+        if (placed.allow) expect(d).toMatchObject({ allow: false, reason: "misplaced_key", tenantId: placed.tenant.id });
       }),
       { numRuns: 2_000 },
     );

@@ -25,10 +25,14 @@
  *   destroyed; reuse waits for the check phase of the event loop, so bytes already
  *   delivered to an idle socket are seen before a request is written on it (undici
  *   does the same, GHSA-35p6-xmwp-9g52);
+ * - origins are picked, and their outcomes reported, through the shared passive
+ *   health (health.ts) when the request carries one: ejected origins are skipped;
  * - connect errors, and a connection that fails before any response byte on an
- *   idempotent request, try the next origin; a reused connection found closed (EOF or
- *   reset before any response byte, the keep-alive race) is retried once on a fresh
- *   connection when the method is idempotent;
+ *   idempotent request, try the next origin (each origin at most once); a reused
+ *   connection found closed (EOF or reset before any response byte, the keep-alive
+ *   race) is retried once on a fresh connection to the same origin when the method is
+ *   idempotent — the request never reached the app, so neither the retry nor the
+ *   race counts against the origin;
  * - headers timeout → 504, body timeout or any failure after the response began →
  *   the client connection is cut, so a truncated body never looks complete; the
  *   client going away destroys the upstream connection.
@@ -38,6 +42,7 @@ import { connect, type Socket } from "node:net";
 import type { RefusalReason } from "@portcullis/shared";
 import { connectionTokens, RESPONSE_DROP } from "./headers.ts";
 import { type ParseError, ResponseParser, type ResponseSink } from "./h1-parser.ts";
+import type { FailureKind } from "./health.ts";
 import type { ForwardRequest, ForwardResult, RefuseWriter, UpstreamOptions } from "./index.ts";
 
 export interface H1Options extends UpstreamOptions {
@@ -75,6 +80,27 @@ const BAD_PATH = /[^\x21-\xff]/;
 
 function cut(res: ServerResponse): void {
   res.destroy();
+}
+
+/** How a failure before the response counts against the origin (null: not the origin's doing). */
+function healthKind(kind: Failure): FailureKind | null {
+  switch (kind) {
+    case "connect":
+    case "connect_timeout":
+      return "connect_error";
+    case "headers_timeout":
+      return "timeout";
+    case "reset":
+    case "error":
+      return "reset";
+    case "protocol":
+    case "invalid_headers":
+      return "protocol";
+    default:
+      // client_stalled, body_timeout (after the head), overloaded, shutdown: the
+      // router's or the client's side.
+      return null;
+  }
 }
 
 function failureOf(kind: Failure): RefusalReason {
@@ -139,7 +165,8 @@ class Exchange {
   pool: Pool | null = null;
   conn: Conn | null = null;
   upstream = "";
-  attempt = 0;
+  /** Next position of the origin rotation to try (health.ts `pick`). */
+  cursor = 0;
   /** Wants a new connection (the retry after the keep-alive race), not an idle one. */
   fresh = false;
   /** The keep-alive race retry is taken at most once. */
@@ -284,6 +311,7 @@ class Conn implements ResponseSink {
       this.fail("invalid_headers");
       return false;
     }
+    ex.f.health?.status(ex.upstream, status);
     return true;
   }
 
@@ -341,6 +369,14 @@ class Conn implements ResponseSink {
     this.client.removed(this, wasIdle);
     if (ex !== null) {
       ex.conn = null;
+      // Before the response head only: after it the status was reported. The
+      // keep-alive race (a reused connection closed before any byte) is not the
+      // origin failing.
+      const health = ex.f.health;
+      if (health !== undefined && !ex.ended && !ex.res.headersSent && !(kind === "reset" && this.reused && !this.gotBytes)) {
+        const counted = healthKind(kind);
+        if (counted !== null) health.failure(ex.upstream, counted);
+      }
       this.client.failed(ex, kind, this.connected, this.reused, this.gotBytes);
     }
   }
@@ -401,12 +437,24 @@ export class H1Client {
       return;
     }
     res.on("close", ex.onClose);
-    this.#dispatch(ex);
+    if (!this.#next(ex)) {
+      refuse(res, "upstream_unavailable");
+      ex.finish(res.statusCode, "upstream_unavailable");
+    }
   }
 
-  #dispatch(ex: Exchange): void {
+  /** Dispatches the exchange to the next origin of its rotation; false when none is left. */
+  #next(ex: Exchange): boolean {
     const f = ex.f;
-    const origin = f.origins[(f.start + ex.attempt) % f.origins.length] as string;
+    const n = f.origins.length;
+    const p = f.health === undefined ? (ex.cursor < n ? ex.cursor : -1) : f.health.pick(f.origins, f.start, ex.cursor);
+    if (p === -1) return false;
+    ex.cursor = p + 1;
+    this.#dispatch(ex, f.origins[(f.start + p) % n] as string);
+    return true;
+  }
+
+  #dispatch(ex: Exchange, origin: string): void {
     let pool = this.#pools.get(origin);
     if (pool === undefined) {
       const url = new URL(origin);
@@ -541,16 +589,17 @@ export class H1Client {
       if (kind === "reset" && reused && !gotBytes && idempotent && !ex.raced) {
         ex.raced = true;
         ex.fresh = true;
-        this.#dispatch(ex);
+        this.#dispatch(ex, ex.upstream);
         return;
       }
+      // A request that never reached an upstream (no connection) can go anywhere; one
+      // that was written only when it is idempotent (it has no body here) and no
+      // response byte came back. Never an origin twice, never an ejected one.
       const neverConnected = !connected && (kind === "connect" || kind === "connect_timeout");
       const retryable = neverConnected || (kind === "reset" && !gotBytes && idempotent);
-      if (retryable && ex.attempt + 1 < ex.f.origins.length) {
-        ex.attempt++;
+      if (retryable) {
         ex.fresh = false;
-        this.#dispatch(ex);
-        return;
+        if (this.#next(ex)) return;
       }
     }
     const failure = failureOf(kind);

@@ -4,8 +4,11 @@
  * fraction of undici's per-request CPU); `forwardRequest` picks. Everything else —
  * request bodies, `https:` upstreams — goes through undici's dispatcher API here,
  * straight between the Node request/response streams (no Web Request/Response on the
- * path; see PERF-NOTES). Streams both ways with backpressure; retries another upstream only
- * when the connection could not be made and no body byte was read; a framing or
+ * path; see PERF-NOTES). Streams both ways with backpressure; picks origins through the
+ * shared passive health (health.ts: ejected origins are skipped) and reports each
+ * try's outcome to it; retries another origin only when the connection could not be
+ * made and no body byte was read, or, for an idempotent request without a body, when
+ * the connection failed before any response byte (each origin at most once); a framing or
  * protocol error from an upstream destroys that upstream connection (undici does)
  * and, if the response had started, the client connection too, so no byte of one
  * response can reach another request.
@@ -15,9 +18,11 @@ import { Transform } from "node:stream";
 import { Agent, type Dispatcher } from "undici";
 import type { RefusalReason } from "@portcullis/shared";
 import { H1Client } from "./h1.ts";
+import type { FailureKind, UpstreamHealth } from "./health.ts";
 import { connectionTokens, RESPONSE_DROP } from "./headers.ts";
 
 export { H, isBlockedRequestHeader, connectionTokens } from "./headers.ts";
+export { type FailureKind, type HealthOptions, UpstreamHealth } from "./health.ts";
 
 export interface UpstreamOptions {
   connectTimeoutMs: number;
@@ -79,6 +84,8 @@ export interface ForwardRequest {
   responseHeaders: Record<string, string>;
   /** A response whose client takes nothing for this long is cut (the h1 client uses its body timeout). */
   stallTimeoutMs?: number;
+  /** Passive health of the origins (shared by all requests); without it, plain rotation. */
+  health?: UpstreamHealth;
 }
 
 export interface ForwardResult {
@@ -112,6 +119,14 @@ class BodyTooLarge extends Error {
   }
 }
 
+/** How a failure before the response counts against the origin. */
+function healthKind(code: string): FailureKind {
+  if (CONNECT_ERRORS.has(code)) return "connect_error";
+  if (code === "UND_ERR_HEADERS_TIMEOUT") return "timeout";
+  if (RESET_ERRORS.has(code)) return "reset";
+  return "protocol";
+}
+
 function failureFor(error: Error & { code?: string }): RefusalReason {
   if (error instanceof BodyTooLarge) return "body_too_large";
   const code = error.code ?? "";
@@ -134,7 +149,9 @@ export function forward(
   done: (result: ForwardResult) => void,
 ): void {
   const started = performance.now();
-  let attempt = 0;
+  const health = f.health;
+  // Next position of the origin rotation to try (health.ts `pick`).
+  let cursor = 0;
   let bytesIn = 0;
   let bytesOut = 0;
   let ended = false;
@@ -181,8 +198,16 @@ export function forward(
     source.pipe(body);
   }
 
-  const dispatch = () => {
-    const origin = f.origins[(f.start + attempt) % f.origins.length] as string;
+  /** The next origin of the rotation, or null when none is left. */
+  const next = (): string | null => {
+    const n = f.origins.length;
+    const p = health === undefined ? (cursor < n ? cursor : -1) : health.pick(f.origins, f.start, cursor);
+    if (p === -1) return null;
+    cursor = p + 1;
+    return f.origins[(f.start + p) % n] as string;
+  };
+
+  const dispatch = (origin: string) => {
     current = origin;
     dispatcher.dispatch(
       { origin, path: f.path, method: f.method as Dispatcher.HttpMethod, headers: f.headers, body },
@@ -210,6 +235,7 @@ export function forward(
             controller.abort(new Error("invalid upstream response headers"));
             return;
           }
+          health?.status(origin, statusCode);
         },
         onResponseData(controller, chunk) {
           bytesOut += chunk.length;
@@ -250,15 +276,20 @@ export function forward(
             return;
           }
           const code = error.code ?? "";
+          // The client's body outgrowing its limit is not the origin's doing.
+          if (health !== undefined && bodyError === null) health.failure(origin, healthKind(code));
+          // A connect error: the request never left, so it can go elsewhere if no body
+          // byte was consumed. A reset after it was written: only when it is idempotent
+          // and has no body, and no response byte came (the head had not started).
           const untouched = body === null || !body.readableDidRead;
           const retryable =
-            untouched &&
-            attempt + 1 < f.origins.length &&
-            (CONNECT_ERRORS.has(code) || (RESET_ERRORS.has(code) && IDEMPOTENT.has(f.method) && body === null));
+            untouched && (CONNECT_ERRORS.has(code) || (RESET_ERRORS.has(code) && IDEMPOTENT.has(f.method) && body === null));
           if (retryable) {
-            attempt++;
-            dispatch();
-            return;
+            const other = next();
+            if (other !== null) {
+              dispatch(other);
+              return;
+            }
           }
           const failure = bodyError ? "body_too_large" : failureFor(error);
           // The rest of an oversized body is not read: close the connection after.
@@ -269,5 +300,11 @@ export function forward(
       },
     );
   };
-  dispatch();
+  const first = next();
+  if (first === null) {
+    refuse(res, "upstream_unavailable");
+    finish(res.statusCode, "upstream_unavailable");
+    return;
+  }
+  dispatch(first);
 }

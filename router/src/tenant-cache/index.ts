@@ -51,6 +51,21 @@ function consistent(tenantId: string, answer: TenantE): void {
   }
 }
 
+/**
+ * Each kind of lookup has its own bound on key-service calls in flight, so a flood of
+ * one kind (invented keys or hostnames: every one well-formed, every one a real miss)
+ * sheds only its own kind and never turns another kind's real miss into a 503.
+ * Together they never exceed `total` (KEY_SERVICE_MAX_PENDING, the router's whole
+ * allowance at the key service): hosts and keys, the lookups of nearly every cold
+ * request, get 3/8 each; sessions and tenants 1/8 each (a tenant is mostly learned
+ * with its host or key). Every share is at least 1 (a kind with no share could never
+ * be resolved), so a total under 4 is rounded up to one call per kind.
+ */
+export function originGates(total: number): Record<"hosts" | "keys" | "sessions" | "tenants", OriginGate> {
+  const share = (eighths: number) => ({ inFlight: 0, max: Math.max(1, Math.floor((total * eighths) / 8)) });
+  return { hosts: share(3), keys: share(3), sessions: share(1), tenants: share(1) };
+}
+
 export type TenantLookup = { ok: true; tenant: TenantRecord | null } | { ok: false; code: "unavailable" };
 
 export interface ResolverOptions {
@@ -58,7 +73,10 @@ export interface ResolverOptions {
   keyService: KeyServiceClient;
   now?: () => number;
   maxEntries?: number;
-  /** Most key-service calls in flight from this router (all caches together). */
+  /**
+   * Most key-service calls in flight from this router, all caches together
+   * (KEY_SERVICE_MAX_PENDING); each kind gets its own share (see `originGates`).
+   */
   maxOriginInFlight?: number;
   onLookup?: (cache: string, tier: string) => void;
 }
@@ -77,10 +95,11 @@ export class Resolver {
     const max = options.maxEntries ?? L1_MAX_ENTRIES;
     const ks = options.keyService;
     this.#store = options.store;
-    const gate: OriginGate = { inFlight: 0, max: options.maxOriginInFlight ?? 256 };
-    const common = { store: options.store, now, maxEntries: max, gate };
+    const gates = originGates(options.maxOriginInFlight ?? 256);
+    const common = { store: options.store, now, maxEntries: max };
     this.tenants = new TieredCache<TenantE>({
       ...common,
+      gate: gates.tenants,
       name: "tenant",
       ttl: CACHE.tenant,
       // Routing records: revocations and deletions arrive as invalidation events,
@@ -98,6 +117,7 @@ export class Resolver {
     });
     this.hosts = new TieredCache<HostE>({
       ...common,
+      gate: gates.hosts,
       name: "host",
       ttl: CACHE.host,
       refreshAhead: true,
@@ -118,6 +138,7 @@ export class Resolver {
     });
     this.keys = new TieredCache<KeyE>({
       ...common,
+      gate: gates.keys,
       name: "key",
       ttl: CACHE.apiKey,
       storeKey: CACHE.apiKey.key,
@@ -137,6 +158,7 @@ export class Resolver {
     });
     this.sessions = new TieredCache<SessionE>({
       ...common,
+      gate: gates.sessions,
       name: "session",
       ttl: CACHE.session,
       storeKey: CACHE.session.key,

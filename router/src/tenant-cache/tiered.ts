@@ -40,7 +40,8 @@ export type Lookup<T> =
   | { ok: false; code: "unavailable" };
 
 /**
- * Origin calls in flight, shared by the caches that call one key service. Past `max`,
+ * Origin calls in flight of one kind of lookup (one gate per cache: see `originGates`
+ * in index.ts, so one kind's flood cannot shed another's lookups). Past `max`,
  * a miss is answered like an unreachable origin (stale within bounds, else
  * "unavailable") instead of queueing: a flood of invented keys cannot grow the
  * router's queue to the key service without bound or starve real lookups behind it.

@@ -20,6 +20,16 @@ export const REFUSALS = {
   upgrade_not_supported: { status: 501, code: "upgrade_not_supported", message: "Protocol upgrades are not supported." },
   ambiguous_credentials: { status: 400, code: "ambiguous_credentials", message: "Present one credential." },
   key_in_query: { status: 400, code: "key_in_query", message: "API keys are not accepted in the URL." },
+  // A valid key of the right tenant, but outside `Authorization: Bearer` and `X-API-Key`
+  // (another scheme, another header, a cookie, Basic credentials): never forwarded, and
+  // not taken either (SECURITY.md, guarantee 2). Only a holder of a valid key sees it.
+  misplaced_key: {
+    status: 400,
+    code: "misplaced_key",
+    message: "Send the API key in Authorization: Bearer or X-API-Key, and nowhere else.",
+  },
+  // An Expect other than 100-continue (RFC 9110 §10.1.1).
+  expectation_failed: { status: 417, code: "expectation_failed", message: "The expectation cannot be met." },
   request_timeout: { status: 408, code: "request_timeout", message: "The request did not arrive in time." },
   headers_too_large: { status: 431, code: "headers_too_large", message: "Request headers are too large." },
   body_too_large: { status: 413, code: "body_too_large", message: "The request body is too large." },
@@ -85,6 +95,13 @@ export const ADMIN_ERRORS = {
   platform_hostname: { status: 422, message: "A platform subdomain cannot be changed this way." },
   apply_invalid: { status: 422, message: "The configuration is not valid." },
   apply_conflict: { status: 409, message: "The configuration conflicts with itself or with the live system." },
+  // If-Match named a version the tenant is no longer at: read it again, then retry.
+  precondition_failed: { status: 412, message: "The tenant changed since it was read." },
+  // Postgres unreachable, or known down (the control plane's "postgres" breaker); retry later.
+  database_unavailable: { status: 503, message: "The database is unavailable; try again shortly." },
+  // The request outlived its deadline (a black-holed database answers nothing); a
+  // write it made may still take effect, so a client reads before it retries.
+  deadline_exceeded: { status: 503, message: "The request did not complete in time; a change it made may still take effect." },
   internal: { status: 500, message: "Internal error." },
 } as const;
 export type AdminErrorCode = keyof typeof ADMIN_ERRORS;
