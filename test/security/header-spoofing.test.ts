@@ -93,7 +93,51 @@ interface Stripping {
   absent: string[];
 }
 
+/** Identity headers of the proxies an app may follow, one per family (stripped by rule, not by list). */
+const IDENTITY_LINES = [
+  "X-Forwarded-User: admin",
+  "X-Forwarded-Email: admin@globex.example",
+  "X-Forwarded-Groups: admins",
+  "X-Forwarded-Preferred-Username: admin",
+  "X-Forwarded-Access-Token: eyJ.forged",
+  "X-Forwarded-Client-Cert: By=spiffe://globex;Hash=00",
+  "X-Forwarded-Uri: /admin",
+  "X-Auth-Request-User: admin",
+  "X-Auth-Request-Email: admin@globex.example",
+  "X_Auth_Request_Groups: admins",
+  "Client-IP: 6.6.6.6",
+  "X-Originating-IP: 6.6.6.6",
+  "X-Remote-Addr: 6.6.6.6",
+  "X-Remote-User: admin",
+  "Remote-User: admin",
+  "Remote-Groups: admins",
+  "X-Pomerium-Jwt-Assertion: eyJ.forged",
+  "X-Pomerium-Claim-Email: admin@globex.example",
+  "Cf-Access-Authenticated-User-Email: admin@globex.example",
+  "Cf-Access-Jwt-Assertion: eyJ.forged",
+  "X-Goog-Authenticated-User-Email: accounts.google.com:admin@globex.example",
+  "X-Amzn-Oidc-Identity: admin",
+  "X-MS-CLIENT-PRINCIPAL-NAME: admin",
+  "X-Authentik-Username: admin",
+  "X-Consumer-Username: admin",
+  "X-Authenticated-Userid: admin",
+  "X-SSL-Client-DN: CN=admin",
+  "X-Client-Cert: forged",
+  "Akamai-Client-Ip: 6.6.6.6",
+  "X-Envoy-External-Address: 6.6.6.6",
+  "X-WEBAUTH-USER: admin",
+  "Tailscale-User-Login: admin@globex.example",
+  "X-Auth-User: admin",
+  "X-User: admin",
+];
+
 const strippings: Stripping[] = [
+  {
+    name: "identity headers of oauth2-proxy, Envoy, Pomerium, Authelia, Cloudflare, IAP, ALB, Kong and their like, by rule",
+    source: "oauth2-proxy X-Forwarded-User/X-Auth-Request-*; Envoy XFCC; Pomerium; Authelia Remote-*; Cloudflare Access",
+    lines: IDENTITY_LINES,
+    absent: IDENTITY_LINES.map((l) => (l.split(":")[0] as string).toLowerCase().replaceAll("_", "-")),
+  },
   {
     name: "x-tenant-* in every case and underscore spelling",
     source: "contract 'What an upstream receives'; CGI '_'→'-' aliasing",
@@ -215,6 +259,25 @@ describe("header spoofing", () => {
       expect(verifyTenantContext(seen, contextKeysFrom(SECRETS.CONTEXT_SIGNING_SECRET)).ok).toBe(true);
     });
   }
+
+  it("passes an app's own headers that only look like the identity families (control)", async () => {
+    const before = acme.sentinel.requests.length;
+    const ex = await exchange(
+      stack.port,
+      req(
+        "GET /own HTTP/1.1",
+        `Host: ${A}`,
+        "X-Client-Version: 4.2",
+        "X-User-Agent: app/1",
+        "X-Request-Source: web",
+        "Connection: close",
+      ),
+    );
+    expect(ex.responses.map((r) => r.status)).toEqual([200]);
+    expect(acme.sentinel.requests.length).toBe(before + 1);
+    const names = appNames(acme.sentinel.requests.at(-1)!.rawHeaders);
+    for (const name of ["x-client-version", "x-user-agent", "x-request-source"]) expect(names).toContain(name);
+  });
 
   it("never routes by X-Forwarded-Host over a valid Host (control: the Host wins)", async () => {
     const globexBytes = globex.sentinel.bytes;
