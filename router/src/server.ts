@@ -135,6 +135,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     ...(deps.now ? { now: deps.now } : {}),
   });
 
+  let draining = false;
   const server = createServer(
     {
       // Slow clients: the whole header block must arrive within this time.
@@ -149,7 +150,13 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       requireHostHeader: false,
       joinDuplicateHeaders: false,
     },
-    listener,
+    (incoming, outgoing) => {
+      // Draining: a request that still arrives on a kept-alive connection is served,
+      // and its connection closes after the answer, so the drain ends when the
+      // requests in flight do, not at DRAIN_TIMEOUT_MS.
+      if (draining) outgoing.shouldKeepAlive = false;
+      listener(incoming, outgoing);
+    },
   );
   // Node drops headers past maxHeadersCount silently; the guard counts them instead
   // (and maxHeaderSize bounds their bytes).
@@ -162,7 +169,6 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   server.on("checkContinue", checkContinue);
   server.on("checkExpectation", checkExpectation);
 
-  let draining = false;
   let keyServiceUp = true;
   const probe = async () => {
     keyServiceUp = (await keyService.healthy()) || (await store.ping());
@@ -243,9 +249,13 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       // Stop accepting, let in-flight requests finish, then close what is idle.
       const done = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
+      // A connection whose response ends later becomes idle then: close it then too.
+      const sweep = setInterval(() => server.closeIdleConnections(), 50);
+      sweep.unref();
       const timer = setTimeout(() => server.closeAllConnections(), config.drainTimeoutMs);
       timer.unref();
       await done;
+      clearInterval(sweep);
       clearTimeout(timer);
       await close();
     },
