@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import { Redis } from "ioredis";
 import pino from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ControlPlane,
   createControlPlane,
@@ -28,20 +28,10 @@ import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { createTestStore, deleteKeys, testPrefix } from "../helpers/redis.ts";
 import { RedisServer } from "../helpers/redis-server.ts";
 import { SECRETS } from "../helpers/stack.ts";
+import { failOnUnhandledRejections } from "../helpers/unhandled.ts";
 import { TcpProxy } from "../helpers/tcp-proxy.ts";
 
-// Vitest fails a run on an unhandled rejection too; recording them here names the test.
-const rejections: unknown[] = [];
-const onRejection = (reason: unknown) => rejections.push(reason);
-beforeAll(() => {
-  process.on("unhandledRejection", onRejection);
-});
-afterAll(() => {
-  process.off("unhandledRejection", onRejection);
-});
-afterEach(() => {
-  expect(rejections, "unhandled rejections").toEqual([]);
-});
+failOnUnhandledRejections();
 
 const silent = pino({ level: "silent" });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,25 +7,16 @@
  */
 import { Redis } from "ioredis";
 import pino from "pino";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ControlPlane, createControlPlane, loadControlPlaneConfig, Publisher } from "@portcullis/control-plane";
 import { CACHE, INVALIDATION_CHANNEL, type Invalidation, RedisStore } from "@portcullis/shared";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { testPrefix } from "../helpers/redis.ts";
 import { RedisServer } from "../helpers/redis-server.ts";
 import { SECRETS } from "../helpers/stack.ts";
+import { failOnUnhandledRejections } from "../helpers/unhandled.ts";
 
-const rejections: unknown[] = [];
-const onRejection = (reason: unknown) => rejections.push(reason);
-beforeAll(() => {
-  process.on("unhandledRejection", onRejection);
-});
-afterAll(() => {
-  process.off("unhandledRejection", onRejection);
-});
-afterEach(() => {
-  expect(rejections, "unhandled rejections").toEqual([]);
-});
+failOnUnhandledRejections();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
