@@ -70,13 +70,25 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
     await stack?.close();
   });
 
-  it("a paused Redis stops costing requests its timeout once the breaker opens; the probe closes it when Redis answers again", async () => {
+  /** A router on a Redis server of its own (long command timeout), warmed with one request. */
+  async function routerOnOwnRedis() {
     const redis = await RedisServer.start();
     const store = new RedisStore({ url: redis.url, prefix: stack.prefix, commandTimeoutMs: TIMEOUT_MS });
     await store.ready();
     const router = await stack.addRouter({}, { store });
+    expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
+    const stop = async () => {
+      redis.resume();
+      await router.close();
+      await store.close();
+      await redis.stop();
+    };
+    return { redis, store, router, stop };
+  }
+
+  it("a paused Redis stops costing requests its timeout once the breaker opens; the probe closes it when Redis answers again", async () => {
+    const { redis, store, router, stop } = await routerOnOwnRedis();
     try {
-      expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
       expect(store.breaker.state).toBe("closed");
 
       redis.pause();
@@ -116,20 +128,13 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
         return !router.limiter.degraded;
       }, 10_000);
     } finally {
-      redis.resume();
-      await router.close();
-      await store.close();
-      await redis.stop();
+      await stop();
     }
   });
 
   it("Redis killed and restarted empty: no request fails that the key service can answer, and the store is used again", async () => {
-    const redis = await RedisServer.start();
-    const store = new RedisStore({ url: redis.url, prefix: stack.prefix, commandTimeoutMs: TIMEOUT_MS });
-    await store.ready();
-    const router = await stack.addRouter({}, { store });
+    const { redis, store, router, stop } = await routerOnOwnRedis();
     try {
-      expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
       await redis.kill();
       for (let i = 0; i < 12; i++) {
         router.resolver.clear();
@@ -146,9 +151,7 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
       expect((await stack.request(globex.host, "/", {}, router)).status).toBe(200);
       await eventually(async () => (await keysIn(redis)) > 0, 5_000);
     } finally {
-      await router.close();
-      await store.close();
-      await redis.stop();
+      await stop();
     }
   });
 
