@@ -102,8 +102,9 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
         'portcullis_dependency_breaker_state{dependency="redis"} 2',
       );
 
-      // Open: nothing waits on Redis. Cold lookups, rate limits and the audit queue
-      // all fail over at once; every answer is the right tenant's.
+      // Open: nothing waits on Redis. Cold lookups and rate limits fail over at once;
+      // every answer is the right tenant's. (This stack's audit goes to memory; the
+      // audit queue over an outage is tested in test/audit/durability.test.ts.)
       const contacts = acme.upstream.requests.length;
       for (let i = 0; i < 10; i++) {
         router.resolver.clear();
@@ -114,15 +115,10 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
       }
       expect(acme.upstream.requests.length).toBe(contacts + 5);
       expect(router.limiter.degraded).toBe(true);
-      expect(router.audit.depth).toBeGreaterThan(0);
 
       redis.resume();
       await eventually(() => store.breaker.state === "closed", 10_000, 50);
-      // Back on the store: the queued audit events go out, limits are shared again.
-      await eventually(async () => {
-        await router.audit.flush();
-        return router.audit.depth === 0;
-      }, 10_000);
+      // Back on the store: limits are shared again.
       await eventually(async () => {
         await stack.request(acme.host, "/", {}, router);
         return !router.limiter.degraded;
