@@ -98,6 +98,8 @@ interface RequestState {
   closedBy: RefusalReason | null;
   /** The exchange has been accounted for (audit, metrics, metering): once only. */
   ended: boolean;
+  /** AUDIT_FAIL_MODE=closed: room for this allow's audit event is held. */
+  auditReserved: boolean;
 }
 
 /** A request's state before anything is known about it: nothing resolved, nothing presented. */
@@ -121,6 +123,7 @@ function newState(requestId: string, started: number, hostname: string, path: st
     rateHeaders: null,
     closedBy: null,
     ended: false,
+    auditReserved: false,
   };
 }
 
@@ -157,6 +160,7 @@ export function createRouterApp(deps: RouterDeps) {
   const now = deps.now ?? Date.now;
   const app = new Hono<Env>();
   const sign = contextSigner(config.contextSigningSecret);
+  const auditClosed = config.audit && audit.failMode === "closed";
   let rr = 0;
   // Passive health of upstream origins, shared by both forwarding clients.
   const upstreamHealth = new UpstreamHealth({
@@ -230,7 +234,8 @@ export function createRouterApp(deps: RouterDeps) {
     };
     if (d?.allow && d.keyId) event.keyId = d.keyId;
     if (d?.allow && d.userId) event.userId = d.userId;
-    audit.record(event);
+    audit.record(event, s.auditReserved);
+    s.auditReserved = false;
     metrics.decided(event.decision, reason, event.tenantId);
     if ((reason === "key_other_tenant" || reason === "session_other_tenant") && deps.security && event.tenantId) {
       const key = s.key.presented && s.key.ok ? s.key : null;
@@ -460,6 +465,14 @@ export function createRouterApp(deps: RouterDeps) {
 
   // ---- branding: answered by the router on the tenant's own hostnames ------------------
   function branding(c: Context<Env>, s: RequestState, d: Allowed): Reply {
+    // AUDIT_FAIL_MODE=closed: an allow that could not be audited is not an allow.
+    if (auditClosed) {
+      if (!audit.reserveAllow()) {
+        s.decision = { allow: false, reason: "audit_unavailable", tenantId: d.tenant.id };
+        return refuseRequest(c, s, "audit_unavailable");
+      }
+      s.auditReserved = true;
+    }
     if (s.host.kind === "tenant" && pathOnly(s.path) === BRANDING_PATH) {
       const method = c.env.incoming.method;
       if (method === "GET" || method === "HEAD") {

@@ -39,6 +39,12 @@ const Env = z.object({
   LOG_LEVEL: z.string().default("info"),
   AUDIT_QUEUE_MAX: z.coerce.number().int().positive().default(100_000),
   AUDIT_STREAM_MAXLEN: z.coerce.number().int().positive().default(1_000_000),
+  // Refusals have capacity of their own: a queue, and a share of the stream (default
+  // half of it), so that a flood of them never leaves allows unaudited.
+  AUDIT_REFUSAL_QUEUE_MAX: z.coerce.number().int().positive().default(10_000),
+  AUDIT_REFUSAL_STREAM_MAXLEN: z.coerce.number().int().positive().optional(),
+  // "closed": an allow whose audit event cannot be kept is refused (503 audit_unavailable).
+  AUDIT_FAIL_MODE: z.enum(["open", "closed"]).default("open"),
   ALERT_WEBHOOK_URL: z.string().url().optional(),
   ALERT_MIN_INTERVAL_MS: z.coerce.number().int().nonnegative().default(60_000),
   METRICS_TENANT_LABELS: z.coerce.number().int().nonnegative().default(100),
@@ -84,6 +90,12 @@ export interface RouterConfig {
   auditQueueMax: number;
   /** Bound of the durable audit stream's backlog (entries). */
   auditStreamMaxLen: number;
+  /** Refusals held in memory before further ones are aggregated per source. */
+  auditRefusalQueueMax: number;
+  /** How far refusals may fill the audit stream (default: half of `auditStreamMaxLen`). */
+  auditRefusalStreamMaxLen: number | undefined;
+  /** "closed": an allow that cannot be audited is refused with 503 instead of forwarded. */
+  auditFailMode: "open" | "closed";
   alertWebhookUrl: string | undefined;
   /** Least time between two alerts of one kind for one tenant. */
   alertMinIntervalMs: number;
@@ -147,6 +159,9 @@ export function loadRouterConfig(
     logLevel: e.LOG_LEVEL,
     auditQueueMax: e.AUDIT_QUEUE_MAX,
     auditStreamMaxLen: e.AUDIT_STREAM_MAXLEN,
+    auditRefusalQueueMax: e.AUDIT_REFUSAL_QUEUE_MAX,
+    auditRefusalStreamMaxLen: e.AUDIT_REFUSAL_STREAM_MAXLEN,
+    auditFailMode: e.AUDIT_FAIL_MODE,
     alertWebhookUrl: e.ALERT_WEBHOOK_URL,
     alertMinIntervalMs: e.ALERT_MIN_INTERVAL_MS,
     metricsTenantLabels: e.METRICS_TENANT_LABELS,

@@ -1,5 +1,5 @@
 export { createRouterApp, type RouterDeps } from "./app.ts";
-export { type AuditEvent, type AuditWriter, memoryWriter } from "./audit/index.ts";
+export { type AuditEvent, type AuditKind, type AuditWriter, memoryWriter } from "./audit/index.ts";
 export { loadRouterConfig, type RouterConfig } from "./config.ts";
 export { FALLBACK_MS, LEASE_MS, type LimitOutcome, Limiter } from "./limits/index.ts";
 export { decide, type Decision, type DecisionInput } from "./policy/index.ts";

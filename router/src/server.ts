@@ -98,12 +98,17 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     writer:
       deps.auditWriter ??
       (hasStreams(store)
-        ? storeWriter(store, { maxLen: config.auditStreamMaxLen })
+        ? storeWriter(store, {
+            maxLen: config.auditStreamMaxLen,
+            ...(config.auditRefusalStreamMaxLen !== undefined ? { refusalMaxLen: config.auditRefusalStreamMaxLen } : {}),
+          })
         : // A store without streams (a test double): the decisions go to the log instead.
           async (batch) => {
             for (const event of batch) log.info({ audit: event }, "decision");
           }),
     maxQueue: config.auditQueueMax,
+    refusalQueueMax: config.auditRefusalQueueMax,
+    failMode: config.auditFailMode,
     onError: (error) => {
       // The batch stays queued (bounded) and is retried; warn once per 30 s, not per tick.
       if (Date.now() - lastAuditWarning < 30_000) return;
@@ -177,16 +182,22 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   const probeTimer = setInterval(() => void probe(), 1_000);
   probeTimer.unref();
 
-  let droppedReported = 0;
+  const droppedReported = { allow: 0, refuse: 0 };
+  let aggregatedReported = 0;
   const ready = () => !draining && keyServiceUp;
   // Gauges read at scrape time.
   const beforeScrape = async () => {
     metrics.auditDepth.set(audit.depth);
     metrics.usagePending.set(meter.depth);
     metrics.limiterDegraded.set(limiter.degraded ? 1 : 0);
-    const dropped = audit.dropped - droppedReported;
-    if (dropped > 0) metrics.auditDropped.inc(dropped);
-    droppedReported += dropped;
+    for (const kind of ["allow", "refuse"] as const) {
+      const dropped = audit.droppedByKind[kind] - droppedReported[kind];
+      if (dropped > 0) metrics.auditDropped.inc({ decision: kind }, dropped);
+      droppedReported[kind] += dropped;
+    }
+    const aggregated = audit.aggregated - aggregatedReported;
+    if (aggregated > 0) metrics.auditAggregated.inc(aggregated);
+    aggregatedReported += aggregated;
     metrics.openConnections.set(
       { side: "client" },
       await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),

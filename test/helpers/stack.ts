@@ -21,6 +21,7 @@ import {
 } from "@portcullis/control-plane";
 import {
   type AuditEvent,
+  type AuditKind,
   loadRouterConfig,
   memoryWriter,
   type RouterConfig,
@@ -177,9 +178,9 @@ export class TestStack {
       ...(this.#options.audit === "stream"
         ? {}
         : {
-            auditWriter: async (batch: AuditEvent[]) => {
+            auditWriter: async (batch: AuditEvent[], kind: AuditKind) => {
               this.auditAll.push(...batch);
-              await writer(batch);
+              await writer(batch, kind);
             },
           }),
       log: deps.log ?? pino({ level: "silent" }),

@@ -3,7 +3,7 @@
  * `hash = sha256(prev_hash || canonical(row))`, where `prev_hash` is the hash of the
  * row before it (`seq - 1`) and the first row's is GENESIS. The canonical form is a
  * JSON array in a fixed field order that includes the chain name and position, so
- * editing any field, deleting or reordering rows breaks the chain from that point.
+ * editing any field (an aggregate's count too), deleting or reordering rows breaks the chain from that point.
  */
 import { createHash } from "node:crypto";
 
@@ -25,10 +25,12 @@ export interface ChainRow {
   userId: string | null;
   clientIp: string;
   status: number;
+  /** How many refusals an aggregate row stands for; 1 for a single decision. */
+  count: number;
 }
 
 export function canonical(row: ChainRow): string {
-  return JSON.stringify([
+  const fields: unknown[] = [
     row.stream,
     row.seq,
     row.time.toISOString(),
@@ -44,7 +46,11 @@ export function canonical(row: ChainRow): string {
     row.userId,
     row.clientIp,
     row.status,
-  ]);
+  ];
+  // A single decision's form is unchanged since before aggregates existed, so rows
+  // written then still verify; an aggregate's count is part of what is chained.
+  if (row.count !== 1) fields.push(row.count);
+  return JSON.stringify(fields);
 }
 
 export function chainHash(prevHash: string, row: ChainRow): string {

@@ -211,6 +211,7 @@ export class AuditConsumer {
           userId: e.userId ?? null,
           clientIp: e.clientIp,
           status: e.status,
+          count: e.count ?? 1,
         };
         const hash = chainHash(prev, row);
         out.push({ ...row, prevHash: prev, hash });
@@ -234,18 +235,19 @@ export class AuditConsumer {
             user_id: r.userId,
             client_ip: r.clientIp,
             status: r.status,
+            count: r.count,
             prev_hash: r.prevHash,
             hash: r.hash,
           })),
         );
         await tx.execute(sql`
           insert into audit_events (stream, seq, time, request_id, decision, reason, tenant_id, host, method, path,
-                                    credential, key_id, user_id, client_ip, status, prev_hash, hash)
+                                    credential, key_id, user_id, client_ip, status, count, prev_hash, hash)
           select stream, seq, time, request_id, decision, reason, tenant_id, host, method, path,
-                 credential, key_id, user_id, client_ip, status, prev_hash, hash
+                 credential, key_id, user_id, client_ip, status, count, prev_hash, hash
           from jsonb_to_recordset(${chunk}::jsonb) as r(stream text, seq bigint, time timestamptz, request_id text,
                decision text, reason text, tenant_id text, host text, method text, path text, credential text,
-               key_id text, user_id text, client_ip text, status integer, prev_hash text, hash text)`);
+               key_id text, user_id text, client_ip text, status integer, count integer, prev_hash text, hash text)`);
       }
       return { count: out.length, head: seq };
     });

@@ -80,6 +80,8 @@ export interface AuditEventView {
   userId?: string;
   clientIp: string;
   status: number;
+  /** An aggregate of refusals under a flood: how many refusals this event stands for. */
+  count?: number;
 }
 
 export async function listAuditEvents(
@@ -121,6 +123,7 @@ export async function listAuditEvents(
     };
     if (r.keyId) e.keyId = r.keyId;
     if (r.userId) e.userId = r.userId;
+    if (r.count !== 1) e.count = r.count;
     return e;
   });
   const last = page.at(-1);

@@ -110,6 +110,7 @@ export async function verifyChain(db: Db, options: { stream: string; since?: Dat
         userId: row.userId,
         clientIp: row.clientIp,
         status: row.status,
+        count: row.count,
       });
       if (hash !== row.hash) {
         return {

@@ -1,86 +1,237 @@
 /**
- * The audit trail of routing decisions. The request path only appends to a bounded
- * in-memory queue; batches leave it on a timer for the writer — by default the
+ * The audit trail of routing decisions. The request path only appends to bounded
+ * in-memory queues; batches leave them on a timer for the writer — by default the
  * store's durable audit stream (Redis Streams), which the control plane moves into
- * Postgres. When the queue is full, or the stream is at its bound, events are
- * dropped and counted (metric `portcullis_audit_dropped_total`), never silently.
- * While the store is unreachable, batches wait in the queue and are retried.
+ * Postgres. While the store is unreachable, batches wait in their queue and are
+ * retried.
+ *
+ * Allows and refusals never share capacity. Refusals are unauthenticated and cheap
+ * to send, so a flood of them must not leave later allows unaudited:
+ *
+ * - allows have their own queue (`maxQueue`) and the whole stream bound; they are
+ *   written first on every flush;
+ * - refusals have a queue of their own (`refusalQueueMax`) and may fill the stream
+ *   only up to `refusalStreamMaxLen` (half of it by default), so a backlog of
+ *   refusals leaves room for allows;
+ * - when the refusal queue is full (a flood, or a long outage), further refusals are
+ *   folded into one aggregate event per client address, reason and tenant, with a
+ *   `count`; past `aggregateMax` sources, into one per reason and tenant with client
+ *   address `*`. Every refusal is still counted exactly (the decisions metric and
+ *   `aggregated`), and the trail's counts add up to what was refused.
+ *
+ * What cannot be kept is dropped and counted by decision (`portcullis_audit_dropped_total`),
+ * never silently. Under `failMode: "closed"` an allow is never dropped: the request
+ * path reserves room for its event before forwarding (`reserveAllow`), and events
+ * the stream refuses stay queued until it takes them, so that when the queue is full
+ * new allows are refused (503 `audit_unavailable`) instead of going unaudited.
  */
 import { AUDIT_STREAM, type AuditEvent, type StreamStore } from "@portcullis/shared";
 
 export type { AuditEvent } from "@portcullis/shared";
 
-/** Writes a batch; may answer how many of its events it had to refuse (counted as dropped). */
+export type AuditKind = "allow" | "refuse";
+
+/**
+ * Writes a batch of one kind; may answer how many of its events it had to refuse
+ * (the last ones of the batch), which are dropped and counted, or kept for another
+ * try under the closed fail mode.
+ */
 // biome-ignore lint/suspicious/noConfusingVoidType: writers that answer nothing (Promise<void>) stay valid.
-export type AuditWriter = (batch: AuditEvent[]) => Promise<void | number>;
+export type AuditWriter = (batch: AuditEvent[], kind: AuditKind) => Promise<void | number>;
+
+export type AuditFailMode = "open" | "closed";
 
 export interface AuditSink {
-  record(event: AuditEvent): void;
+  record(event: AuditEvent, reserved?: boolean): void;
+  /** Closed fail mode: room for one allow's event, or false (refuse the request). */
+  reserveAllow(): boolean;
+  readonly failMode: AuditFailMode;
   flush(): Promise<void>;
   close(): Promise<void>;
   readonly depth: number;
   readonly dropped: number;
+  readonly droppedByKind: Readonly<Record<AuditKind, number>>;
+  /** Refusals folded into aggregate events so far. */
+  readonly aggregated: number;
 }
 
 export interface BatchingOptions {
   writer: AuditWriter;
   maxQueue?: number;
+  refusalQueueMax?: number;
+  aggregateMax?: number;
   batchSize?: number;
   intervalMs?: number;
+  failMode?: AuditFailMode;
+  /** Names aggregate events (`<prefix>agg-<n>`): unique per process. */
+  idPrefix?: string;
   onError?: (error: unknown) => void;
+}
+
+interface Aggregate {
+  event: AuditEvent;
+  count: number;
 }
 
 export class BatchingAuditSink implements AuditSink {
   readonly #o: Required<Omit<BatchingOptions, "onError">> & Pick<BatchingOptions, "onError">;
-  #queue: AuditEvent[] = [];
-  #dropped = 0;
+  #allows: AuditEvent[] = [];
+  #refusals: AuditEvent[] = [];
+  #aggregates = new Map<string, Aggregate>();
+  #reserved = 0;
+  #aggregateSeq = 0;
+  #aggregated = 0;
+  readonly #dropped: Record<AuditKind, number> = { allow: 0, refuse: 0 };
   #flushing: Promise<void> | null = null;
   readonly #timer: NodeJS.Timeout;
 
   constructor(options: BatchingOptions) {
-    this.#o = { maxQueue: 100_000, batchSize: 1_000, intervalMs: 100, ...options };
+    this.#o = {
+      maxQueue: 100_000,
+      refusalQueueMax: 10_000,
+      aggregateMax: 10_000,
+      batchSize: 1_000,
+      intervalMs: 100,
+      failMode: "open",
+      idPrefix: `${process.pid.toString(36)}-${Date.now().toString(36)}-`,
+      ...options,
+    };
     this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
     this.#timer.unref();
   }
 
+  get failMode(): AuditFailMode {
+    return this.#o.failMode;
+  }
+
+  /** Events waiting in memory (aggregates count once each). */
   get depth(): number {
-    return this.#queue.length;
+    return this.#allows.length + this.#refusals.length + this.#aggregates.size;
   }
 
   get dropped(): number {
+    return this.#dropped.allow + this.#dropped.refuse;
+  }
+
+  get droppedByKind(): Readonly<Record<AuditKind, number>> {
     return this.#dropped;
   }
 
-  record(event: AuditEvent): void {
-    if (this.#queue.length >= this.#o.maxQueue) {
-      this.#dropped++;
+  get aggregated(): number {
+    return this.#aggregated;
+  }
+
+  reserveAllow(): boolean {
+    if (this.#allows.length + this.#reserved >= this.#o.maxQueue) return false;
+    this.#reserved++;
+    return true;
+  }
+
+  record(event: AuditEvent, reserved = false): void {
+    if (reserved) this.#reserved--;
+    if (event.decision === "allow") {
+      // A reserved event always has room: the reservation held it.
+      if (!reserved && this.#allows.length + this.#reserved >= this.#o.maxQueue) {
+        this.#dropped.allow++;
+        return;
+      }
+      this.#allows.push(event);
       return;
     }
-    this.#queue.push(event);
+    if (this.#refusals.length < this.#o.refusalQueueMax) {
+      this.#refusals.push(event);
+      return;
+    }
+    this.#aggregate(event);
+  }
+
+  #aggregate(event: AuditEvent): void {
+    this.#aggregated++;
+    const tenant = event.tenantId ?? "";
+    let key = `${event.clientIp}\n${event.reason}\n${tenant}`;
+    let found = this.#aggregates.get(key);
+    if (found === undefined && this.#aggregates.size >= this.#o.aggregateMax) {
+      // Too many sources to tell apart: one per reason and tenant.
+      key = `*\n${event.reason}\n${tenant}`;
+      found = this.#aggregates.get(key);
+      if (found === undefined) event = { ...event, clientIp: "*" };
+    }
+    if (found !== undefined) {
+      found.count++;
+      return;
+    }
+    this.#aggregates.set(key, {
+      count: 1,
+      event: {
+        time: event.time,
+        requestId: `${this.#o.idPrefix}agg-${(++this.#aggregateSeq).toString(36)}`,
+        decision: "refuse",
+        reason: event.reason,
+        tenantId: event.tenantId,
+        host: event.host,
+        method: event.method,
+        path: event.path,
+        credential: event.credential,
+        clientIp: event.clientIp,
+        status: event.status,
+      },
+    });
   }
 
   flush(): Promise<void> {
     if (this.#flushing) return this.#flushing;
-    if (this.#queue.length === 0) return Promise.resolve();
+    if (this.depth === 0) return Promise.resolve();
     this.#flushing = (async () => {
       try {
-        while (this.#queue.length > 0) {
-          const batch = this.#queue.slice(0, this.#o.batchSize);
-          try {
-            const refused = await this.#o.writer(batch);
-            if (typeof refused === "number" && refused > 0) this.#dropped += refused;
-          } catch (error) {
-            // Kept in the queue (bounded) and tried again on the next tick.
-            this.#o.onError?.(error);
-            return;
+        // Allows first: a backlog of refusals never holds them back.
+        if (!(await this.#drain("allow"))) return;
+        if (!(await this.#drain("refuse"))) return;
+        // Aggregates go out only once the refusals before them have: while the store
+        // is away they keep counting, one event per source however long the flood.
+        if (this.#aggregates.size > 0) {
+          for (const a of this.#aggregates.values()) {
+            this.#refusals.push(a.count === 1 ? a.event : { ...a.event, count: a.count });
           }
-          this.#queue = this.#queue.slice(batch.length);
+          this.#aggregates.clear();
+          await this.#drain("refuse");
         }
       } finally {
         this.#flushing = null;
       }
     })();
     return this.#flushing;
+  }
+
+  /** Writes one kind's queue; false when the writer failed (tried again on the next tick). */
+  async #drain(kind: AuditKind): Promise<boolean> {
+    for (;;) {
+      const queue = kind === "allow" ? this.#allows : this.#refusals;
+      if (queue.length === 0) return true;
+      const batch = queue.slice(0, this.#o.batchSize);
+      let refused = 0;
+      try {
+        const answer = await this.#o.writer(batch, kind);
+        if (typeof answer === "number" && answer > 0) refused = Math.min(answer, batch.length);
+      } catch (error) {
+        // Kept in the queue (bounded) and tried again on the next tick.
+        this.#o.onError?.(error);
+        return false;
+      }
+      if (refused > 0 && kind === "allow" && this.#o.failMode === "closed") {
+        // Never dropped: the refused tail stays at the head of the queue, and the
+        // queue filling up refuses new allows instead.
+        this.#take(kind, batch.length - refused);
+        return false;
+      }
+      this.#dropped[kind] += refused;
+      this.#take(kind, batch.length);
+      if (refused > 0) return true; // the stream is at its bound: try again next tick
+    }
+  }
+
+  #take(kind: AuditKind, n: number): void {
+    if (kind === "allow") this.#allows = this.#allows.slice(n);
+    else this.#refusals = this.#refusals.slice(n);
   }
 
   async close(): Promise<void> {
@@ -101,15 +252,21 @@ export function memoryWriter(limit = 50_000) {
 
 /**
  * The durable writer: one round trip per batch into the store's audit stream.
- * Events beyond the stream's bound are refused by the store and counted here.
+ * Allows may fill the stream to `maxLen`; refusals only to `refusalMaxLen` (half of
+ * it unless told), so a backlog of refusals always leaves room for allows. Events
+ * beyond the bound are refused by the store and reported to the sink.
  */
-export function storeWriter(store: StreamStore, options: { maxLen?: number; stream?: string } = {}): AuditWriter {
+export function storeWriter(
+  store: StreamStore,
+  options: { maxLen?: number; refusalMaxLen?: number; stream?: string } = {},
+): AuditWriter {
   const stream = options.stream ?? AUDIT_STREAM.key;
   const maxLen = options.maxLen ?? AUDIT_STREAM.defaultMaxLen;
-  return async (batch) => {
+  const refusalMaxLen = Math.min(maxLen, options.refusalMaxLen ?? Math.floor(maxLen / 2));
+  return async (batch, kind) => {
     const payloads = new Array<string>(batch.length);
     for (let i = 0; i < batch.length; i++) payloads[i] = JSON.stringify(batch[i]);
-    const appended = await store.streamAppend(stream, payloads, maxLen);
+    const appended = await store.streamAppend(stream, payloads, kind === "refuse" ? refusalMaxLen : maxLen);
     return batch.length - appended;
   };
 }

@@ -152,7 +152,13 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
   });
   const auditDropped = new Counter({
     name: "portcullis_audit_dropped_total",
-    help: "Audit events dropped because the in-memory queue or the durable stream was full.",
+    help: "Audit events dropped because their in-memory queue or their share of the durable stream was full, by decision (allow, refuse).",
+    labelNames: ["decision"] as const,
+    registers: [registry],
+  });
+  const auditAggregated = new Counter({
+    name: "portcullis_audit_refusals_aggregated_total",
+    help: "Refusals written as part of an aggregate audit event (one per client address, reason and tenant) because the refusal queue was full.",
     registers: [registry],
   });
   const alerts = new Counter({
@@ -286,6 +292,7 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     openConnections,
     auditDepth,
     auditDropped,
+    auditAggregated,
     alerts,
     inFlight,
     tenantLabel,

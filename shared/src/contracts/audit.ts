@@ -24,5 +24,8 @@ export const AuditEvent = z.object({
   userId: z.string().max(200).optional(),
   clientIp: z.string().max(100),
   status: z.number().int().min(0).max(999),
+  // An aggregate of refusals (a flood): how many refusals this one event stands for.
+  // Absent for a single decision.
+  count: z.number().int().min(2).max(2_147_483_647).optional(),
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;

@@ -57,6 +57,8 @@ export const REFUSALS = {
   no_upstream: { status: 503, code: "tenant_unavailable", message: "The tenant is not available." },
   // Resolution unavailable (rule 7).
   resolution_unavailable: { status: 503, code: "resolution_unavailable", message: "The request cannot be routed right now." },
+  // AUDIT_FAIL_MODE=closed: an allow whose audit event cannot be kept is not forwarded.
+  audit_unavailable: { status: 503, code: "audit_unavailable", message: "The request cannot be recorded right now." },
   // Upstream failures.
   upstream_unavailable: { status: 502, code: "upstream_unavailable", message: "The upstream is not reachable." },
   upstream_timeout: { status: 504, code: "upstream_timeout", message: "The upstream did not answer in time." },

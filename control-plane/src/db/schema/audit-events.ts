@@ -26,6 +26,8 @@ export const auditEvents = pgTable(
     userId: text("user_id"),
     clientIp: text("client_ip").notNull(),
     status: integer("status").notNull(),
+    // An aggregate of refusals under a flood stands for `count` of them; 1 otherwise.
+    count: integer("count").notNull().default(1),
     prevHash: text("prev_hash").notNull(),
     hash: text("hash").notNull(),
   },
