@@ -342,10 +342,14 @@ export function createRouterApp(deps: RouterDeps) {
     }
     const d = s.decision;
     const tenantId = d === null ? undefined : d.allow ? d.tenant.id : d.tenantId;
-    if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, s.bytesIn, s.bytesOut);
-    // Last use is reported in batches, never written per request.
-    if (d?.allow && d.keyId !== undefined) deps.keyUsage?.record(d.keyId);
-    recordAudit(s, incoming.method ?? "");
+    try {
+      if (meter && tenantId !== undefined) meter.record(tenantId, d?.allow === true, s.bytesIn, s.bytesOut);
+      // Last use is reported in batches, never written per request.
+      if (d?.allow && d.keyId !== undefined) deps.keyUsage?.record(d.keyId);
+    } finally {
+      // Whatever the metering did, the decision is audited (and its reservation used).
+      recordAudit(s, incoming.method ?? "");
+    }
     const total = performance.now() - s.started;
     metrics.added.observe(Math.max(0, total - s.upstreamMs) / 1000);
     if (s.upstreamMs > 0) metrics.upstream.observe(s.upstreamMs / 1000);

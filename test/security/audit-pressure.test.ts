@@ -251,9 +251,10 @@ describe("AUDIT_FAIL_MODE", () => {
       expect(statuses).toEqual([200, 200, 200, 200, 200, 200, 200, 200, 503, 503]);
       expect(acme.upstream.requests.length - before).toBe(8);
       expect(await streams(local.store).streamLength(AUDIT_STREAM.key)).toBe(3);
-      // Held: the 5 allows, and the 2 refusals behind them.
-      expect(local.router.audit.depth).toBe(7);
-      expect(local.router.audit.dropped).toBe(0);
+      // Held: the 5 allows. The 2 refusals found the stream past its refusal bound:
+      // dropped and counted (the closed mode holds allows only).
+      expect(local.router.audit.depth).toBe(5);
+      expect(local.router.audit.droppedByKind).toEqual({ allow: 0, refuse: 2 });
       // A consumer drains the stream: the held allows land, and allows are forwarded again.
       const s = streams(local.store);
       const taken = await s.streamRead(AUDIT_STREAM.key, {
@@ -270,9 +271,9 @@ describe("AUDIT_FAIL_MODE", () => {
       );
       await local.router.audit.flush();
       expect(await s.streamLength(AUDIT_STREAM.key)).toBe(3);
-      expect(local.router.audit.depth).toBe(4);
+      expect(local.router.audit.depth).toBe(2);
       expect((await local.request(acme.host, "/after")).status).toBe(200);
-      expect(local.router.audit.dropped).toBe(0);
+      expect(local.router.audit.droppedByKind.allow).toBe(0);
     } finally {
       await local.close();
     }

@@ -110,3 +110,84 @@ describe("BatchingAuditSink", () => {
     expect(written).toHaveLength(3);
   });
 });
+
+describe("BatchingAuditSink under a steady stream", () => {
+  it("a trickle of allows arriving during every write does not hold refusals back", async () => {
+    let s: BatchingAuditSink | undefined;
+    const kinds: AuditKind[] = [];
+    s = new BatchingAuditSink({
+      writer: async (_batch, kind) => {
+        kinds.push(kind);
+        // Each write, a new allow arrives.
+        if (kind === "allow" && kinds.length < 1_000) s?.record(event("allow", "t"));
+      },
+      batchSize: 1,
+      intervalMs: 60_000,
+    });
+    s.record(event("allow", "a"));
+    s.record(event("refuse", "r"));
+    await s.flush();
+    expect(kinds).toContain("refuse");
+    // The flush wrote only what was queued when it began (one allow, one refusal).
+    expect(kinds).toEqual(["allow", "refuse"]);
+    expect(s.depth).toBe(1);
+    await s.close();
+  });
+
+  it("a trickle of refusals arriving during every write does not hold allows back", async () => {
+    let s: BatchingAuditSink | undefined;
+    const kinds: AuditKind[] = [];
+    s = new BatchingAuditSink({
+      writer: async (_batch, kind) => {
+        kinds.push(kind);
+        if (kind === "refuse" && kinds.length < 1_000) s?.record(event("refuse", `r${kinds.length}`));
+      },
+      batchSize: 1,
+      intervalMs: 60_000,
+    });
+    s.record(event("refuse", "r"));
+    s.record(event("refuse", "r"));
+    s.record(event("refuse", "r"));
+    await s.flush();
+    expect(kinds).toEqual(["refuse", "refuse", "refuse"]);
+    // An allow queued while refusals are being written goes out in the next batch, not after them.
+    const waiting = s.flush();
+    s.record(event("allow", "a"));
+    await waiting;
+    await s.flush();
+    expect(kinds.indexOf("allow")).toBeGreaterThan(-1);
+    expect(kinds.indexOf("allow")).toBeLessThan(kinds.length - 1);
+    await s.close();
+  });
+
+  it("keeps the refusal queue bounded while the stream refuses refusals, whatever the number of sources", async () => {
+    const s = new BatchingAuditSink({
+      // The stream is at its refusal bound: every refusal is refused.
+      writer: async (batch, kind) => (kind === "refuse" ? batch.length : 0),
+      refusalQueueMax: 10,
+      aggregateMax: 5,
+      intervalMs: 60_000,
+    });
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 200; i++) s.record(event("refuse", `10.0.${round}.${i}`));
+      await s.flush();
+      expect(s.depth).toBeLessThanOrEqual(10 + 5 + 1);
+    }
+    // Every refusal is either counted as dropped or still held in an aggregate.
+    expect(s.droppedByKind.refuse + s.aggregated).toBeGreaterThanOrEqual(50 * 200);
+  });
+
+  it("counts an aggregate the stream refuses as every refusal it stands for", async () => {
+    const s = new BatchingAuditSink({
+      writer: async (batch) => batch.filter((e) => e.count !== undefined).length,
+      refusalQueueMax: 2,
+      intervalMs: 60_000,
+    });
+    for (let i = 0; i < 7; i++) s.record(event("refuse", "x"));
+    expect(s.aggregated).toBe(5);
+    await s.close();
+    expect(s.droppedByKind.refuse).toBe(5);
+    expect(s.droppedByKind.allow).toBe(0);
+    expect(s.depth).toBe(0);
+  });
+});

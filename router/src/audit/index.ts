@@ -16,8 +16,10 @@
  * - when the refusal queue is full (a flood, or a long outage), further refusals are
  *   folded into one aggregate event per client address, reason and tenant, with a
  *   `count`; past `aggregateMax` sources, into one per reason and tenant with client
- *   address `*`. Every refusal is still counted exactly (the decisions metric and
- *   `aggregated`), and the trail's counts add up to what was refused.
+ *   address `*`. An aggregate carries the time, host, method, path and status of the
+ *   first refusal it folds in, and a request id of its own (`agg-<uuid>`). Every
+ *   refusal is still counted exactly (the decisions metric and `aggregated`), and
+ *   the trail's counts add up to what was refused.
  *
  * What cannot be kept is dropped and counted by decision (`portcullis_audit_dropped_total`),
  * never silently. Under `failMode: "closed"` an allow is never dropped: the request
@@ -25,6 +27,7 @@
  * the stream refuses stay queued until it takes them, so that when the queue is full
  * new allows are refused (503 `audit_unavailable`) instead of going unaudited.
  */
+import { randomUUID } from "node:crypto";
 import { AUDIT_STREAM, type AuditEvent, type StreamStore } from "@portcullis/shared";
 
 export type { AuditEvent } from "@portcullis/shared";
@@ -63,8 +66,6 @@ export interface BatchingOptions {
   batchSize?: number;
   intervalMs?: number;
   failMode?: AuditFailMode;
-  /** Names aggregate events (`<prefix>agg-<n>`): unique per process. */
-  idPrefix?: string;
   onError?: (error: unknown) => void;
 }
 
@@ -79,7 +80,6 @@ export class BatchingAuditSink implements AuditSink {
   #refusals: AuditEvent[] = [];
   #aggregates = new Map<string, Aggregate>();
   #reserved = 0;
-  #aggregateSeq = 0;
   #aggregated = 0;
   readonly #dropped: Record<AuditKind, number> = { allow: 0, refuse: 0 };
   #flushing: Promise<void> | null = null;
@@ -93,7 +93,6 @@ export class BatchingAuditSink implements AuditSink {
       batchSize: 1_000,
       intervalMs: 100,
       failMode: "open",
-      idPrefix: `${process.pid.toString(36)}-${Date.now().toString(36)}-`,
       ...options,
     };
     this.#timer = setInterval(() => void this.flush(), this.#o.intervalMs);
@@ -164,7 +163,7 @@ export class BatchingAuditSink implements AuditSink {
       count: 1,
       event: {
         time: event.time,
-        requestId: `${this.#o.idPrefix}agg-${(++this.#aggregateSeq).toString(36)}`,
+        requestId: `agg-${randomUUID()}`,
         decision: "refuse",
         reason: event.reason,
         tenantId: event.tenantId,
@@ -183,18 +182,7 @@ export class BatchingAuditSink implements AuditSink {
     if (this.depth === 0) return Promise.resolve();
     this.#flushing = (async () => {
       try {
-        // Allows first: a backlog of refusals never holds them back.
-        if (!(await this.#drain("allow"))) return;
-        if (!(await this.#drain("refuse"))) return;
-        // Aggregates go out only once the refusals before them have: while the store
-        // is away they keep counting, one event per source however long the flood.
-        if (this.#aggregates.size > 0) {
-          for (const a of this.#aggregates.values()) {
-            this.#refusals.push(a.count === 1 ? a.event : { ...a.event, count: a.count });
-          }
-          this.#aggregates.clear();
-          await this.#drain("refuse");
-        }
+        await this.#drain();
       } finally {
         this.#flushing = null;
       }
@@ -202,31 +190,71 @@ export class BatchingAuditSink implements AuditSink {
     return this.#flushing;
   }
 
-  /** Writes one kind's queue; false when the writer failed (tried again on the next tick). */
-  async #drain(kind: AuditKind): Promise<boolean> {
+  /**
+   * One flush: at most the events queued when it began, so a steady trickle of one
+   * kind never holds the other back. Allow and refusal batches alternate, allows
+   * first. A kind stops for this flush when the stream is at its bound for it; the
+   * whole flush stops when the writer fails (tried again on the next tick).
+   */
+  async #drain(): Promise<void> {
+    const budget: Record<AuditKind, number> = { allow: this.#allows.length, refuse: this.#refusals.length };
+    let moved = false;
+    let refusalsFull = false;
     for (;;) {
-      const queue = kind === "allow" ? this.#allows : this.#refusals;
-      if (queue.length === 0) return true;
-      const batch = queue.slice(0, this.#o.batchSize);
-      let refused = 0;
-      try {
-        const answer = await this.#o.writer(batch, kind);
-        if (typeof answer === "number" && answer > 0) refused = Math.min(answer, batch.length);
-      } catch (error) {
-        // Kept in the queue (bounded) and tried again on the next tick.
-        this.#o.onError?.(error);
-        return false;
+      let wrote = false;
+      for (const kind of ["allow", "refuse"] as const) {
+        if (budget[kind] <= 0) continue;
+        const step = await this.#writeBatch(kind, budget[kind]);
+        if (step === "failed") return;
+        if (step === "full") {
+          budget[kind] = 0;
+          if (kind === "refuse") refusalsFull = true;
+        } else if (step === 0) {
+          budget[kind] = 0;
+        } else {
+          budget[kind] -= step;
+          wrote = true;
+        }
       }
-      if (refused > 0 && kind === "allow" && this.#o.failMode === "closed") {
-        // Never dropped: the refused tail stays at the head of the queue, and the
-        // queue filling up refuses new allows instead.
-        this.#take(kind, batch.length - refused);
-        return false;
+      if (wrote) continue;
+      // Aggregates go out only once the refusals queued before them have, and never
+      // while the stream is full of refusals or away: meanwhile they keep counting,
+      // one event per source however long the flood, and the refusal queue stays
+      // bounded (its own bound plus the aggregates).
+      if (moved || refusalsFull || this.#aggregates.size === 0) return;
+      for (const a of this.#aggregates.values()) {
+        this.#refusals.push(a.count === 1 ? a.event : { ...a.event, count: a.count });
       }
-      this.#dropped[kind] += refused;
-      this.#take(kind, batch.length);
-      if (refused > 0) return true; // the stream is at its bound: try again next tick
+      this.#aggregates.clear();
+      budget.refuse = this.#refusals.length;
+      moved = true;
     }
+  }
+
+  /** Writes one batch of a kind: how many left the queue (0: none queued), or why none could. */
+  async #writeBatch(kind: AuditKind, limit: number): Promise<number | "full" | "failed"> {
+    const queue = kind === "allow" ? this.#allows : this.#refusals;
+    if (queue.length === 0) return 0;
+    const batch = queue.slice(0, Math.min(this.#o.batchSize, limit));
+    let refused = 0;
+    try {
+      const answer = await this.#o.writer(batch, kind);
+      if (typeof answer === "number" && answer > 0) refused = Math.min(answer, batch.length);
+    } catch (error) {
+      // Kept in the queue (bounded) and tried again on the next tick.
+      this.#o.onError?.(error);
+      return "failed";
+    }
+    if (refused > 0 && kind === "allow" && this.#o.failMode === "closed") {
+      // Never dropped: the refused tail stays at the head of the queue, and the
+      // queue filling up refuses new allows instead.
+      this.#take(kind, batch.length - refused);
+      return "full";
+    }
+    // Dropped counts decisions: an aggregate stands for `count` of them.
+    for (let i = batch.length - refused; i < batch.length; i++) this.#dropped[kind] += batch[i]?.count ?? 1;
+    this.#take(kind, batch.length);
+    return refused > 0 ? "full" : batch.length;
   }
 
   #take(kind: AuditKind, n: number): void {
