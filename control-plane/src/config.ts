@@ -53,7 +53,7 @@ const Env = z.object({
   // Every admin and key-service request answers within its deadline, 503 at worst,
   // even when Postgres holds connections open and answers nothing. The key service's
   // is below the router's client timeout (2 s), so a router hears a 503, not silence.
-  ADMIN_DEADLINE_MS: z.coerce.number().int().positive().default(5_000),
+  ADMIN_DEADLINE_MS: z.coerce.number().int().positive().default(4_500),
   KEY_SERVICE_DEADLINE_MS: z.coerce.number().int().positive().default(1_500),
   // The unauthenticated TLS ask endpoint: database queries one source address may
   // cause (cached answers are free), sustained per second and at once; over it, 429.
