@@ -106,4 +106,47 @@ describe("Redis as a cache (real Redis, real Postgres)", () => {
       await store.close();
     }
   });
+
+  it("with only the key service down (Postgres away), serves what Redis last held past its freshness, within its stale-if-error time", async () => {
+    const ksRelay = await new TcpProxy("127.0.0.1", stack.keyServicePort).start();
+    let offset = 0;
+    const now = () => Date.now() + offset;
+    const router = await stack.addRouter({}, { now, keyServiceUrl: `http://127.0.0.1:${ksRelay.port}` });
+    try {
+      expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
+      // The control plane wrote the record fresh for redisTtlMs and kept it longer.
+      const key = `${stack.prefix}${CACHE.host.key(acme.host)}`;
+      const stored = (await redis.get(key)) ?? "";
+      expect(stored).toMatch(/,"freshUntil":\d+\}$/);
+      expect(await redis.pttl(key)).toBeGreaterThan(CACHE.host.redisTtlMs);
+
+      await ksRelay.stop();
+      const contacts = acme.upstream.requests.length;
+      // Past the memory entry's maximum staleness and the Redis entry's freshness: the
+      // key service cannot answer, so the record Redis holds is served.
+      offset = CACHE.host.redisTtlMs + CACHE.host.maxStaleMs + 1_000;
+      const stale = await stack.request(acme.host, "/", {}, router);
+      expect(stale.status).toBe(200);
+      expect(stale.json().app).toBe("acme-app");
+      // A host Redis never held: 503, never a guess.
+      const unknown = await stack.request("never.example.test", "/", {}, router);
+      expect(unknown.status).toBe(503);
+      expect(unknown.json().error.code).toBe("resolution_unavailable");
+      // Past the stale-if-error time (by the router's clock): 503, and nothing forwarded.
+      offset = CACHE.host.redisTtlMs + CACHE.host.redisStaleIfErrorMs + 1_000;
+      router.resolver.clear();
+      const expired = await stack.request(acme.host, "/", {}, router);
+      expect(expired.status).toBe(503);
+      expect(expired.json().error.code).toBe("resolution_unavailable");
+      expect(acme.upstream.requests.length).toBe(contacts + 1);
+
+      // The key service back: asked again, and the tenant served from its answer.
+      await ksRelay.start();
+      offset = 0;
+      router.resolver.clear();
+      expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
+    } finally {
+      await ksRelay.stop();
+    }
+  });
 });

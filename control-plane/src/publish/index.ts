@@ -15,7 +15,7 @@
  * most 500 ms (and start at once when the store's breaker sees Redis back), so routers
  * hear of every change within about half a second of the store answering again.
  */
-import { CACHE, INVALIDATION_CHANNEL, type Invalidation, type Store } from "@portcullis/shared";
+import { CACHE, type CacheNamespace, INVALIDATION_CHANNEL, type Invalidation, type Store, storedEntry } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { nextVersion, type Db } from "../db/client.ts";
 import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
@@ -191,24 +191,29 @@ export class Publisher {
     // unobserved, behind a database read (an unhandled rejection ends the process).
     const tombstone = await nextVersion(this.#db);
     const writes: { key: string; value: string; v: number; ttl: number }[] = [];
+    const write = (key: string, entry: { v: number }, positive: boolean, ns: CacheNamespace) => {
+      if (!positive) {
+        writes.push({ key, value: JSON.stringify(entry), v: entry.v, ttl: ns.redisNegativeTtlMs });
+        return;
+      }
+      const stored = storedEntry(entry, ns);
+      writes.push({ key, value: stored.json, v: entry.v, ttl: stored.ttlMs });
+    };
     for (const id of batch.tenants) {
       const entry = await tenantEntry(this.#db, id, tombstone);
-      const ttl = entry.tenant ? CACHE.tenant.redisTtlMs : CACHE.tenant.redisNegativeTtlMs;
-      writes.push({ key: CACHE.tenant.key(id), value: JSON.stringify(entry), v: entry.v, ttl });
+      write(CACHE.tenant.key(id), entry, Boolean(entry.tenant), CACHE.tenant);
     }
     for (const host of batch.hosts) {
       const entry = await hostEntry(this.#db, host, tombstone);
-      const ttl = entry.tenantId ? CACHE.host.redisTtlMs : CACHE.host.redisNegativeTtlMs;
-      writes.push({ key: CACHE.host.key(host), value: JSON.stringify(entry), v: entry.v, ttl });
+      write(CACHE.host.key(host), entry, Boolean(entry.tenantId), CACHE.host);
     }
     for (const hash of batch.keys) {
       const entry = await keyEntry(this.#db, hash, tombstone);
-      const ttl = entry.key ? CACHE.apiKey.redisTtlMs : CACHE.apiKey.redisNegativeTtlMs;
-      writes.push({ key: CACHE.apiKey.key(hash), value: JSON.stringify(entry), v: entry.v, ttl });
+      write(CACHE.apiKey.key(hash), entry, Boolean(entry.key), CACHE.apiKey);
     }
     for (const id of batch.sessions) {
       const entry = await sessionEntry(this.#db, id, tombstone);
-      writes.push({ key: CACHE.session.key(id), value: JSON.stringify(entry), v: entry.v, ttl: CACHE.session.redisTtlMs });
+      write(CACHE.session.key(id), entry, Boolean(entry.session), CACHE.session);
     }
     for (let i = 0; i < writes.length; i += WRITE_CHUNK) {
       await Promise.all(

@@ -151,3 +151,79 @@ describe("TieredCache refresh-ahead", () => {
     expect(second.ok && second.value.name).toBe("now here");
   });
 });
+
+describe("TieredCache stale-if-error in the store", () => {
+  const STALE_TTL = { ...TTL, redisTtlMs: 5_000, redisStaleIfErrorMs: 20_000 };
+
+  function staleCache(origin: Map<string, Entry>, down: () => boolean) {
+    let clock = 1_000_000;
+    const store = new MemoryStore({ now: () => clock });
+    let loads = 0;
+    const c = new TieredCache<Entry>({
+      name: "test",
+      ttl: STALE_TTL,
+      store,
+      storeKey: (id) => `t:${id}`,
+      parse: (json) => {
+        const { v, name } = JSON.parse(json) as Entry;
+        return { v, name };
+      },
+      load: async (id) => {
+        loads++;
+        if (down()) throw new Error("origin down");
+        return origin.get(id) ?? { v: 0, name: null };
+      },
+      isNegative: (e) => e.name === null,
+      maxEntries: 100,
+      now: () => clock,
+    });
+    return {
+      c,
+      store,
+      advance: (ms: number) => (clock += ms),
+      get loads() {
+        return loads;
+      },
+    };
+  }
+
+  it("asks the origin once the stored entry is past its freshness, and takes its answer", async () => {
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = staleCache(origin, () => false);
+    expect((await t.c.get("a")).ok).toBe(true);
+    origin.set("a", { v: 2, name: "two" });
+    // Memory and store freshness both over; the store still holds v1 (stale-if-error).
+    t.advance(STALE_TTL.redisTtlMs + 1);
+    expect(await t.store.get("t:a")).toContain('"name":"one"');
+    const r = await t.c.get("a");
+    expect(r).toMatchObject({ ok: true, tier: "origin", value: { name: "two" } });
+    expect(t.loads).toBe(2);
+  });
+
+  it("serves the stored entry past its freshness while the origin cannot answer, and not past the store's stale time", async () => {
+    let down = false;
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    const t = staleCache(origin, () => down);
+    expect((await t.c.get("a")).ok).toBe(true);
+    down = true;
+    // Past the memory entry's own maximum staleness and the store entry's freshness.
+    t.advance(STALE_TTL.redisTtlMs + STALE_TTL.maxStaleMs + 1);
+    expect(await t.c.get("a")).toMatchObject({ ok: true, tier: "stale", value: { name: "one" } });
+    // Kept in memory like a store read: warm traffic does not wait on the origin.
+    expect(t.c.peek("a")?.name).toBe("one");
+    // Once the store has let it go (its fresh time plus its stale-if-error time), nothing is guessed.
+    t.advance(STALE_TTL.redisStaleIfErrorMs);
+    expect(await t.c.get("a")).toEqual({ ok: false, code: "unavailable" });
+  });
+
+  it("never keeps a negative entry past its TTL", async () => {
+    let down = false;
+    const origin = new Map<string, Entry>();
+    const t = staleCache(origin, () => down);
+    expect(await t.c.get("gone")).toMatchObject({ ok: true, value: { name: null } });
+    down = true;
+    t.advance(STALE_TTL.redisNegativeTtlMs + 1);
+    expect(await t.store.get("t:gone")).toBeNull();
+    expect(await t.c.get("gone")).toEqual({ ok: false, code: "unavailable" });
+  });
+});

@@ -3,9 +3,11 @@
  * (Redis), then the key service (the database). Misses are de-duplicated; "not
  * found" is cached briefly; a newer version in the store always wins (setIfNewer).
  * When the store and the key service both fail, an entry is served only until its
- * declared maximum staleness, then the caller gets `unavailable`: never a guess.
+ * declared maximum staleness, then the caller gets `unavailable`: never a guess. When
+ * only the key service fails, the store's entry is used past its freshness, within
+ * the store's stale-if-error time (see `storedEntry`).
  */
-import type { Store } from "@portcullis/shared";
+import { type Store, storedEntry, storedFreshUntil } from "@portcullis/shared";
 
 export interface Ttl {
   freshMs: number;
@@ -13,6 +15,8 @@ export interface Ttl {
   maxStaleMs: number;
   redisTtlMs: number;
   redisNegativeTtlMs: number;
+  /** Kept in the store this much past `redisTtlMs`, for when the origin cannot answer (absent: not kept). */
+  redisStaleIfErrorMs?: number;
 }
 
 interface Slot<T> {
@@ -168,22 +172,31 @@ export class TieredCache<T extends { v: number }> {
     const epoch = this.#epoch;
     const o = this.#o;
     let value: T | null = null;
+    // A stored entry past its freshness: used only if the origin cannot answer.
+    let storedStale: T | null = null;
     let tier: "store" | "origin" = "store";
     try {
       const json = await o.store.get(o.storeKey(id));
-      if (json !== null) value = this.#unchanged(id, json) ?? o.parse(json);
+      if (json !== null) {
+        const stored = this.#unchanged(id, json) ?? o.parse(json);
+        const freshUntil = storedFreshUntil(json);
+        const now = o.now();
+        if (freshUntil === null || now < freshUntil) value = stored;
+        // Past its stale-if-error time by this router's clock too: not used at all.
+        else if (now < freshUntil + (o.ttl.redisStaleIfErrorMs ?? 0)) storedStale = stored;
+      }
     } catch {
       // The store is down: go to the origin.
     }
     if (value === null) {
       const gate = o.gate;
-      if (gate !== undefined && gate.inFlight >= gate.max) return this.#stale(id);
+      if (gate !== undefined && gate.inFlight >= gate.max) return this.#stale(id, storedStale, epoch);
       if (gate !== undefined) gate.inFlight++;
       try {
         value = await o.load(id);
         tier = "origin";
       } catch {
-        return this.#stale(id);
+        return this.#stale(id, storedStale, epoch);
       } finally {
         if (gate !== undefined) gate.inFlight--;
       }
@@ -207,10 +220,19 @@ export class TieredCache<T extends { v: number }> {
     return m !== null && Number(m[1]) === slot.value.v ? slot.value : null;
   }
 
-  /** The origin cannot answer: the kept entry within its maximum staleness, or nothing. */
-  #stale(id: string): Lookup<T> {
+  /**
+   * The origin cannot answer: the kept entry within its maximum staleness, else the
+   * store's entry past its freshness (the last one the control plane wrote, still
+   * within the store's stale-if-error time), else nothing.
+   */
+  #stale(id: string, stored: T | null, epoch: number): Lookup<T> {
     const slot = this.#slots.get(id);
     if (slot && this.#o.now() < slot.staleUntil) return { ok: true, value: slot.value, tier: "stale" };
+    if (stored !== null && !this.#o.isNegative(stored)) {
+      // Kept like a store read, so warm traffic is answered from memory again.
+      if (epoch === this.#epoch) this.#remember(id, stored);
+      return { ok: true, value: stored, tier: "stale" };
+    }
     return UNAVAILABLE;
   }
 
@@ -235,7 +257,20 @@ export class TieredCache<T extends { v: number }> {
 
   #fill(id: string, value: T): void {
     const o = this.#o;
-    const ttl = o.isNegative(value) ? o.ttl.redisNegativeTtlMs : o.ttl.redisTtlMs;
-    o.store.setIfNewer(o.storeKey(id), JSON.stringify(value), value.v, ttl, "fill").catch(() => {});
+    const staleIfErrorMs = o.ttl.redisStaleIfErrorMs;
+    let json: string;
+    let ttl: number;
+    if (o.isNegative(value)) {
+      json = JSON.stringify(value);
+      ttl = o.ttl.redisNegativeTtlMs;
+    } else if (staleIfErrorMs === undefined) {
+      json = JSON.stringify(value);
+      ttl = o.ttl.redisTtlMs;
+    } else {
+      const stored = storedEntry(value, { redisTtlMs: o.ttl.redisTtlMs, redisStaleIfErrorMs: staleIfErrorMs }, o.now());
+      json = stored.json;
+      ttl = stored.ttlMs;
+    }
+    o.store.setIfNewer(o.storeKey(id), json, value.v, ttl, "fill").catch(() => {});
   }
 }

@@ -14,6 +14,13 @@
  * So a router that missed a key's revocation accepts it at most `apiKey.freshMs` after
  * it fetched it while Redis is reachable (Redis holds the revocation), and at most
  * `apiKey.maxStaleMs` when Redis and the key service are both unreachable.
+ *
+ * Stale-if-error in Redis: a positive entry is fresh in Redis for `redisTtlMs`, then
+ * kept `redisStaleIfErrorMs` longer (see `storedEntry`). A router that finds it past
+ * its freshness asks the key service as it would on a miss, and uses the stored entry
+ * only when the key service cannot answer (Postgres down): what Redis holds is the
+ * last record the control plane wrote, and while Postgres is down no change can be
+ * committed that it would miss. Negative entries are never kept past their TTL.
  */
 export const CACHE = {
   host: {
@@ -22,6 +29,7 @@ export const CACHE = {
     negativeMs: 2_000,
     maxStaleMs: 30_000,
     redisTtlMs: 60_000,
+    redisStaleIfErrorMs: 600_000,
     redisNegativeTtlMs: 5_000,
   },
   tenant: {
@@ -30,6 +38,7 @@ export const CACHE = {
     negativeMs: 2_000,
     maxStaleMs: 30_000,
     redisTtlMs: 60_000,
+    redisStaleIfErrorMs: 600_000,
     redisNegativeTtlMs: 5_000,
   },
   apiKey: {
@@ -38,6 +47,7 @@ export const CACHE = {
     negativeMs: 5_000,
     maxStaleMs: 30_000,
     redisTtlMs: 60_000,
+    redisStaleIfErrorMs: 600_000,
     redisNegativeTtlMs: 10_000,
   },
   session: {
@@ -46,9 +56,38 @@ export const CACHE = {
     negativeMs: 5_000,
     maxStaleMs: 30_000,
     redisTtlMs: 60_000,
+    redisStaleIfErrorMs: 600_000,
     redisNegativeTtlMs: 10_000,
   },
 } as const;
+
+export type CacheNamespace = (typeof CACHE)[keyof typeof CACHE];
+
+/** `,"freshUntil":<ms>}` at the end of a stored entry, read without parsing. */
+const FRESH_UNTIL_SUFFIX = /,"freshUntil":(\d{1,16})\}$/;
+
+/**
+ * A positive entry as written to the store: its JSON with the time it stops being
+ * fresh (`freshUntil`, epoch ms) appended last, and a store TTL that keeps it
+ * `staleIfErrorMs` longer for when the origin cannot answer.
+ */
+export function storedEntry(
+  entry: object,
+  ttl: { redisTtlMs: number; redisStaleIfErrorMs: number },
+  now = Date.now(),
+): { json: string; ttlMs: number } {
+  const json = JSON.stringify(entry);
+  return {
+    json: `${json.slice(0, -1)},"freshUntil":${now + ttl.redisTtlMs}}`,
+    ttlMs: ttl.redisTtlMs + ttl.redisStaleIfErrorMs,
+  };
+}
+
+/** When a stored entry stops being fresh (epoch ms), or null for one written without it (fresh for its whole TTL). */
+export function storedFreshUntil(json: string): number | null {
+  const m = FRESH_UNTIL_SUFFIX.exec(json);
+  return m === null ? null : Number(m[1]);
+}
 
 /** Pub/sub channel of invalidation events (prefixed like every key). */
 export const INVALIDATION_CHANNEL = "invalidate";
