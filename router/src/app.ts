@@ -91,6 +91,8 @@ interface RequestState {
   upstreamMs: number;
   /** Tenant holding a concurrency slot of this router for this exchange. */
   slot: string | null;
+  /** The origin this exchange was sent to first, counted in `outstanding` (tenants with several). */
+  outstandingOrigin: string | null;
   bytesIn: number;
   bytesOut: number;
   rateHeaders: Record<string, string> | null;
@@ -118,6 +120,7 @@ function newState(requestId: string, started: number, hostname: string, path: st
     status: 0,
     upstreamMs: 0,
     slot: null,
+    outstandingOrigin: null,
     bytesIn: 0,
     bytesOut: 0,
     rateHeaders: null,
@@ -162,6 +165,8 @@ export function createRouterApp(deps: RouterDeps) {
   const sign = contextSigner(config.contextSigningSecret);
   const auditClosed = config.audit && audit.failMode === "closed";
   let rr = 0;
+  // Exchanges in flight per origin, for tenants with several (least outstanding of two).
+  const outstanding = new Map<string, number>();
   // Passive health of upstream origins, shared by both forwarding clients.
   const upstreamHealth = new UpstreamHealth({
     ...config.upstreamHealth,
@@ -332,6 +337,11 @@ export function createRouterApp(deps: RouterDeps) {
     s.ended = true;
     metrics.inFlight.dec();
     if (s.slot !== null) limiter?.release(s.slot);
+    if (s.outstandingOrigin !== null) {
+      const left = (outstanding.get(s.outstandingOrigin) ?? 1) - 1;
+      if (left > 0) outstanding.set(s.outstandingOrigin, left);
+      else outstanding.delete(s.outstandingOrigin);
+    }
     const socket = incoming.socket;
     if (inflight.get(socket) === s) inflight.delete(socket);
     if (s.closedBy !== null) {
@@ -564,13 +574,27 @@ export function createRouterApp(deps: RouterDeps) {
     // Only now, the request allowed, is the client told to send its body (RFC 9110
     // §10.1.1): a refused client never uploads it (see `checkContinue`).
     if (hasBody && (incoming as Guarded)[EXPECTS_CONTINUE] === true) outgoing.writeContinue();
+    const origins = tenant.upstreams;
+    let start = rr++;
+    if (origins.length > 1) {
+      // Least outstanding of two: the round-robin choice, or the next origin when it
+      // has fewer exchanges in flight from this router. A black-holed or slow instance
+      // keeps its requests in flight, so it stops being chosen long before a timeout
+      // or an error could eject it.
+      const first = origins[start % origins.length] as string;
+      const second = origins[(start + 1) % origins.length] as string;
+      if ((outstanding.get(second) ?? 0) < (outstanding.get(first) ?? 0)) start++;
+      const chosen = origins[start % origins.length] as string;
+      outstanding.set(chosen, (outstanding.get(chosen) ?? 0) + 1);
+      s.outstandingOrigin = chosen;
+    }
     forwardRequest(
       deps.dispatcher,
       deps.h1,
       outgoing,
       {
-        origins: tenant.upstreams,
-        start: rr++,
+        origins,
+        start,
         method: incoming.method as string,
         path: s.path,
         headers,

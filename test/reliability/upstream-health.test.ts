@@ -337,6 +337,36 @@ describe("upstream failures through the router (real Redis, real Postgres, real 
     await eventually(() => hole.open() === 0, 3_000);
   });
 
+  it("among two origins, one holding its requests (black-holed or slow) stops being chosen while it holds one, long before any timeout", async () => {
+    // Timeouts far beyond the test: only what is in flight can steer the choice.
+    const patient = await stack.addRouter({
+      upstream: { ...TIMEOUTS, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000 },
+      upstreamHealth: LONG_EJECTION,
+    });
+    const hole = await silent();
+    const good = await ok("good");
+    const host = await tenantWith("holding-pair", [hole.url, good.url]);
+    const held: Promise<unknown>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const before = hole.accepted();
+      const pending = stack.request(host, `/r/${i}`, {}, patient).then(
+        (res) => res.status,
+        () => "cut",
+      );
+      // Either answered (by the good origin) or held by the silent one.
+      let answered = false;
+      void pending.then(() => {
+        answered = true;
+      });
+      await eventually(() => answered || hole.accepted() > before, 5_000, 5);
+      if (!answered) held.push(pending);
+    }
+    // Round robin alone would have sent every other request into the hole.
+    expect(hole.accepted()).toBe(1);
+    expect(held.length).toBe(1);
+    expect(good.hits).toBe(19);
+  });
+
   it("an origin whose connect hangs costs at most the connect timeout; among two, requests succeed and it is ejected", async () => {
     const hang = await connectHang();
     const alone = await tenantWith("hang-alone", [hang]);
