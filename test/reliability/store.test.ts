@@ -1,5 +1,6 @@
 /** The two stores keep one contract: tested the same way, Redis over a real socket. */
 import { afterAll, describe, expect, it } from "vitest";
+import { storedEntry, storedFreshUntil } from "@portcullis/shared";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
@@ -17,6 +18,21 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(await store.setIfNewer("k", e(4), 4, 10_000, "authoritative")).toBe(false);
       expect(await store.setIfNewer("k", e(6), 6, 10_000, "fill")).toBe(true);
       expect(JSON.parse((await store.get("k")) ?? "{}").v).toBe(6);
+    });
+
+    it("setIfNewer: a fill of the same version only renews its freshness, never shortens it", async () => {
+      const store = await make();
+      const ttl = { redisTtlMs: 60_000, redisStaleIfErrorMs: 600_000 };
+      const entry = { v: 7, name: "acme" };
+      const old = storedEntry(entry, ttl, 1_000_000);
+      expect(await store.setIfNewer("f", old.json, 7, old.ttlMs, "authoritative")).toBe(true);
+      const renewed = storedEntry(entry, ttl, 2_000_000);
+      expect(await store.setIfNewer("f", renewed.json, 7, renewed.ttlMs, "fill")).toBe(true);
+      expect(storedFreshUntil((await store.get("f")) ?? "")).toBe(2_000_000 + 60_000);
+      // An older freshness, or a record without one, is not a renewal.
+      expect(await store.setIfNewer("f", old.json, 7, old.ttlMs, "fill")).toBe(false);
+      expect(await store.setIfNewer("f", JSON.stringify(entry), 7, 60_000, "fill")).toBe(false);
+      expect(storedFreshUntil((await store.get("f")) ?? "")).toBe(2_000_000 + 60_000);
     });
 
     it("entries expire", async () => {

@@ -3,6 +3,7 @@
  * (the embedded quickstart). Not shared across processes, so valid only when the
  * router, control plane and key service run together.
  */
+import { storedFreshUntil } from "./keys.ts";
 import type {
   AdmitCall,
   Admission,
@@ -56,7 +57,13 @@ export class MemoryStore implements Store, StreamStore {
     const now = this.#now();
     const cur = this.#cells.get(key);
     if (cur && cur.expiresAt > now) {
-      if (cur.version > version || (cur.version === version && mode === "fill")) return false;
+      if (cur.version > version) return false;
+      if (cur.version === version && mode === "fill") {
+        // The same record: a fill only renews its freshness (see `storedEntry`).
+        const curFresh = storedFreshUntil(cur.value);
+        const newFresh = storedFreshUntil(value);
+        if (curFresh === null || newFresh === null || newFresh <= curFresh) return false;
+      }
     }
     this.#cells.set(key, { value, version, expiresAt: now + ttlMs });
     return true;

@@ -29,7 +29,14 @@ if cur then
   if ok and type(obj) == 'table' and tonumber(obj.v) then
     local have = tonumber(obj.v)
     local want = tonumber(ARGV[2])
-    if have > want or (have == want and ARGV[4] == 'fill') then return 0 end
+    if have > want then return 0 end
+    if have == want and ARGV[4] == 'fill' then
+      -- The same record: a fill only renews its freshness (stale-if-error keeps
+      -- it past that), never anything else.
+      local curFresh = tonumber(string.match(cur, ',"freshUntil":(%d+)}$'))
+      local newFresh = tonumber(string.match(ARGV[1], ',"freshUntil":(%d+)}$'))
+      if not (curFresh and newFresh and newFresh > curFresh) then return 0 end
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
