@@ -104,8 +104,8 @@ function cleanup(): Promise<void> {
     await Promise.all(services.map((s) => s.shutdown().catch(() => {})));
     await Promise.all(routerPools.map((p) => p.destroy().catch(() => {})));
     await redis?.stop().catch(() => {});
-    await upProxy?.stop().catch(() => {});
-    await pgProxy.stop().catch(() => {});
+    await upProxy?.close().catch(() => {});
+    await pgProxy.close().catch(() => {});
     await Promise.all(apps.map((a) => a.close().catch(() => {})));
     await db.drop().catch((e) => console.error(`faults: could not drop database ${db.name}: ${e}`));
   })();
@@ -837,7 +837,8 @@ await scenario(
     let n = 0;
     while (Date.now() < start + PG_OUTAGE_MS) {
       if (!refused && Date.now() >= start + PG_OUTAGE_MS / 2) {
-        await pgProxy.stop();
+        // Released: connections are refused (ECONNREFUSED), as by a stopped server.
+        await pgProxy.close();
         refused = true;
       }
       const slot = Date.now();
@@ -849,7 +850,7 @@ await scenario(
       n++;
       await sleep(Math.min(slot + 5_000, start + PG_OUTAGE_MS) - Date.now());
     }
-    if (!refused) await pgProxy.stop();
+    if (!refused) await pgProxy.close();
     await pgProxy.start(pgProxy.port);
     const removed = Date.now();
     // The first admin write that succeeds again.
@@ -1020,7 +1021,7 @@ await upstreamScenario(
   "upstream-refused",
   "one of two upstreams refusing connections 6 s",
   async () => {
-    await upProxy?.stop();
+    await upProxy?.close();
   },
   async () => {
     await upProxy?.start(upProxy.port);

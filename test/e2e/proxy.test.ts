@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { send } from "../helpers/http.ts";
 import { startTestStack, type TestStack } from "../helpers/stack.ts";
+import { refusedUrl } from "../helpers/ports.ts";
 
 function serve(handler: Parameters<typeof createServer>[1]): Promise<Server & { url: string; hits: number }> {
   const server = createServer((req, res) => {
@@ -23,12 +24,7 @@ function serve(handler: Parameters<typeof createServer>[1]): Promise<Server & { 
   );
 }
 
-async function deadUrl(): Promise<string> {
-  const s = await serve(() => {});
-  const url = s.url;
-  await new Promise<void>((r) => s.close(() => r()));
-  return url;
-}
+const deadUrl = refusedUrl;
 
 describe("forwarding (real Redis, real Postgres, real upstreams)", () => {
   let stack: TestStack;

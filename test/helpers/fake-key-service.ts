@@ -131,11 +131,5 @@ export class FakeKeyService {
   }
 }
 
-/** A port nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+/** A port nothing listens on (see ports.ts: a released port could be handed to another listener). */
+export { refusedPort as closedPort } from "./ports.ts";

@@ -3,11 +3,16 @@
  * an upstream), which a test can cut and restore: "Redis is down" for one router
  * without stopping the Redis server other test files share.
  *
- * Two ways to fail: `stop()` cuts every connection and stops listening (the service
- * refuses connections), `blackhole()` keeps every connection open and accepts new
- * ones but moves no byte either way (a partition or a hung host: nothing is refused,
- * nothing answers). `heal()` ends a black hole: held bytes flow again, as they would
- * once a partition heals.
+ * Two ways to fail: `stop()` cuts every connection and resets every new one at once
+ * (the service is down: nothing connects), `blackhole()` keeps every connection open
+ * and accepts new ones but moves no byte either way (a partition or a hung host:
+ * nothing is refused, nothing answers). `heal()` ends a black hole: held bytes flow
+ * again, as they would once a partition heals.
+ *
+ * A stopped relay keeps its port, so `start()` brings the service back where clients
+ * expect it: released, the port could be taken by any other test's listener or
+ * outgoing connection in the meantime (EADDRINUSE). The listener does not keep the
+ * process alive.
  */
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
@@ -22,6 +27,7 @@ export class TcpProxy {
   #sockets = new Set<Socket>();
   #pairs = new Set<Pair>();
   #blackholed = false;
+  #down = false;
   port = 0;
   readonly #targetHost: string;
   readonly #targetPort: number;
@@ -36,11 +42,20 @@ export class TcpProxy {
   }
 
   get listening(): boolean {
-    return this.#server !== null;
+    return this.#server !== null && !this.#down;
   }
 
   async start(port = this.port): Promise<this> {
+    if (this.#server !== null && (port === 0 || port === this.port)) {
+      this.#down = false;
+      return this;
+    }
     const server = createServer((client) => {
+      if (this.#down) {
+        client.on("error", () => {});
+        client.resetAndDestroy();
+        return;
+      }
       const pair: Pair = { client, upstream: null };
       this.#sockets.add(client);
       this.#pairs.add(pair);
@@ -60,8 +75,16 @@ export class TcpProxy {
       }
       this.#connectUpstream(pair, end);
     });
-    await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.unref();
     this.#server = server;
+    this.#down = false;
     this.port = (server.address() as AddressInfo).port;
     return this;
   }
@@ -106,12 +129,18 @@ export class TcpProxy {
     }
   }
 
-  /** Cut every connection and stop listening (the service "goes down"). */
+  /** Cut every connection and reset every new one (the service "goes down"); the port is kept. */
   async stop(): Promise<void> {
     this.#blackholed = false;
+    this.#down = true;
     for (const s of this.#sockets) s.destroy();
     this.#sockets.clear();
     this.#pairs.clear();
+  }
+
+  /** Stop and release the port. */
+  async close(): Promise<void> {
+    await this.stop();
     const server = this.#server;
     this.#server = null;
     if (server) await new Promise<void>((r) => server.close(() => r()));

@@ -162,7 +162,8 @@ describe("circuit breakers (real Redis servers, real key service, real Postgres)
     let hole: Awaited<ReturnType<typeof blackHole>> | null = null;
     try {
       expect((await stack.request(acme.host, "/", {}, router)).status).toBe(200);
-      await relay.stop();
+      // The port released for a listener that accepts and never answers.
+      await relay.close();
       hole = await blackHole(port);
       const contacts = stack.upstreamContacts;
 

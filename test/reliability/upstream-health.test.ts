@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeRefusal } from "../../router/src/errors.ts";
 import { createDispatcher, createH1Client, type ForwardRequest, forward, UpstreamHealth } from "../../router/src/proxy/index.ts";
 import { send } from "../helpers/http.ts";
+import { refusedUrl } from "../helpers/ports.ts";
 import { eventually, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 const TIMEOUTS = { connectTimeoutMs: 300, headersTimeoutMs: 300, bodyTimeoutMs: 2_000, connections: 16 };
@@ -74,11 +75,7 @@ const resetter = () =>
   });
 
 /** A URL nothing listens on: connections are refused. */
-async function deadUrl(): Promise<string> {
-  const s = await serve(() => {});
-  await new Promise<void>((r) => s.close(() => r()));
-  return s.url;
-}
+const deadUrl = refusedUrl;
 
 /** Accepts connections and never writes a byte; counts the sockets still open. */
 async function silent(): Promise<{ url: string; open: () => number; accepted: () => number }> {
