@@ -17,6 +17,7 @@ import {
 import { type AlertSender, webhookAlerts } from "./alerts/index.ts";
 import { ApplyService } from "./apply/index.ts";
 import { DomainRechecker } from "./domains/recheck.ts";
+import { JobLease } from "./jobs/lease.ts";
 import { TlsAsk } from "./domains/tls-ask.ts";
 import type { ControlPlaneConfig } from "./config.ts";
 import { type Database, migrate, openDatabase } from "./db/client.ts";
@@ -43,6 +44,7 @@ export { reportUnhandledRejections } from "./ops/index.ts";
 export { databaseUnavailable } from "./db/errors.ts";
 export { PLANS } from "./plans.ts";
 export { UsageCollector, type UsageView } from "./usage/index.ts";
+export { JobLease, type JobLeaseOptions } from "./jobs/lease.ts";
 export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
 export { TlsAsk } from "./domains/tls-ask.ts";
 export { webhookAlerts, type Alert, type AlertSender } from "./alerts/index.ts";
@@ -110,6 +112,16 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
   const txtLookup = deps.txtLookup ?? dnsTxtLookup(config.dnsServers);
   const tenants = new TenantService({ db: database.db, publisher, config, txtLookup });
   const alerts = deps.alerts ?? webhookAlerts(config.alertWebhookUrl);
+  // Singleton jobs: with several control planes on one database, each runs on the one
+  // process that holds its lease (jobs/lease.ts), and moves when that process dies.
+  const lease = (name: string) =>
+    new JobLease({
+      db: database.db,
+      name,
+      log,
+      onChange: (held) => metrics.jobLeader.set({ job: name }, held ? 1 : 0),
+    });
+  const leases = { domains: lease("domains.recheck"), usage: lease("usage.collect") };
   const domains = new DomainRechecker({
     db: database.db,
     publisher,
@@ -118,8 +130,13 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     graceMs: config.domainRecheckGraceMs,
     unverifiedTtlMs: config.domainUnverifiedTtlMs,
     log,
+    lease: leases.domains,
   });
-  if (deps.jobs !== false) domains.start(config.domainRecheckIntervalMs);
+  if (deps.jobs !== false) {
+    leases.domains.start();
+    leases.usage.start();
+    domains.start(config.domainRecheckIntervalMs);
+  }
 
   // TLS ask answers: coherent with this process's writes at once (publisher hook), with
   // other control-plane processes' through the invalidation channel.
@@ -162,6 +179,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     db: database.db,
     store,
     log,
+    ...(deps.jobs !== false ? { lease: leases.usage } : {}),
     ...(deps.usageIntervalMs ? { intervalMs: deps.usageIntervalMs } : {}),
   });
   const admin = createAdminApp({
@@ -224,6 +242,8 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     log,
     /** The "postgres" breaker of the admin API and the key service. */
     databaseBreaker: dbBreaker,
+    /** Leases of the singleton jobs. */
+    leases,
     async close() {
       await domains.stop();
       // Not awaited past a moment: a subscription still waiting for Redis is dropped with the store.
@@ -232,9 +252,13 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       await auditConsumer.stop();
       keyService.close();
       // Each bounded, so a black-holed Postgres cannot hold shutdown: what they could not
-      // write is usage (returned to the store) and last-used times (a hint).
+      // write is usage (left in the store as a claimed batch) and last-used times (a hint).
       await within(5_000, usage.close(), () => log.warn("usage not persisted at shutdown: no answer from Postgres"));
       await within(5_000, keyService.flushUsed(), () => log.warn("key last-used times not written at shutdown"));
+      // Released only now, the jobs done: another control plane takes them over at once.
+      await within(2_000, Promise.all([leases.domains.stop(), leases.usage.stop()]), () =>
+        log.warn("job leases not released at shutdown (they expire on their own)"),
+      );
       // Bounded: with Redis down, shutdown names what was not published instead of hanging.
       await publisher.close();
       dbBreaker.close();

@@ -3,7 +3,7 @@
  * (Redis unreachable for lookups) and a subscription that never delivers (an
  * invalidation event lost), without touching the Redis server other files share.
  */
-import type { Admission, QuotaCheck, RateCheck, SetMode, Store } from "@portcullis/shared";
+import type { Admission, CounterBatch, QuotaCheck, RateCheck, SetMode, Store } from "@portcullis/shared";
 
 export class ControlledStore implements Store {
   readonly kind: Store["kind"];
@@ -68,6 +68,14 @@ export class ControlledStore implements Store {
 
   takeCounters(key: string): Promise<Record<string, number>> {
     return this.inner.takeCounters(key);
+  }
+
+  claimCounters(key: string, claimKey: string, batch: string): Promise<CounterBatch | null> {
+    return this.inner.claimCounters(key, claimKey, batch);
+  }
+
+  releaseCounters(claimKey: string, batch: string): Promise<void> {
+    return this.inner.releaseCounters(claimKey, batch);
   }
 
   close(): Promise<void> {

@@ -51,7 +51,8 @@ export class AuditConsumer {
       consumer: `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`,
       batchSize: 1_000,
       blockMs: 1_000,
-      claimIdleMs: 30_000,
+      // A control plane that died mid-batch: its entries move to a survivor within 10 s.
+      claimIdleMs: 5_000,
       ...deps,
     };
   }

@@ -51,6 +51,8 @@ export interface RecheckDeps {
   log: Logger;
   /** Lookups in flight at once. */
   concurrency?: number;
+  /** With several control planes: the timer runs the job only while this process holds the lease. */
+  lease?: { readonly held: boolean };
 }
 
 type Proof = { present: true } | { present: false; reason: string };
@@ -221,6 +223,7 @@ export class DomainRechecker {
   start(intervalMs: number): void {
     if (intervalMs <= 0 || this.#timer) return;
     this.#timer = setInterval(() => {
+      if (this.#deps.lease !== undefined && !this.#deps.lease.held) return;
       this.recheckDomains().catch((error) => {
         // Postgres down is an outage the next run retries, not a fault of the job.
         if (databaseUnavailable(error))

@@ -55,6 +55,12 @@ export function createControlPlaneMetrics() {
     help: "Position (seq) of the newest stored audit event of the decisions chain; it never decreases unless rows were removed.",
     registers: [registry],
   });
+  const jobLeader = new Gauge({
+    name: "portcullis_control_plane_job_leader",
+    help: "1 while this control plane holds the lease of a singleton job (domain re-verification, usage collection).",
+    labelNames: ["job"] as const,
+    registers: [registry],
+  });
   const adminChanges = new Counter({
     name: "portcullis_admin_changes_total",
     help: "Configuration changes recorded in admin_changes.",
@@ -81,6 +87,7 @@ export function createControlPlaneMetrics() {
     auditBacklog,
     auditChainHead,
     adminChanges,
+    jobLeader,
     publishPending,
     breakerState,
     unhandledRejections,

@@ -1,18 +1,27 @@
 /**
- * Usage per tenant and month: the control plane takes what routers metered from the
- * shared store's pending hash (atomically read and deleted, so no count is taken
- * twice) and adds it to the `usage` table in one statement. If the database write
- * fails, the counts go back into the store for the next collection; if the store
- * fails too, this process keeps them and adds them to its next collection. Collected
- * on a timer, before every usage answer, and on close.
+ * Usage per tenant and month, counted exactly once however collections fail or
+ * processes die. Routers add to the store's pending hash; a collection
+ *
+ * 1. claims it: the hash is renamed to the collecting batch (atomic, so no increment
+ *    lands in between) and given a name — or, when an earlier collection left a batch
+ *    there (Postgres failed, or its process died), that batch is taken up again;
+ * 2. applies it: one transaction records the batch's name in `usage_batches` and adds
+ *    its counts to `usage`, or does nothing when the name is already there;
+ * 3. drops the batch from the store, if it is still the one it claimed.
+ *
+ * A failure at any step leaves the counts in the store or in Postgres, never in
+ * neither and never in both twice. With several control planes the timer runs on
+ * the holder of the "usage.collect" lease; usage reads collect first on any of them.
+ * Collected on a timer, before every usage answer, and on close.
  */
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, lt, sql } from "drizzle-orm";
+import { randomUUID } from "node:crypto";
 import type { Hono } from "hono";
 import { LIMIT_KEYS, periodOf, type Store } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { adminError } from "../admin/errors.ts";
 import type { Db } from "../db/client.ts";
-import { tenants, usage } from "../db/schema/index.ts";
+import { tenants, usage, usageBatches } from "../db/schema/index.ts";
 
 export interface UsageView {
   period: string;
@@ -31,15 +40,25 @@ export class UsageCollector {
   readonly #now: () => number;
   readonly #timer: NodeJS.Timeout;
   #running: Promise<void> = Promise.resolve();
-  /** Counts taken from the store that neither Postgres nor the store has now. */
-  #held: Record<string, number> = {};
 
-  constructor(deps: { db: Db; store: Store; log: Logger; intervalMs?: number; now?: () => number }) {
+  constructor(deps: {
+    db: Db;
+    store: Store;
+    log: Logger;
+    intervalMs?: number;
+    now?: () => number;
+    /** With several control planes: the timer collects only while this process holds the lease (reads always collect). */
+    lease?: { readonly held: boolean };
+  }) {
     this.#db = deps.db;
     this.#store = deps.store;
     this.#log = deps.log;
     this.#now = deps.now ?? Date.now;
-    this.#timer = setInterval(() => void this.collect().catch(() => {}), deps.intervalMs ?? 5_000);
+    const lease = deps.lease;
+    this.#timer = setInterval(() => {
+      if (lease !== undefined && !lease.held) return;
+      void this.collect().catch(() => {});
+    }, deps.intervalMs ?? 5_000);
     this.#timer.unref();
   }
 
@@ -50,21 +69,15 @@ export class UsageCollector {
   }
 
   async #collect(): Promise<void> {
-    const pending = this.#held;
-    this.#held = {};
-    try {
-      for (const [field, n] of Object.entries(await this.#store.takeCounters(LIMIT_KEYS.usagePending))) {
-        pending[field] = (pending[field] ?? 0) + n;
-      }
-    } catch (error) {
-      // The store is down: what is held is kept for the next collection, which may reach the store.
-      this.#hold(pending);
-      throw error;
-    }
+    // Claimed, not taken: the counts stay in the store (as this collection's batch)
+    // until Postgres has them, so a collector that dies anywhere loses nothing; the
+    // next collection, in any process, finishes that batch first.
+    const claimed = await this.#store.claimCounters(LIMIT_KEYS.usagePending, LIMIT_KEYS.usageCollecting, randomUUID());
+    if (claimed === null) return;
     const rows = new Map<string, UsageView & { tenantId: string }>();
-    for (const field in pending) {
+    for (const field in claimed.counters) {
       const [period, tenantId, metric] = field.split("|") as [string, string, keyof typeof FIELD];
-      const n = pending[field] as number;
+      const n = claimed.counters[field] as number;
       if (!tenantId || !(metric in FIELD) || !Number.isFinite(n)) continue;
       const key = `${period}|${tenantId}`;
       let row = rows.get(key);
@@ -74,41 +87,45 @@ export class UsageCollector {
       }
       row[FIELD[metric]] += n;
     }
-    if (rows.size === 0) return;
     try {
-      const ids = [...new Set([...rows.values()].map((r) => r.tenantId))];
-      // Counts of tenants deleted meanwhile have nowhere to go (and no one to bill).
-      const live = new Set(
-        (await this.#db.select({ id: tenants.id }).from(tenants).where(inArray(tenants.id, ids))).map((t) => t.id),
-      );
-      const values = [...rows.values()].filter((r) => live.has(r.tenantId)).map((r) => ({ ...r, updatedAt: new Date() }));
-      if (values.length === 0) return;
-      await this.#db
-        .insert(usage)
-        .values(values)
-        .onConflictDoUpdate({
-          target: [usage.tenantId, usage.period],
-          set: {
-            requests: sql`${usage.requests} + excluded.requests`,
-            refused: sql`${usage.refused} + excluded.refused`,
-            bytesIn: sql`${usage.bytesIn} + excluded.bytes_in`,
-            bytesOut: sql`${usage.bytesOut} + excluded.bytes_out`,
-            updatedAt: sql`excluded.updated_at`,
-          },
-        });
-    } catch (error) {
-      this.#log.warn({ err: error }, "persisting usage failed; counts returned to the store");
-      await this.#store.addCounters(LIMIT_KEYS.usagePending, pending).catch((storeError) => {
-        // Neither has them: kept here (bounded by tenants × months × 4 fields) until one does.
-        this.#log.warn({ err: storeError }, "returning usage counts to the store failed; kept in memory");
-        this.#hold(pending);
+      await this.#db.transaction(async (tx) => {
+        // Applied once: the batch's name goes in with its counts.
+        const fresh = await tx
+          .insert(usageBatches)
+          .values({ id: claimed.batch })
+          .onConflictDoNothing()
+          .returning({ id: usageBatches.id });
+        if (fresh.length === 0) return;
+        await tx.delete(usageBatches).where(lt(usageBatches.appliedAt, sql`now() - interval '1 day'`));
+        if (rows.size === 0) return;
+        const ids = [...new Set([...rows.values()].map((r) => r.tenantId))];
+        // Counts of tenants deleted meanwhile have nowhere to go (and no one to bill).
+        const live = new Set(
+          (await tx.select({ id: tenants.id }).from(tenants).where(inArray(tenants.id, ids))).map((t) => t.id),
+        );
+        const values = [...rows.values()].filter((r) => live.has(r.tenantId)).map((r) => ({ ...r, updatedAt: new Date() }));
+        if (values.length === 0) return;
+        await tx
+          .insert(usage)
+          .values(values)
+          .onConflictDoUpdate({
+            target: [usage.tenantId, usage.period],
+            set: {
+              requests: sql`${usage.requests} + excluded.requests`,
+              refused: sql`${usage.refused} + excluded.refused`,
+              bytesIn: sql`${usage.bytesIn} + excluded.bytes_in`,
+              bytesOut: sql`${usage.bytesOut} + excluded.bytes_out`,
+              updatedAt: sql`excluded.updated_at`,
+            },
+          });
       });
+    } catch (error) {
+      this.#log.warn({ err: error }, "persisting usage failed; the batch stays in the store for the next collection");
       throw error;
     }
-  }
-
-  #hold(counts: Record<string, number>): void {
-    for (const [field, n] of Object.entries(counts)) this.#held[field] = (this.#held[field] ?? 0) + n;
+    // Gone from the store only once applied. If this fails, the next collection finds
+    // the batch, sees its name applied, and drops it.
+    await this.#store.releaseCounters(LIMIT_KEYS.usageCollecting, claimed.batch);
   }
 
   /** The tenant's usage in the current month, after collecting what is pending. */

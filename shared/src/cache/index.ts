@@ -4,6 +4,7 @@ export * from "./redis-store.ts";
 export { hasStreams } from "./store.ts";
 export type {
   AdmitCall,
+  CounterBatch,
   Admission,
   QuotaCheck,
   RateCheck,

@@ -109,6 +109,8 @@ export const LIMIT_KEYS = {
   keyRate: (keyId: string) => `rl:k:${keyId}`,
   quota: (tenantId: string, period: string) => `quota:${period}:${tenantId}`,
   usagePending: "usage:pending",
+  /** The batch a usage collection has claimed and not yet applied (see UsageCollector). */
+  usageCollecting: "usage:pending:collecting",
 } as const;
 
 /** The calendar month (UTC) of a time, `YYYY-MM`: the period of quotas and usage. */

@@ -6,6 +6,7 @@
 import { storedFreshUntil } from "./keys.ts";
 import type {
   AdmitCall,
+  CounterBatch,
   Admission,
   QuotaCheck,
   RateCheck,
@@ -35,6 +36,8 @@ export class MemoryStore implements Store, StreamStore {
   readonly #cells = new Map<string, Cell>();
   readonly #counters = new Map<string, { n: number; expiresAt: number }>();
   readonly #hashes = new Map<string, Map<string, number>>();
+  /** Names of claimed counter batches, by claim key. */
+  readonly #batches = new Map<string, string>();
   readonly #channels = new Map<string, Set<(message: string) => void>>();
   readonly #streams = new Map<string, MemoryStream>();
   readonly #now: () => number;
@@ -206,6 +209,25 @@ export class MemoryStore implements Store, StreamStore {
     const hash = this.#hashes.get(key);
     this.#hashes.delete(key);
     return hash ? Object.fromEntries(hash) : {};
+  }
+
+  async claimCounters(key: string, claimKey: string, batch: string): Promise<CounterBatch | null> {
+    let claimed = this.#hashes.get(claimKey);
+    if (!claimed) {
+      const pending = this.#hashes.get(key);
+      if (!pending) return null;
+      this.#hashes.delete(key);
+      this.#hashes.set(claimKey, pending);
+      this.#batches.set(claimKey, batch);
+      claimed = pending;
+    }
+    return { batch: this.#batches.get(claimKey) ?? batch, counters: Object.fromEntries(claimed) };
+  }
+
+  async releaseCounters(claimKey: string, batch: string): Promise<void> {
+    if (this.#batches.get(claimKey) !== batch) return;
+    this.#batches.delete(claimKey);
+    this.#hashes.delete(claimKey);
   }
 
   #stream(name: string): MemoryStream {

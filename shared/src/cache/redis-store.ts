@@ -12,6 +12,7 @@ import { Redis, ReplyError } from "ioredis";
 import { CircuitBreaker } from "../breaker/index.ts";
 import type {
   AdmitCall,
+  CounterBatch,
   Admission,
   QuotaCheck,
   RateCheck,
@@ -194,6 +195,22 @@ local v = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 return v`;
 
+// Claim a counter batch: a batch left at KEYS[2] is answered as it is; else the
+// counters at KEYS[1] move there (RENAME: no increment can land in between) and are
+// named ARGV[1]. The name is the hash's field "#batch".
+const CLAIM = `
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[2], '#batch', ARGV[1])
+end
+return redis.call('HGETALL', KEYS[2])`;
+
+// Drop a claimed batch only if it is still the one named (a newer claim stays).
+const RELEASE = `
+if redis.call('HGET', KEYS[1], '#batch') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1`;
+
 // Append a batch to a stream only as far as the bound allows: the backlog stays
 // bounded without trimming entries no consumer has stored yet (the caller counts
 // the refused rest). MAXLEN never trims here; it is a guard against misuse.
@@ -238,6 +255,8 @@ type Scripted = Redis & {
   admitMany(...args: (string | number)[]): Promise<number[]>;
   refund(...args: (string | number)[]): Promise<number>;
   takeHash(key: string): Promise<string[]>;
+  claimCounters(key: string, claimKey: string, batch: string): Promise<string[]>;
+  releaseCounters(claimKey: string, batch: string): Promise<number>;
   addCounters(key: string, ...fieldsAndIncrements: (string | number)[]): Promise<number>;
   streamAppend(key: string, maxLen: number, ...payloads: string[]): Promise<number>;
   setIfNewer(key: string, value: string, version: number, ttl: number, mode: string): Promise<number>;
@@ -296,6 +315,8 @@ export class RedisStore implements Store, StreamStore {
     this.#redis.defineCommand("admitMany", { lua: ADMIT_MANY });
     this.#redis.defineCommand("refund", { lua: REFUND });
     this.#redis.defineCommand("takeHash", { numberOfKeys: 1, lua: TAKE });
+    this.#redis.defineCommand("claimCounters", { numberOfKeys: 2, lua: CLAIM });
+    this.#redis.defineCommand("releaseCounters", { numberOfKeys: 1, lua: RELEASE });
     this.#redis.defineCommand("addCounters", { numberOfKeys: 1, lua: ADD_COUNTERS });
     this.#redis.defineCommand("streamAppend", { numberOfKeys: 1, lua: STREAM_APPEND });
     this.breaker = new CircuitBreaker({
@@ -459,6 +480,22 @@ export class RedisStore implements Store, StreamStore {
     const out: Record<string, number> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = Number(flat[i + 1]);
     return out;
+  }
+
+  async claimCounters(key: string, claimKey: string, batch: string): Promise<CounterBatch | null> {
+    const flat = await this.#call(() => this.#redis.claimCounters(this.#prefix + key, this.#prefix + claimKey, batch));
+    if (flat.length === 0) return null;
+    const counters: Record<string, number> = {};
+    let name = batch;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      if (flat[i] === "#batch") name = flat[i + 1] as string;
+      else counters[flat[i] as string] = Number(flat[i + 1]);
+    }
+    return { batch: name, counters };
+  }
+
+  async releaseCounters(claimKey: string, batch: string): Promise<void> {
+    await this.#call(() => this.#redis.releaseCounters(this.#prefix + claimKey, batch));
   }
 
   async streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number> {

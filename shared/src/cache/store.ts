@@ -111,7 +111,22 @@ export interface Store {
   addCounters(key: string, increments: Record<string, number>): Promise<void>;
   /** Read and delete a counter hash in one atomic step (so no increment is lost or counted twice). */
   takeCounters(key: string): Promise<Record<string, number>>;
+  /**
+   * The first step of a crash-safe collection: a batch left at `claimKey` by an
+   * earlier collection that did not finish (in any process) is answered as it is;
+   * else the counter hash at `key` becomes the batch at `claimKey`, named `batch`.
+   * Null when there is nothing to collect. Atomic, one round trip.
+   */
+  claimCounters(key: string, claimKey: string, batch: string): Promise<CounterBatch | null>;
+  /** The last step: drop the batch at `claimKey` if it is still `batch` (applied). */
+  releaseCounters(claimKey: string, batch: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A claimed batch of counters (see `claimCounters`). */
+export interface CounterBatch {
+  batch: string;
+  counters: Record<string, number>;
 }
 
 /**

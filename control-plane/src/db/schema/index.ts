@@ -10,3 +10,4 @@ export * from "./users.ts";
 export * from "./admin-changes.ts";
 export * from "./audit-events.ts";
 export * from "./usage.ts";
+export * from "./job-leases.ts";
