@@ -31,3 +31,8 @@ until redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && pg_up; do
   if [ "$i" -gt 60 ]; then echo "Redis or PostgreSQL did not come up" >&2; exit 1; fi
   sleep 0.5
 done
+
+# The Kubernetes manifests are rendered by `kubectl kustomize` (kustomize v5, kubectl
+# 1.27 or newer) in the tests; Debian's kubernetes-client is too old for them.
+command -v kubectl >/dev/null 2>&1 ||
+  echo "kubectl is not installed: test/deploy/kubernetes.test.ts will fail (kubectl 1.27+ from pkgs.k8s.io)" >&2
