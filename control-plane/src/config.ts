@@ -1,6 +1,15 @@
 /** Control plane and key service settings, parsed once from the environment. */
 import { z } from "zod";
-import { csv, hostSetting, parseEnv, port, secret } from "@portcullis/shared";
+import {
+  csv,
+  hostSetting,
+  parseEnv,
+  port,
+  type RedisConnection,
+  redisConnection,
+  secret,
+  sentinelList,
+} from "@portcullis/shared";
 
 const Env = z.object({
   ADMIN_PORT: port(8081),
@@ -9,6 +18,8 @@ const Env = z.object({
   KEY_SERVICE_HOST: z.string().default("127.0.0.1"),
   DATABASE_URL: z.string().url().optional(),
   REDIS_URL: z.string().url().optional(),
+  REDIS_SENTINELS: sentinelList,
+  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
   REDIS_PREFIX: z.string().default("pc:v1:"),
   PLATFORM_DOMAIN: z.string().default("localhost"),
   API_HOSTNAME: z.string().optional(),
@@ -68,6 +79,8 @@ export interface ControlPlaneConfig {
   keyServiceHost: string;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** Where Redis is (REDIS_URL, or REDIS_SENTINELS with REDIS_SENTINEL_NAME); null: the in-process store. */
+  redis: RedisConnection | null;
   redisPrefix: string;
   platformDomain: string;
   apiHostname: string;
@@ -116,6 +129,7 @@ export function loadControlPlaneConfig(env: Record<string, string | undefined>):
     keyServiceHost: e.KEY_SERVICE_HOST,
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
+    redis: redisConnection(e),
     redisPrefix: e.REDIS_PREFIX,
     platformDomain,
     apiHostname: hostSetting("API_HOSTNAME", e.API_HOSTNAME ?? `api.${platformDomain}`),

@@ -80,9 +80,9 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
   const ownsStore = !deps.store;
   let store: Store;
   if (deps.store) store = deps.store;
-  else if (config.redisUrl) {
+  else if (config.redis) {
     // Probed every 250 ms while Redis is down: the publisher's retry goes as soon as it answers.
-    const redis = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix, breakerProbeMs: 250 });
+    const redis = new RedisStore({ ...config.redis, prefix: config.redisPrefix, breakerProbeMs: 250 });
     await redis.ready().catch((e) => log.warn({ err: e }, "Redis not ready; publishing will retry"));
     store = redis;
   } else store = new MemoryStore();

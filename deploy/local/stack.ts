@@ -27,8 +27,8 @@ console.log(`migrate: applying migrations (${database.kind})`);
 await migrate(database);
 
 let store: Store;
-if (cpConfig.redisUrl) {
-  const redis = new RedisStore({ url: cpConfig.redisUrl, prefix: cpConfig.redisPrefix });
+if (cpConfig.redis) {
+  const redis = new RedisStore({ ...cpConfig.redis, prefix: cpConfig.redisPrefix });
   await redis.ready();
   store = redis;
 } else store = new MemoryStore();

@@ -1,7 +1,16 @@
 /** Router settings, parsed once from the environment and frozen. */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
-import { csv, hostSetting, parseEnv, port, secret } from "@portcullis/shared";
+import {
+  csv,
+  hostSetting,
+  parseEnv,
+  port,
+  type RedisConnection,
+  redisConnection,
+  secret,
+  sentinelList,
+} from "@portcullis/shared";
 
 const Env = z.object({
   ROUTER_PORT: port(8080),
@@ -14,6 +23,8 @@ const Env = z.object({
   KEY_SERVICE_MAX_PENDING: z.coerce.number().int().positive().default(256),
   KEY_USAGE_REPORT_MS: z.coerce.number().int().positive().default(10_000),
   REDIS_URL: z.string().url().optional(),
+  REDIS_SENTINELS: sentinelList,
+  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
   REDIS_PREFIX: z.string().default("pc:v1:"),
   PLATFORM_DOMAIN: z.string().default("localhost"),
   API_HOSTNAME: z.string().optional(),
@@ -70,6 +81,8 @@ export interface RouterConfig {
   /** How often accepted key ids are reported to the key service (last-used times). */
   keyUsageReportMs: number;
   redisUrl: string | undefined;
+  /** Where Redis is (REDIS_URL, or REDIS_SENTINELS with REDIS_SENTINEL_NAME); null: the in-process store. */
+  redis: RedisConnection | null;
   redisPrefix: string;
   platformDomain: string;
   apiHostname: string;
@@ -118,9 +131,9 @@ export function loadRouterConfig(
   const workers = e.ROUTER_WORKERS === "auto" ? availableParallelism() : e.ROUTER_WORKERS;
   // Workers share limits, caches, invalidations and the audit stream through the
   // store: the in-process one would give each its own.
-  if (workers > 1 && !e.REDIS_URL)
+  if (workers > 1 && redisConnection(e) === null)
     throw new Error(
-      "invalid settings:\n  ROUTER_WORKERS: more than one router process needs REDIS_URL (the in-process store is per process)",
+      "invalid settings:\n  ROUTER_WORKERS: more than one router process needs REDIS_URL or REDIS_SENTINELS (the in-process store is per process)",
     );
   return Object.freeze({
     port: e.ROUTER_PORT,
@@ -133,6 +146,7 @@ export function loadRouterConfig(
     keyServiceMaxPending: e.KEY_SERVICE_MAX_PENDING,
     keyUsageReportMs: e.KEY_USAGE_REPORT_MS,
     redisUrl: e.REDIS_URL,
+    redis: redisConnection(e),
     redisPrefix: e.REDIS_PREFIX,
     platformDomain,
     apiHostname: hostSetting("API_HOSTNAME", e.API_HOSTNAME ?? `api.${platformDomain}`),

@@ -15,8 +15,8 @@ if (cluster.isPrimary) {
     console.warn(
       `router: generated ${config.generatedSecrets.join(", ")} for this process only; set them to share with other services`,
     );
-  if (!config.redisUrl)
-    console.warn("router: REDIS_URL is unset; the in-process store works only when every service shares this process");
+  if (!config.redis)
+    console.warn("router: REDIS_URL (or REDIS_SENTINELS) is unset; the in-process store works only when every service shares this process");
 }
 
 if (config.workers > 1 && cluster.isPrimary) {

@@ -69,7 +69,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   const ownsStore = !deps.store;
   let store: Store;
   if (deps.store) store = deps.store;
-  else if (config.redisUrl) store = new RedisStore({ url: config.redisUrl, prefix: config.redisPrefix });
+  else if (config.redis) store = new RedisStore({ ...config.redis, prefix: config.redisPrefix });
   else store = new MemoryStore();
   const metrics = createRouterMetrics({ tenantLabels: config.metricsTenantLabels });
   if (deps.metricLabels) metrics.registry.setDefaultLabels(deps.metricLabels);

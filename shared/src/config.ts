@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { normalizeHostname } from "./hostname/index.ts";
+import { parseSentinels, type RedisConnection } from "./cache/redis-store.ts";
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
@@ -22,6 +23,34 @@ export const csv = z
  * A secret: required when NODE_ENV is production; otherwise generated for this
  * process (and reported in `generated`, so the caller can print it).
  */
+/**
+ * REDIS_SENTINELS (`host:port,…`): the sentinels that know the master named by
+ * REDIS_SENTINEL_NAME. Undefined when unset.
+ */
+export const sentinelList = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v.trim() === "") return undefined;
+    try {
+      return parseSentinels(v);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+
+/** The Redis settings every service reads, as a connection (null: none, the in-process store). */
+export function redisConnection(e: {
+  REDIS_URL?: string | undefined;
+  REDIS_SENTINELS?: { host: string; port: number }[] | undefined;
+  REDIS_SENTINEL_NAME: string;
+}): RedisConnection | null {
+  if (e.REDIS_SENTINELS !== undefined && e.REDIS_SENTINELS.length > 0)
+    return { url: e.REDIS_URL, sentinels: e.REDIS_SENTINELS, sentinelName: e.REDIS_SENTINEL_NAME };
+  return e.REDIS_URL ? { url: e.REDIS_URL } : null;
+}
+
 export function secret(env: Record<string, string | undefined>, name: string, generated: string[]): string {
   const value = env[name];
   if (value && value.length > 0) {

@@ -23,11 +23,13 @@ export async function freePort(): Promise<number> {
 
 export class RedisServer {
   readonly port: number;
+  readonly #args: string[];
   #child: ChildProcess | null = null;
   #paused = false;
 
-  private constructor(port: number) {
+  private constructor(port: number, args: string[]) {
     this.port = port;
+    this.#args = args;
   }
 
   get url(): string {
@@ -38,26 +40,24 @@ export class RedisServer {
     return this.#child?.pid;
   }
 
-  static async start(port?: number): Promise<RedisServer> {
-    const server = new RedisServer(port ?? (await freePort()));
+  /** `args`: more redis-server options (`--replicaof`, `--sentinel` with a config file first). */
+  static async start(port?: number, args: string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()), args);
     await server.#spawn();
     return server;
   }
 
   async #spawn(): Promise<void> {
+    const sentinel = this.#args.includes("--sentinel");
     const child = spawn(
       "redis-server",
       [
+        ...this.#args,
         "--port",
         String(this.port),
         "--bind",
         "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--enable-debug-command",
-        "local",
+        ...(sentinel ? [] : ["--save", "", "--appendonly", "no", "--enable-debug-command", "local"]),
         "--loglevel",
         "warning",
       ],

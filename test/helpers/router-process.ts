@@ -21,23 +21,22 @@ export interface RouterProcess {
   kill(): Promise<void>;
 }
 
+/** `env` adds to or replaces the defaults below; an empty value removes a setting. */
 export async function spawnRouter(stack: TestStack, env: Record<string, string> = {}): Promise<RouterProcess> {
-  const child = spawn(NODE, [`${ROOT}router/src/main.ts`], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      ...stack.env,
-      ROUTER_PORT: "0",
-      ROUTER_OPS_PORT: "0",
-      ROUTER_HOST: "127.0.0.1",
-      REDIS_URL: TEST_REDIS_URL,
-      REDIS_PREFIX: stack.prefix,
-      KEY_SERVICE_URL: `http://127.0.0.1:${stack.keyServicePort}`,
-      LOG_LEVEL: "silent",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const settings: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    ...stack.env,
+    ROUTER_PORT: "0",
+    ROUTER_OPS_PORT: "0",
+    ROUTER_HOST: "127.0.0.1",
+    REDIS_URL: TEST_REDIS_URL,
+    REDIS_PREFIX: stack.prefix,
+    KEY_SERVICE_URL: `http://127.0.0.1:${stack.keyServicePort}`,
+    LOG_LEVEL: "silent",
+    ...env,
+  };
+  for (const name of Object.keys(settings)) if (settings[name] === "") delete settings[name];
+  const child = spawn(NODE, [`${ROOT}router/src/main.ts`], { cwd: ROOT, env: settings, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const ports = await new Promise<{ port: number; opsPort: number }>((resolve, reject) => {

@@ -28,12 +28,12 @@ import {
   type RunningRouter,
   startRouter,
 } from "@portcullis/router";
-import { contextKeysFrom, MemoryStore, type Store } from "@portcullis/shared";
+import { contextKeysFrom, MemoryStore, type RedisConnection, RedisStore, type Store } from "@portcullis/shared";
 import { eq } from "drizzle-orm";
 import { type EchoUpstream, startEchoUpstream } from "../../deploy/local/demo-upstream.ts";
 import { type Answer, send } from "./http.ts";
 import { createTestDatabase, type TestDatabase } from "./postgres.ts";
-import { createTestStore, deleteKeys } from "./redis.ts";
+import { createTestStore, deleteKeys, testPrefix } from "./redis.ts";
 
 export type Backend = "real" | "embedded";
 
@@ -53,6 +53,8 @@ export interface TestStackOptions {
   auditConsumer?: boolean;
   /** Logger of the control plane (default: silent). */
   log?: Logger;
+  /** With backend "real": Redis elsewhere than the shared test server (a Sentinel deployment). */
+  redis?: RedisConnection;
 }
 
 export const SECRETS = {
@@ -127,9 +129,17 @@ export class TestStack {
     if (this.backend === "real") {
       this.#testDb = await createTestDatabase();
       this.#database = this.#testDb.database;
-      const store = await createTestStore();
-      this.#prefix = store.prefix;
-      this.store = store;
+      if (this.#options.redis) {
+        const prefix = testPrefix();
+        const store = new RedisStore({ ...this.#options.redis, prefix });
+        await store.ready();
+        this.#prefix = prefix;
+        this.store = store;
+      } else {
+        const store = await createTestStore();
+        this.#prefix = store.prefix;
+        this.store = store;
+      }
     } else {
       this.#dataDir = mkdtempSync(join(tmpdir(), "pc-embedded-"));
       this.#database = await openDatabase({ dataDir: this.#dataDir });
@@ -283,7 +293,8 @@ export class TestStack {
     for (const u of this.upstreams) await u.close();
     await this.cp?.close();
     await this.store?.close();
-    if (this.#prefix) await deleteKeys(this.#prefix);
+    // Keys on a Redis of the test's own go with it.
+    if (this.#prefix && !this.#options.redis) await deleteKeys(this.#prefix);
     if (this.#testDb) await this.#testDb.drop();
     else await this.#database?.close();
     if (this.#dataDir) rmSync(this.#dataDir, { recursive: true, force: true });

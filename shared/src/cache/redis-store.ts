@@ -8,7 +8,7 @@
  * reconnects, messages may have been missed, so `onReset` tells the subscriber to
  * drop what it cached.
  */
-import { Redis, ReplyError } from "ioredis";
+import { Redis, type RedisOptions, ReplyError } from "ioredis";
 import { CircuitBreaker } from "../breaker/index.ts";
 import type {
   AdmitCall,
@@ -264,8 +264,18 @@ type Scripted = Redis & {
   incrTtl(key: string, by: number, ttl: number): Promise<number>;
 };
 
-export interface RedisStoreOptions {
-  url: string;
+/**
+ * Where Redis is: one address (`url`), or a master found through Redis Sentinel
+ * (`sentinels` and `sentinelName`; a `url` given too lends its password and database
+ * number). Through Sentinel every connection follows the master across a failover.
+ */
+export interface RedisConnection {
+  url?: string | undefined;
+  sentinels?: readonly { host: string; port: number }[] | undefined;
+  sentinelName?: string | undefined;
+}
+
+export interface RedisStoreOptions extends RedisConnection {
   prefix: string;
   commandTimeoutMs?: number;
   /** Consecutive failures or timeouts that open the breaker (default 3). */
@@ -284,11 +294,56 @@ function isOutage(error: unknown): boolean {
   return /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)/.test(String((error as Error).message));
 }
 
+/** `host:port,host:port` (REDIS_SENTINELS) as ioredis' sentinel list; throws on a malformed entry. */
+export function parseSentinels(list: string): { host: string; port: number }[] {
+  return list
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0)
+    .map((entry) => {
+      const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(entry);
+      const port = Number(m?.[2]);
+      if (m === null || port < 1 || port > 65_535) throw new Error(`not host:port: ${JSON.stringify(entry)}`);
+      return { host: (m[1] as string).replace(/^\[|\]$/g, ""), port };
+    });
+}
+
+/** A Redis URL without its password, for messages. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(invalid URL)";
+  }
+}
+
+/** One ioredis client for a connection, with the client's own options. */
+function connect(c: RedisConnection, options: RedisOptions): Redis {
+  if (c.sentinels !== undefined && c.sentinels.length > 0) {
+    const fromUrl = c.url ? new URL(c.url) : null;
+    return new Redis({
+      sentinels: c.sentinels.map((x) => ({ host: x.host, port: x.port })),
+      name: c.sentinelName ?? "mymaster",
+      // Asks the sentinels as soon as one announces a new master, not only on errors.
+      failoverDetector: true,
+      sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+      ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
+      ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
+      ...(fromUrl && fromUrl.pathname.length > 1 ? { db: Number(fromUrl.pathname.slice(1)) } : {}),
+      ...options,
+    });
+  }
+  if (!c.url) throw new Error("Redis: neither a URL nor sentinels");
+  return new Redis(c.url, options);
+}
+
 export class RedisStore implements Store, StreamStore {
   readonly kind = "redis" as const;
   readonly #prefix: string;
   readonly #redis: Scripted;
-  readonly #url: string;
+  readonly #connection: RedisConnection;
   readonly #subscribers = new Set<Redis>();
   #blocking: Redis | null = null;
   readonly #groups = new Set<string>();
@@ -296,8 +351,8 @@ export class RedisStore implements Store, StreamStore {
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.prefix;
-    this.#url = options.url;
-    this.#redis = new Redis(options.url, {
+    this.#connection = { url: options.url, sentinels: options.sentinels, sentinelName: options.sentinelName };
+    this.#redis = connect(this.#connection, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       commandTimeout: options.commandTimeoutMs ?? 500,
@@ -337,7 +392,10 @@ export class RedisStore implements Store, StreamStore {
   async ready(timeoutMs = 5_000): Promise<void> {
     if (this.#redis.status === "ready") return;
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Redis at ${this.#url} not ready`)), timeoutMs);
+      const where = this.#connection.sentinels?.length
+        ? `master "${this.#connection.sentinelName ?? "mymaster"}" of ${this.#connection.sentinels.map((x) => `${x.host}:${x.port}`).join(",")}`
+        : `at ${redactUrl(this.#connection.url ?? "")}`;
+      const timer = setTimeout(() => reject(new Error(`Redis ${where} not ready`)), timeoutMs);
       this.#redis.once("ready", () => {
         clearTimeout(timer);
         resolve();
@@ -363,7 +421,7 @@ export class RedisStore implements Store, StreamStore {
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void) {
-    const sub = new Redis(this.#url, {
+    const sub = connect(this.#connection, {
       connectTimeout: 1_000,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
     });
@@ -517,7 +575,7 @@ export class RedisStore implements Store, StreamStore {
   /** Blocking reads get their own connection (no command timeout shorter than the block). */
   #blocker(): Redis {
     if (!this.#blocking) {
-      this.#blocking = new Redis(this.#url, {
+      this.#blocking = connect(this.#connection, {
         // Queue the first read until this connection is up (it is made on first use).
         enableOfflineQueue: true,
         maxRetriesPerRequest: 1,
