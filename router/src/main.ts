@@ -16,7 +16,9 @@ if (cluster.isPrimary) {
       `router: generated ${config.generatedSecrets.join(", ")} for this process only; set them to share with other services`,
     );
   if (!config.redis)
-    console.warn("router: REDIS_URL (or REDIS_SENTINELS) is unset; the in-process store works only when every service shares this process");
+    console.warn(
+      "router: REDIS_URL (or REDIS_SENTINELS) is unset; the in-process store works only when every service shares this process",
+    );
 }
 
 if (config.workers > 1 && cluster.isPrimary) {
