@@ -3,13 +3,10 @@
  * from node_modules/.bin) on a given Postgres database, Redis and key prefix: for
  * tests of what must hold with several control planes, and when one of them dies.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { TEST_REDIS_URL } from "./env.ts";
+import { spawnService } from "./service-process.ts";
 import { SECRETS } from "./stack.ts";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const NODE = `${ROOT}node_modules/.bin/node`;
 
 export interface ControlPlaneProcess {
   adminPort: number;
@@ -30,10 +27,10 @@ export async function spawnControlPlane(options: {
   prefix: string;
   env?: Record<string, string>;
 }): Promise<ControlPlaneProcess> {
-  const child = spawn(NODE, [`${ROOT}control-plane/src/main.ts`], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
+  const service = await spawnService(
+    "control plane",
+    "control-plane/src/main.ts",
+    {
       ...SECRETS,
       PLATFORM_DOMAIN: "localhost",
       DATABASE_URL: options.databaseUrl,
@@ -44,33 +41,21 @@ export async function spawnControlPlane(options: {
       LOG_LEVEL: "silent",
       ...options.env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const ports = await new Promise<{ adminPort: number; opsPort: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`control plane process did not start:\n${output}`)), 20_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString("utf8");
+    (output) => {
       const admin = /control plane admin API on :(\d+)/.exec(output);
       const ops = /control plane ops \(\/metrics\) on :(\d+)/.exec(output);
-      if (admin && ops) {
-        clearTimeout(timer);
-        resolve({ adminPort: Number(admin[1]), opsPort: Number(ops[1]) });
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`control plane process exited (${code}):\n${output}`));
-    });
-  });
+      return admin && ops ? { adminPort: Number(admin[1]), opsPort: Number(ops[1]) } : null;
+    },
+  );
+  const { adminPort, opsPort } = service.ports;
   return {
-    ...ports,
-    child,
+    adminPort,
+    opsPort,
+    child: service.child,
+    stop: service.stop,
+    kill: service.kill,
     async admin(method, path, body) {
-      const res = await fetch(`http://127.0.0.1:${ports.adminPort}${path}`, {
+      const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${SECRETS.ADMIN_TOKEN}`,
@@ -82,19 +67,9 @@ export async function spawnControlPlane(options: {
       return { status: res.status, json: () => JSON.parse(text) };
     },
     async metric(series) {
-      const res = await fetch(`http://127.0.0.1:${ports.opsPort}/metrics`);
+      const res = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
       const line = (await res.text()).split("\n").find((l) => l.startsWith(`${series} `));
       return line === undefined ? null : Number(line.slice(series.length + 1));
-    },
-    async stop() {
-      if (child.exitCode !== null) return child.exitCode;
-      child.kill("SIGTERM");
-      return exited;
-    },
-    async kill() {
-      if (child.exitCode !== null) return;
-      child.kill("SIGKILL");
-      await exited;
     },
   };
 }

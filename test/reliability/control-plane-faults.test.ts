@@ -20,7 +20,7 @@ import {
   openDatabase,
   schema,
 } from "@portcullis/control-plane";
-import { AUDIT_STREAM, type AuditEvent, CACHE, INVALIDATION_CHANNEL, RedisStore, type Store } from "@portcullis/shared";
+import { AUDIT_STREAM, CACHE, INVALIDATION_CHANNEL, RedisStore, type Store } from "@portcullis/shared";
 import { inArray } from "drizzle-orm";
 import { TEST_POSTGRES_URL } from "../helpers/env.ts";
 import { type Answer, send } from "../helpers/http.ts";
@@ -30,6 +30,7 @@ import { RedisServer } from "../helpers/redis-server.ts";
 import { SECRETS } from "../helpers/stack.ts";
 import { failOnUnhandledRejections } from "../helpers/unhandled.ts";
 import { TcpProxy } from "../helpers/tcp-proxy.ts";
+import { unknownHostEvent } from "../helpers/audit-event.ts";
 
 failOnUnhandledRejections();
 
@@ -276,21 +277,7 @@ describe("Postgres cut or black-holed", () => {
     const failuresBefore = (await h.cp.metrics.auditWriteFailures.get()).values[0]?.value ?? 0;
     await relay.stop();
     const ids = Array.from({ length: 200 }, (_, i) => `req_cut_${i}_${Date.now()}`);
-    const events = ids.map(
-      (requestId): AuditEvent => ({
-        time: new Date().toISOString(),
-        requestId,
-        decision: "refuse",
-        reason: "unknown_host",
-        tenantId: null,
-        host: "nobody.localhost",
-        method: "GET",
-        path: "/",
-        credential: "none",
-        clientIp: "127.0.0.1",
-        status: 404,
-      }),
-    );
+    const events = ids.map(unknownHostEvent);
     // Routers append in batches while the outage lasts.
     for (let i = 0; i < events.length; i += 50) {
       const batch = events.slice(i, i + 50).map((e) => JSON.stringify(e));

@@ -5,7 +5,8 @@
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUDIT_STREAM, type AuditEvent, LIMIT_KEYS, periodOf } from "@portcullis/shared";
+import { AUDIT_STREAM, LIMIT_KEYS, periodOf } from "@portcullis/shared";
+import { unknownHostEvent } from "../helpers/audit-event.ts";
 import { type ControlPlaneProcess, spawnControlPlane } from "../helpers/control-plane-process.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/postgres.ts";
 import { createTestStore, deleteKeys } from "../helpers/redis.ts";
@@ -115,19 +116,7 @@ describe("two control planes on one Postgres and one Redis (separate processes)"
     // Both gone: entries taken by a member that died before storing them.
     await a.kill();
     await b.kill();
-    const events: AuditEvent[] = Array.from({ length: 20 }, (_, i) => ({
-      time: new Date().toISOString(),
-      requestId: `req_failover_${i}`,
-      decision: "refuse",
-      reason: "unknown_host",
-      tenantId: null,
-      host: "nobody.localhost",
-      method: "GET",
-      path: "/",
-      credential: "none",
-      clientIp: "127.0.0.1",
-      status: 404,
-    }));
+    const events = Array.from({ length: 20 }, (_, i) => unknownHostEvent(`req_failover_${i}`));
     await store.streamAppend(
       AUDIT_STREAM.key,
       events.map((e) => JSON.stringify(e)),

@@ -1,20 +1,24 @@
 import { describe, expect, it } from "vitest";
 import { MemoryStore } from "@portcullis/shared";
-import { TieredCache } from "./tiered.ts";
+import { TieredCache, type Ttl } from "./tiered.ts";
 
 type Entry = { v: number; name: string | null };
 const TTL = { freshMs: 1_000, negativeMs: 500, maxStaleMs: 3_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 };
 
-function cache(options: { refreshAhead: boolean; origin: Map<string, Entry>; down?: () => boolean }) {
+function cache(options: { refreshAhead: boolean; origin: Map<string, Entry>; down?: () => boolean; ttl?: Ttl }) {
   let clock = 1_000_000;
   const store = new MemoryStore({ now: () => clock });
   let loads = 0;
   const c = new TieredCache<Entry>({
     name: "test",
-    ttl: TTL,
+    ttl: options.ttl ?? TTL,
     store,
     storeKey: (id) => `t:${id}`,
-    parse: (json) => JSON.parse(json) as Entry,
+    // Only the entry's own fields (a stored entry may carry its freshness too).
+    parse: (json) => {
+      const { v, name } = JSON.parse(json) as Entry;
+      return { v, name };
+    },
     load: async (id) => {
       loads++;
       if (options.down?.()) throw new Error("origin down");
@@ -155,37 +159,8 @@ describe("TieredCache refresh-ahead", () => {
 describe("TieredCache stale-if-error in the store", () => {
   const STALE_TTL = { ...TTL, redisTtlMs: 5_000, redisStaleIfErrorMs: 20_000 };
 
-  function staleCache(origin: Map<string, Entry>, down: () => boolean) {
-    let clock = 1_000_000;
-    const store = new MemoryStore({ now: () => clock });
-    let loads = 0;
-    const c = new TieredCache<Entry>({
-      name: "test",
-      ttl: STALE_TTL,
-      store,
-      storeKey: (id) => `t:${id}`,
-      parse: (json) => {
-        const { v, name } = JSON.parse(json) as Entry;
-        return { v, name };
-      },
-      load: async (id) => {
-        loads++;
-        if (down()) throw new Error("origin down");
-        return origin.get(id) ?? { v: 0, name: null };
-      },
-      isNegative: (e) => e.name === null,
-      maxEntries: 100,
-      now: () => clock,
-    });
-    return {
-      c,
-      store,
-      advance: (ms: number) => (clock += ms),
-      get loads() {
-        return loads;
-      },
-    };
-  }
+  const staleCache = (origin: Map<string, Entry>, down: () => boolean) =>
+    cache({ refreshAhead: false, origin, down, ttl: STALE_TTL });
 
   it("asks the origin once the stored entry is past its freshness, and takes its answer", async () => {
     const origin = new Map([["a", { v: 1, name: "one" }]]);
