@@ -48,6 +48,10 @@ const Settings = z
   .strict();
 
 const schemas = {
+  listTenants: z.object({
+    limit: z.coerce.number().int().min(1).max(1_000).default(1_000),
+    after: z.string().min(1).max(100).optional(),
+  }),
   createTenant: z
     .object({ slug: z.string().min(1).max(40), name: z.string().min(1).max(200), plan: z.string().optional() })
     .strict(),
@@ -213,7 +217,17 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     if (!b.ok) return b.res;
     return answer(c, await tenants.create(b.value), 201);
   });
-  app.get("/v1/tenants", async (c) => c.json({ tenants: await tenants.list() }));
+  // Paged (a platform may hold a million tenants): `limit` (1–1000, default 1000) and
+  // `after` (the previous page's `next`).
+  app.get("/v1/tenants", async (c) => {
+    const q = schemas.listTenants.safeParse({ limit: c.req.query("limit"), after: c.req.query("after") });
+    if (!q.success) {
+      const detail = q.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      return adminError(c, "validation_failed", detail);
+    }
+    const page = await tenants.list(q.data);
+    return c.json(page.next === null ? { tenants: page.tenants } : { tenants: page.tenants, next: page.next });
+  });
   app.get("/v1/tenants/:tenant", async (c) => withEtag(c, await tenants.get(c.req.param("tenant"))));
   app.patch("/v1/tenants/:tenant", async (c) => {
     const b = await body(c, schemas.patchTenant);

@@ -124,10 +124,22 @@ function printer(flags: Flags, io: Io) {
 async function tenantsCommand(args: string[], flags: Flags, api: ReturnType<typeof client>, io: Io): Promise<number> {
   const [sub, ...rest] = args;
   const print = printer(flags, io);
+  /** Every page of the list, as one answer (the first refusal as it is). */
+  const allTenants = async (): Promise<ApiAnswer> => {
+    const all: unknown[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await api("GET", `/v1/tenants${after === undefined ? "" : `?after=${enc(after)}`}`);
+      if (page.status >= 300) return page;
+      all.push(...page.body.tenants);
+      if (typeof page.body.next !== "string") return { status: page.status, body: { tenants: all } };
+      after = page.body.next;
+    }
+  };
   switch (sub) {
     case "list": {
       positional(rest, 0, "no arguments");
-      return print(await api("GET", "/v1/tenants"), (b) =>
+      return print(await allTenants(), (b) =>
         b.tenants.length === 0
           ? ["no tenants"]
           : table([

@@ -4,7 +4,7 @@
  * and publishes what changed for routers after it commits.
  */
 import { randomBytes } from "node:crypto";
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import {
   type AdminErrorCode,
   confusableSkeleton,
@@ -125,43 +125,81 @@ export class TenantService {
   }
 
   async view(row: TenantRow, executor: Executor = this.#db): Promise<TenantView> {
-    const hosts = await executor
-      .select({ hostname: hostnames.hostname, kind: hostnames.kind, status: hostnames.status })
-      .from(hostnames)
-      .where(eq(hostnames.tenantId, row.id))
-      .orderBy(asc(hostnames.createdAt), asc(hostnames.hostname));
-    const [binding] = await executor
-      .select({ server: databaseServers.address, database: databaseBindings.database })
-      .from(databaseBindings)
-      .innerJoin(databaseServers, eq(databaseServers.id, databaseBindings.serverId))
-      .where(eq(databaseBindings.tenantId, row.id));
-    const ups = await executor
-      .select({ url: upstreams.url })
-      .from(upstreams)
-      .where(eq(upstreams.tenantId, row.id))
-      .orderBy(asc(upstreams.position));
-    return {
-      id: row.id,
-      slug: row.slug,
-      name: row.name,
-      status: row.status,
-      plan: row.plan,
-      limits: effectiveLimits(row),
-      features: effectiveFeatures(row),
-      settings: row.settings,
-      overrides: { limits: row.limits, features: row.features },
-      hostnames: hosts,
-      database: binding ?? null,
-      upstreams: ups.map((u) => u.url),
-      createdAt: row.createdAt.toISOString(),
-      updatedAt: row.updatedAt.toISOString(),
-      version: row.version,
-    };
+    return (await this.views([row], executor))[0] as TenantView;
   }
 
-  async list(): Promise<TenantView[]> {
-    const rows = await this.#db.select().from(tenants).orderBy(asc(tenants.createdAt), asc(tenants.slug));
-    return Promise.all(rows.map((r) => this.view(r)));
+  /** The views of many tenants in four queries, whatever their number (a page of the list). */
+  async views(rows: TenantRow[], executor: Executor = this.#db): Promise<TenantView[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    const [hosts, bindings, ups] = await Promise.all([
+      executor
+        .select({ tenantId: hostnames.tenantId, hostname: hostnames.hostname, kind: hostnames.kind, status: hostnames.status })
+        .from(hostnames)
+        .where(inArray(hostnames.tenantId, ids))
+        .orderBy(asc(hostnames.createdAt), asc(hostnames.hostname)),
+      executor
+        .select({ tenantId: databaseBindings.tenantId, server: databaseServers.address, database: databaseBindings.database })
+        .from(databaseBindings)
+        .innerJoin(databaseServers, eq(databaseServers.id, databaseBindings.serverId))
+        .where(inArray(databaseBindings.tenantId, ids)),
+      executor
+        .select({ tenantId: upstreams.tenantId, url: upstreams.url })
+        .from(upstreams)
+        .where(inArray(upstreams.tenantId, ids))
+        .orderBy(asc(upstreams.position)),
+    ]);
+    const byTenant = <T extends { tenantId: string }>(list: T[]) => {
+      const out = new Map<string, T[]>();
+      for (const item of list) {
+        const group = out.get(item.tenantId);
+        if (group) group.push(item);
+        else out.set(item.tenantId, [item]);
+      }
+      return out;
+    };
+    const hostsOf = byTenant(hosts);
+    const bindingOf = byTenant(bindings);
+    const upsOf = byTenant(ups);
+    return rows.map((row) => {
+      const binding = bindingOf.get(row.id)?.[0];
+      return {
+        id: row.id,
+        slug: row.slug,
+        name: row.name,
+        status: row.status,
+        plan: row.plan,
+        limits: effectiveLimits(row),
+        features: effectiveFeatures(row),
+        settings: row.settings,
+        overrides: { limits: row.limits, features: row.features },
+        hostnames: (hostsOf.get(row.id) ?? []).map(({ hostname, kind, status }) => ({ hostname, kind, status })),
+        database: binding ? { server: binding.server, database: binding.database } : null,
+        upstreams: (upsOf.get(row.id) ?? []).map((u) => u.url),
+        createdAt: row.createdAt.toISOString(),
+        updatedAt: row.updatedAt.toISOString(),
+        version: row.version,
+      };
+    });
+  }
+
+  /**
+   * One page of tenants in slug order: at most `limit`, after the slug `after` (the
+   * previous page's `next`); `next` is set when more follow.
+   */
+  async list(page: { limit: number; after?: string | undefined } = { limit: 1_000 }): Promise<{
+    tenants: TenantView[];
+    next: string | null;
+  }> {
+    const rows = await this.#db
+      .select()
+      .from(tenants)
+      .where(page.after === undefined ? undefined : gt(tenants.slug, page.after))
+      .orderBy(asc(tenants.slug))
+      .limit(page.limit + 1);
+    const more = rows.length > page.limit;
+    const shown = more ? rows.slice(0, page.limit) : rows;
+    return { tenants: await this.views(shown), next: more ? (shown.at(-1)?.slug ?? null) : null };
   }
 
   async get(ref: string): Promise<Outcome<TenantView>> {
