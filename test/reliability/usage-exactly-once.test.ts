@@ -83,4 +83,20 @@ describe("usage collection, exactly once", () => {
     await c.collect(); // then the 2
     expect(await stored()).toBe(before + 7);
   });
+
+  it("applies one collection holding more tenants than one statement can name (12,000: 84,000 parameters)", async () => {
+    const n = 12_000;
+    await testDb.database.db.execute(sql`
+      insert into tenants (id, slug, name, version)
+      select 'tnt_many_' || i, 'many-' || i, 'Many ' || i, nextval('routing_version_seq') from generate_series(1, ${n}) as i`);
+    const counts: Record<string, number> = {};
+    for (let i = 1; i <= n; i++) counts[`${period}|tnt_many_${i}|r`] = 2;
+    await store.addCounters(LIMIT_KEYS.usagePending, counts);
+    await collector().collect();
+    const [row] = (await testDb.database.db.execute(
+      sql`select coalesce(sum(requests), 0)::int as total from usage where tenant_id like 'tnt_many_%'`,
+    )) as unknown as { total: number }[];
+    expect(row?.total).toBe(2 * n);
+    expect(await store.claimCounters(LIMIT_KEYS.usagePending, LIMIT_KEYS.usageCollecting, "after")).toBeNull();
+  });
 });

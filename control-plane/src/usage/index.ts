@@ -31,6 +31,9 @@ export interface UsageView {
   bytesOut: number;
 }
 
+/** Rows per statement when a collection is applied (7 parameters each). */
+const USAGE_SLICE = 1_000;
+
 const FIELD = { r: "requests", x: "refused", i: "bytesIn", o: "bytesOut" } as const;
 
 export class UsageCollector {
@@ -98,29 +101,45 @@ export class UsageCollector {
         if (fresh.length === 0) return;
         await tx.delete(usageBatches).where(lt(usageBatches.appliedAt, sql`now() - interval '1 day'`));
         if (rows.size === 0) return;
-        const ids = [...new Set([...rows.values()].map((r) => r.tenantId))];
-        // Counts of tenants deleted meanwhile have nowhere to go (and no one to bill).
-        const live = new Set(
-          (await tx.select({ id: tenants.id }).from(tenants).where(inArray(tenants.id, ids))).map((t) => t.id),
-        );
-        const values = [...rows.values()].filter((r) => live.has(r.tenantId)).map((r) => ({ ...r, updatedAt: new Date() }));
-        if (values.length === 0) return;
-        await tx
-          .insert(usage)
-          .values(values)
-          .onConflictDoUpdate({
-            target: [usage.tenantId, usage.period],
-            set: {
-              requests: sql`${usage.requests} + excluded.requests`,
-              refused: sql`${usage.refused} + excluded.refused`,
-              bytesIn: sql`${usage.bytesIn} + excluded.bytes_in`,
-              bytesOut: sql`${usage.bytesOut} + excluded.bytes_out`,
-              updatedAt: sql`excluded.updated_at`,
-            },
-          });
+        // In slices: a collection may hold every tenant's counts, and one statement
+        // takes at most 65,535 parameters.
+        const all = [...rows.values()];
+        for (let i = 0; i < all.length; i += USAGE_SLICE) {
+          const slice = all.slice(i, i + USAGE_SLICE);
+          const ids = [...new Set(slice.map((r) => r.tenantId))];
+          // Counts of tenants deleted meanwhile have nowhere to go (and no one to bill).
+          const live = new Set(
+            (await tx.select({ id: tenants.id }).from(tenants).where(inArray(tenants.id, ids))).map((t) => t.id),
+          );
+          const values = slice.filter((r) => live.has(r.tenantId)).map((r) => ({ ...r, updatedAt: new Date() }));
+          if (values.length === 0) continue;
+          await tx
+            .insert(usage)
+            .values(values)
+            .onConflictDoUpdate({
+              target: [usage.tenantId, usage.period],
+              set: {
+                requests: sql`${usage.requests} + excluded.requests`,
+                refused: sql`${usage.refused} + excluded.refused`,
+                bytesIn: sql`${usage.bytesIn} + excluded.bytes_in`,
+                bytesOut: sql`${usage.bytesOut} + excluded.bytes_out`,
+                updatedAt: sql`excluded.updated_at`,
+              },
+            });
+        }
       });
     } catch (error) {
-      this.#log.warn({ err: error }, "persisting usage failed; the batch stays in the store for the next collection");
+      // The error's message and code only: a failed statement carries every parameter.
+      const e = error as { message?: string; cause?: { code?: string; message?: string } };
+      this.#log.warn(
+        {
+          error: (e.cause?.message ?? e.message ?? "").slice(0, 300),
+          code: e.cause?.code,
+          batch: claimed.batch,
+          rows: rows.size,
+        },
+        "persisting usage failed; the batch stays in the store for the next collection",
+      );
       throw error;
     }
     // Gone from the store only once applied. If this fails, the next collection finds
