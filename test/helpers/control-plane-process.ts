@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { TEST_REDIS_URL } from "./env.ts";
-import { spawnService } from "./service-process.ts";
+import { readMetric, spawnService } from "./service-process.ts";
 import { SECRETS } from "./stack.ts";
 
 export interface ControlPlaneProcess {
@@ -66,10 +66,6 @@ export async function spawnControlPlane(options: {
       const text = await res.text();
       return { status: res.status, json: () => JSON.parse(text) };
     },
-    async metric(series) {
-      const res = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
-      const line = (await res.text()).split("\n").find((l) => l.startsWith(`${series} `));
-      return line === undefined ? null : Number(line.slice(series.length + 1));
-    },
+    metric: (series) => readMetric(opsPort, series),
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { TEST_REDIS_URL } from "./env.ts";
-import { spawnService } from "./service-process.ts";
+import { readMetric, spawnService } from "./service-process.ts";
 import type { TestStack } from "./stack.ts";
 
 export interface RouterProcess {
@@ -16,6 +16,8 @@ export interface RouterProcess {
   stop(): Promise<number | null>;
   /** SIGKILL: a crash. */
   kill(): Promise<void>;
+  /** The value of one metric series on its ops port, or null. */
+  metric(series: string): Promise<number | null>;
 }
 
 /** `env` adds to or replaces the defaults below; an empty value removes a setting. */
@@ -39,5 +41,13 @@ export async function spawnRouter(stack: TestStack, env: Record<string, string> 
       return m ? { port: Number(m[1]), opsPort: Number(m[2]) } : null;
     },
   );
-  return { ...service.ports, child: service.child, stop: service.stop, kill: service.kill };
+  const { port, opsPort } = service.ports;
+  return {
+    port,
+    opsPort,
+    child: service.child,
+    stop: service.stop,
+    kill: service.kill,
+    metric: (series) => readMetric(opsPort, series),
+  };
 }

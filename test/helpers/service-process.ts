@@ -65,3 +65,10 @@ export async function spawnService<P>(
     },
   };
 }
+
+/** The value of one metric series on an ops port (`name{labels}`), or null when absent. */
+export async function readMetric(opsPort: number, series: string): Promise<number | null> {
+  const res = await fetch(`http://127.0.0.1:${opsPort}/metrics`);
+  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? null : Number(line.slice(series.length + 1));
+}

@@ -39,11 +39,6 @@ describe("Redis through Sentinel, across a failover of the master", () => {
 
   it("routes, invalidates, limits and audits before and after the master dies", async () => {
     const acme = await stack.tenant("acme");
-    const limited = await stack.tenant("limited");
-    expect((await stack.admin("PATCH", "/v1/tenants/limited", { limits: { requestsPerSecond: 0.5, burst: 3 } })).status).toBe(
-      200,
-    );
-    await stack.cp.publisher.flush();
     for (const r of routers) expect((await get(r.port, acme.host)).status).toBe(200);
     const before = await redis.masterPort();
     expect(before).toBe(redis.master.port);
@@ -73,11 +68,39 @@ describe("Redis through Sentinel, across a failover of the master", () => {
     const late = await stack.tenant("late");
     for (const r of routers) await eventually(async () => (await get(r.port, late.host)).status === 200, 5_000, 50);
 
-    // One rate limit for both routers, kept on the new master.
-    const statuses: number[] = [];
-    for (let i = 0; i < 10; i++) statuses.push((await get(routers[i % 2]!.port, limited.host)).status);
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
-    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(3 + 2);
+    // One rate limit for both routers, kept on the new master. A store error during the
+    // failover keeps a router's limiter local (each router enforcing the whole limit)
+    // for a second after it; a sample with any local decision is taken again, on a
+    // tenant of its own, so that what is checked is the shared limit.
+    const local = async () =>
+      (await Promise.all(routers.map((r) => r.metric("portcullis_limiter_local_decisions_total")))).reduce(
+        (a: number, b) => a + (b ?? 0),
+        0,
+      );
+    let sampled: { passed: number; refused: number; seconds: number } | null = null;
+    for (let attempt = 0; attempt < 5 && sampled === null; attempt++) {
+      const t = await stack.tenant(`limited-${attempt}`);
+      expect(
+        (await stack.admin("PATCH", `/v1/tenants/limited-${attempt}`, { limits: { requestsPerSecond: 0.5, burst: 3 } })).status,
+      ).toBe(200);
+      await stack.cp.publisher.flush();
+      const before = await local();
+      const started = performance.now();
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) statuses.push((await get(routers[i % 2]!.port, t.host)).status);
+      const seconds = (performance.now() - started) / 1000;
+      if ((await local()) !== before) {
+        await new Promise((r) => setTimeout(r, 1_200));
+        continue;
+      }
+      sampled = { passed: statuses.filter((s) => s === 200).length, refused: statuses.filter((s) => s === 429).length, seconds };
+    }
+    expect(sampled, "a sample decided through Redis alone").not.toBeNull();
+    const { passed, refused, seconds } = sampled as NonNullable<typeof sampled>;
+    expect(passed + refused).toBe(10);
+    expect(refused).toBeGreaterThan(0);
+    // The burst once for both, plus what refilled meanwhile (0.5/s); never once per router (6).
+    expect(passed).toBeLessThanOrEqual(Math.min(5, 3 + Math.ceil(seconds * 0.5)));
 
     // Decisions made after the failover reach the audit trail.
     const ids: string[] = [];
