@@ -154,7 +154,14 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
           tlsAsk.clear();
         }
       },
-      () => tlsAsk.clear(),
+      () => {
+        tlsAsk.clear();
+        // The subscription was made again: Redis restarted, or failed over to a replica
+        // that may have missed the last writes. What this process published lately is
+        // written again, so a lost revocation is not served until its freshness ends.
+        const ids = publisher.republishRecent();
+        if (ids > 0) log.info({ ids }, "Redis reconnected: recent changes written again");
+      },
     )
     .catch((error) => {
       log.warn({ err: error }, "no invalidation subscription; TLS ask answers expire by TTL only");

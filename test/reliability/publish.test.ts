@@ -183,4 +183,46 @@ describe("publisher", () => {
       await redis.restart();
     }
   });
+
+  it("writes again what it published in the last minute when its subscription is made again (a failover that lost the last writes)", async () => {
+    const id = await create("lost-write");
+    await cp.publisher.flush();
+    const before = await record(CACHE.tenant.key(id));
+    expect(before?.tenant?.status).toBe("active");
+    const suspended = await cp.tenants.patch("lost-write", { status: "suspended" });
+    expect(suspended.ok).toBe(true);
+    await cp.publisher.flush();
+    const current = await record(CACHE.tenant.key(id));
+    expect(current?.tenant?.status).toBe("suspended");
+    // The new master has only the older record: the suspension was lost with the old one.
+    const raw = new Redis(redis.url);
+    try {
+      await raw.set(`${prefix}${CACHE.tenant.key(id)}`, JSON.stringify(before), "PX", 600_000);
+      // Every subscriber is cut, as by a failover: each makes its subscription again.
+      await raw.call("CLIENT", "KILL", "TYPE", "pubsub");
+    } finally {
+      raw.disconnect();
+    }
+    const deadline = Date.now() + 5_000;
+    let again = await record(CACHE.tenant.key(id));
+    while (again?.tenant?.status !== "suspended" && Date.now() < deadline) {
+      await sleep(50);
+      again = await record(CACHE.tenant.key(id));
+    }
+    expect(again?.tenant?.status).toBe("suspended");
+    expect(again?.v).toBe(current?.v);
+  });
+
+  it("forgets what it published longer ago than its window", async () => {
+    let clock = 1_000_000;
+    const p = new Publisher(testDb.database.db, store, pino({ level: "silent" }), { recentMs: 60_000, now: () => clock });
+    await p.publish({ tenants: ["ten_window_a"] });
+    clock += 30_000;
+    await p.publish({ tenants: ["ten_window_b"] });
+    expect(p.republishRecent()).toBe(2);
+    clock += 45_000;
+    // a is 75 s old, b 45 s: only b is written again.
+    expect(p.republishRecent()).toBe(1);
+    await p.close();
+  });
 });

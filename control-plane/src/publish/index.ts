@@ -40,7 +40,13 @@ export interface PublisherOptions {
   idsPerEvent?: number;
   /** How long `close` waits for pending changes to land (default 5 s). */
   closeTimeoutMs?: number;
+  /** How long a published id is remembered for `republishRecent` (default: a record's freshness in Redis, 60 s). */
+  recentMs?: number;
+  now?: () => number;
 }
+
+/** Ids remembered for `republishRecent` at most (the oldest go first). */
+const RECENT_MAX = 50_000;
 
 /** Past this many pending ids the union is reported as unusually large (it is still kept whole). */
 const LARGE_UNION = 10_000;
@@ -77,6 +83,10 @@ export class Publisher {
   #wake: (() => void) | null = null;
   #idle: ((landed: boolean) => void)[] = [];
   #closed = false;
+  /** Ids published lately (`kind\nid` → when), for `republishRecent`. */
+  readonly #recent = new Map<string, number>();
+  readonly #recentMs: number;
+  readonly #now: () => number;
 
   constructor(db: Db, store: Store, log: Logger, options: PublisherOptions = {}) {
     this.#db = db;
@@ -86,6 +96,8 @@ export class Publisher {
     this.#maxRetryMs = options.maxRetryMs ?? 500;
     this.#idsPerEvent = options.idsPerEvent ?? 1_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5_000;
+    this.#recentMs = options.recentMs ?? CACHE.tenant.redisTtlMs;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -108,6 +120,49 @@ export class Publisher {
    * at once, so admin calls do not wait on a store that is not there.
    */
   publish(change: Change): Promise<void> {
+    this.#remember(change);
+    return this.#publish(change);
+  }
+
+  /**
+   * Write again what was published within the last `recentMs` (its current state, read
+   * from Postgres like any publication): after a Redis failover, whose new master may
+   * have missed the last writes of the old one, or a Redis that came back empty. A
+   * lost record would otherwise be served until its freshness ran out. Returns how
+   * many ids are written again.
+   */
+  republishRecent(): number {
+    const since = this.#now() - this.#recentMs;
+    const change: Record<Kind, string[]> = { tenants: [], hosts: [], keys: [], sessions: [] };
+    let n = 0;
+    for (const [entry, at] of this.#recent) {
+      if (at < since) continue;
+      const cut = entry.indexOf("\n");
+      change[entry.slice(0, cut) as Kind].push(entry.slice(cut + 1));
+      n++;
+    }
+    if (n > 0) void this.#publish(change);
+    return n;
+  }
+
+  #remember(change: Change): void {
+    const now = this.#now();
+    for (const kind of KINDS) {
+      for (const id of change[kind] ?? []) {
+        const entry = `${kind}\n${id}`;
+        this.#recent.delete(entry);
+        this.#recent.set(entry, now);
+      }
+    }
+    // Oldest first (Map order): drop what is past the window, and beyond the bound.
+    const since = now - this.#recentMs;
+    for (const [entry, at] of this.#recent) {
+      if (at >= since && this.#recent.size <= RECENT_MAX) break;
+      this.#recent.delete(entry);
+    }
+  }
+
+  #publish(change: Change): Promise<void> {
     for (const listener of this.#listeners) listener(change);
     const waiting = this.#waiting ?? emptyBatch();
     this.#waiting = waiting;
