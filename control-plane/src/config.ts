@@ -1,15 +1,6 @@
 /** Control plane and key service settings, parsed once from the environment. */
 import { z } from "zod";
-import {
-  csv,
-  hostSetting,
-  parseEnv,
-  port,
-  type RedisConnection,
-  redisConnection,
-  secret,
-  sentinelList,
-} from "@portcullis/shared";
+import { csv, hostSetting, parseEnv, port, type RedisConnection, redisConnection, redisEnv, secret } from "@portcullis/shared";
 
 const Env = z.object({
   ADMIN_PORT: port(8081),
@@ -17,9 +8,7 @@ const Env = z.object({
   ADMIN_HOST: z.string().default("127.0.0.1"),
   KEY_SERVICE_HOST: z.string().default("127.0.0.1"),
   DATABASE_URL: z.string().url().optional(),
-  REDIS_URL: z.string().url().optional(),
-  REDIS_SENTINELS: sentinelList,
-  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
+  ...redisEnv,
   REDIS_PREFIX: z.string().default("pc:v1:"),
   PLATFORM_DOMAIN: z.string().default("localhost"),
   API_HOSTNAME: z.string().optional(),

@@ -1,16 +1,7 @@
 /** Router settings, parsed once from the environment and frozen. */
 import { availableParallelism } from "node:os";
 import { z } from "zod";
-import {
-  csv,
-  hostSetting,
-  parseEnv,
-  port,
-  type RedisConnection,
-  redisConnection,
-  secret,
-  sentinelList,
-} from "@portcullis/shared";
+import { csv, hostSetting, parseEnv, port, type RedisConnection, redisConnection, redisEnv, secret } from "@portcullis/shared";
 
 const Env = z.object({
   ROUTER_PORT: port(8080),
@@ -22,9 +13,7 @@ const Env = z.object({
   KEY_SERVICE_TIMEOUT_MS: z.coerce.number().int().positive().default(2_000),
   KEY_SERVICE_MAX_PENDING: z.coerce.number().int().positive().default(256),
   KEY_USAGE_REPORT_MS: z.coerce.number().int().positive().default(10_000),
-  REDIS_URL: z.string().url().optional(),
-  REDIS_SENTINELS: sentinelList,
-  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
+  ...redisEnv,
   REDIS_PREFIX: z.string().default("pc:v1:"),
   PLATFORM_DOMAIN: z.string().default("localhost"),
   API_HOSTNAME: z.string().optional(),

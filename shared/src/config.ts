@@ -40,6 +40,13 @@ export const sentinelList = z
     }
   });
 
+/** The Redis settings of every service's environment schema. */
+export const redisEnv = {
+  REDIS_URL: z.string().url().optional(),
+  REDIS_SENTINELS: sentinelList,
+  REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
+};
+
 /** The Redis settings every service reads, as a connection (null: none, the in-process store). */
 export function redisConnection(e: {
   REDIS_URL?: string | undefined;

@@ -245,7 +245,8 @@ export class TestStack {
     }
     const u = await this.admin("PUT", `/v1/tenants/${slug}/upstreams`, { urls: [upstream.url] });
     if (u.status !== 200) throw new Error(`upstreams ${slug}: ${u.status} ${u.text}`);
-    await this.cp.publisher.flush();
+    // Bounded: a store that never takes the write fails here, by name, not by the test's timeout.
+    if (!(await this.cp.publisher.flush(15_000))) throw new Error(`tenant ${slug} not in the store within 15 s`);
     return { id: created.json().id as string, slug, host: `${slug}.localhost`, upstream, db };
   }
 

@@ -13,10 +13,19 @@ import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
 import { type SentinelDeployment, startSentinels } from "../helpers/redis-sentinel.ts";
 import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
 
+/** One request, bounded: a router that does not answer within 5 s counts as status 0. */
 async function get(port: number, host: string, headers: Record<string, string> = {}) {
-  const res = await request(`http://127.0.0.1:${port}/`, { headers: { host, ...headers } });
-  await res.body.dump();
-  return { status: res.statusCode, requestId: String(res.headers["x-request-id"] ?? "") };
+  try {
+    const res = await request(`http://127.0.0.1:${port}/`, {
+      headers: { host, ...headers },
+      headersTimeout: 5_000,
+      bodyTimeout: 5_000,
+    });
+    await res.body.dump();
+    return { status: res.statusCode, requestId: String(res.headers["x-request-id"] ?? "") };
+  } catch {
+    return { status: 0, requestId: "" };
+  }
 }
 
 describe("Redis through Sentinel, across a failover of the master", () => {

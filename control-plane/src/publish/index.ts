@@ -15,7 +15,7 @@
  * most 500 ms (and start at once when the store's breaker sees Redis back), so routers
  * hear of every change within about half a second of the store answering again.
  */
-import { CACHE, type CacheNamespace, INVALIDATION_CHANNEL, type Invalidation, type Store, storedEntry } from "@portcullis/shared";
+import { CACHE, type CacheNamespace, INVALIDATION_CHANNEL, type Invalidation, type Store, storeRecord } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { nextVersion, type Db } from "../db/client.ts";
 import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
@@ -247,11 +247,7 @@ export class Publisher {
     const tombstone = await nextVersion(this.#db);
     const writes: { key: string; value: string; v: number; ttl: number }[] = [];
     const write = (key: string, entry: { v: number }, positive: boolean, ns: CacheNamespace) => {
-      if (!positive) {
-        writes.push({ key, value: JSON.stringify(entry), v: entry.v, ttl: ns.redisNegativeTtlMs });
-        return;
-      }
-      const stored = storedEntry(entry, ns);
+      const stored = storeRecord(entry, positive, ns);
       writes.push({ key, value: stored.json, v: entry.v, ttl: stored.ttlMs });
     };
     for (const id of batch.tenants) {

@@ -7,7 +7,7 @@
  * only the key service fails, the store's entry is used past its freshness, within
  * the store's stale-if-error time (see `storedEntry`).
  */
-import { type Store, storedEntry, storedFreshUntil } from "@portcullis/shared";
+import { type Store, storedFreshUntil, storeRecord } from "@portcullis/shared";
 
 export interface Ttl {
   freshMs: number;
@@ -257,20 +257,7 @@ export class TieredCache<T extends { v: number }> {
 
   #fill(id: string, value: T): void {
     const o = this.#o;
-    const staleIfErrorMs = o.ttl.redisStaleIfErrorMs;
-    let json: string;
-    let ttl: number;
-    if (o.isNegative(value)) {
-      json = JSON.stringify(value);
-      ttl = o.ttl.redisNegativeTtlMs;
-    } else if (staleIfErrorMs === undefined) {
-      json = JSON.stringify(value);
-      ttl = o.ttl.redisTtlMs;
-    } else {
-      const stored = storedEntry(value, { redisTtlMs: o.ttl.redisTtlMs, redisStaleIfErrorMs: staleIfErrorMs }, o.now());
-      json = stored.json;
-      ttl = stored.ttlMs;
-    }
-    o.store.setIfNewer(o.storeKey(id), json, value.v, ttl, "fill").catch(() => {});
+    const stored = storeRecord(value, !o.isNegative(value), o.ttl, o.now());
+    o.store.setIfNewer(o.storeKey(id), stored.json, value.v, stored.ttlMs, "fill").catch(() => {});
   }
 }

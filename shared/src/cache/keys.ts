@@ -83,6 +83,21 @@ export function storedEntry(
   };
 }
 
+/**
+ * Any entry as written to the store: a positive one with its freshness and its
+ * stale-if-error time (`storedEntry`; none when the namespace keeps none), a negative
+ * one as it is, for its short TTL.
+ */
+export function storeRecord(
+  entry: object,
+  positive: boolean,
+  ttl: { redisTtlMs: number; redisNegativeTtlMs: number; redisStaleIfErrorMs?: number },
+  now = Date.now(),
+): { json: string; ttlMs: number } {
+  if (!positive) return { json: JSON.stringify(entry), ttlMs: ttl.redisNegativeTtlMs };
+  return storedEntry(entry, { redisTtlMs: ttl.redisTtlMs, redisStaleIfErrorMs: ttl.redisStaleIfErrorMs ?? 0 }, now);
+}
+
 /** When a stored entry stops being fresh (epoch ms), or null for one written without it (fresh for its whole TTL). */
 export function storedFreshUntil(json: string): number | null {
   const m = FRESH_UNTIL_SUFFIX.exec(json);
