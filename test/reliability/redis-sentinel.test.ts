@@ -56,22 +56,26 @@ describe("Redis through Sentinel, across a failover of the master", () => {
     await redis.master.kill();
     const failedOver = await eventually(async () => (await redis.masterPort()) === redis.replica.port, 20_000, 100);
 
-    // Warm tenants were served meanwhile from memory; once every process follows the
-    // new master, a change made now reaches both routers through it.
-    await eventually(
-      async () => (await stack.admin("PATCH", "/v1/tenants/acme", { status: "suspended" })).status === 200,
-      15_000,
-      200,
-    );
-    await propagatesWithin(async () => {
-      const answers = await Promise.all(routers.map((r) => get(r.port, acme.host)));
-      return answers.every((a) => a.status === 403);
-    }, 10_000);
-    expect((await stack.admin("PATCH", "/v1/tenants/acme", { status: "active" })).status).toBe(200);
-    await propagatesWithin(async () => {
-      const answers = await Promise.all(routers.map((r) => get(r.port, acme.host)));
-      return answers.every((a) => a.status === 200);
-    }, 2_000);
+    // Warm tenants were served meanwhile from memory. Every change made now reaches both
+    // routers within the 10 s an entry is trusted in memory, even while a router's
+    // subscription is still being made again; once it is, within a second, through the
+    // new master.
+    const took: number[] = [];
+    for (let round = 0; round < 6 && !took.some((ms) => ms < 1_000); round++) {
+      for (const [status, expected] of [
+        ["suspended", 403],
+        ["active", 200],
+      ] as const) {
+        await eventually(async () => (await stack.admin("PATCH", "/v1/tenants/acme", { status })).status === 200, 15_000, 200);
+        took.push(
+          await propagatesWithin(async () => {
+            const answers = await Promise.all(routers.map((r) => get(r.port, acme.host)));
+            return answers.every((a) => a.status === expected);
+          }, 11_000),
+        );
+      }
+    }
+    expect(Math.min(...took), `propagation times after the failover: ${took.map(Math.round).join(", ")} ms`).toBeLessThan(1_000);
 
     // A tenant made after the failover is routed by both (a cold lookup through the new master).
     const late = await stack.tenant("late");
