@@ -8,10 +8,12 @@
  */
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSentinels } from "@portcullis/shared";
+import { Redis } from "ioredis";
+import { parseSentinels, RedisStore } from "@portcullis/shared";
 import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
 import { type SentinelDeployment, startSentinels } from "../helpers/redis-sentinel.ts";
 import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { TcpProxy } from "../helpers/tcp-proxy.ts";
 
 /** One request, bounded: a router that does not answer within 5 s counts as status 0. */
 async function get(port: number, host: string, headers: Record<string, string> = {}) {
@@ -121,4 +123,75 @@ describe("Redis through Sentinel, across a failover of the master", () => {
     for (const id of ids) expect(await stack.auditRows(id, 20_000), id).toHaveLength(1);
     console.log(`sentinels promoted the replica ${Math.round(failedOver)} ms after the master died`);
   }, 90_000);
+});
+
+describe("a failover announced while a client is asking the sentinels for the master", () => {
+  let redis: SentinelDeployment;
+  const relays: TcpProxy[] = [];
+  let store: RedisStore | null = null;
+
+  beforeAll(async () => {
+    redis = await startSentinels();
+    for (const s of redis.sentinels) relays.push(await new TcpProxy("127.0.0.1", s.port).start());
+  }, 60_000);
+  afterAll(async () => {
+    await store?.close();
+    for (const r of relays) await r.close();
+    await redis?.close();
+  });
+
+  // ioredis ends a client for good when its failover detector (told "+switch-master"
+  // by a sentinel) cuts short a reconnection attempt in flight: every later command is
+  // refused, and a process that outlives the failover never reaches the new master.
+  // The sentinels are reached through relays that hold every byte while the master
+  // dies and the replica is promoted; released, the announcement (already waiting on
+  // the subscription) reaches the client before the answer to its question can.
+  it("still reaches the new master, for commands and for subscriptions", async () => {
+    store = new RedisStore({
+      sentinels: relays.map((r) => ({ host: "127.0.0.1", port: r.port })),
+      sentinelName: redis.name,
+      prefix: "sentinel-race:",
+    });
+    await store.ready();
+    const heard: string[] = [];
+    let resets = 0;
+    await store.subscribe(
+      "events",
+      (m) => heard.push(m),
+      () => resets++,
+    );
+    expect(await store.setIfNewer("k", "before", 1, 60_000, "authoritative")).toBe(true);
+
+    await redis.master.kill();
+    for (const r of relays) r.blackhole();
+    await eventually(async () => (await redis.masterPort()) === redis.replica.port, 20_000, 100);
+    // The client is by now asking a sentinel (through a held relay) where the master is.
+    await new Promise((r) => setTimeout(r, 300));
+    for (const r of relays) r.heal();
+
+    const written = async () => {
+      try {
+        return await store!.setIfNewer("k", "after", 2, 60_000, "authoritative");
+      } catch {
+        return false;
+      }
+    };
+    await eventually(written, 10_000, 100);
+    const direct = new Redis({ port: redis.replica.port, lazyConnect: true });
+    try {
+      expect(await direct.get("sentinel-race:k")).toContain("after");
+      // The subscription was made again on the new master too.
+      await eventually(
+        async () => {
+          await direct.publish("sentinel-race:events", "on the new master");
+          return heard.includes("on the new master");
+        },
+        10_000,
+        200,
+      );
+    } finally {
+      direct.disconnect();
+    }
+    expect(resets).toBeGreaterThan(0);
+  }, 60_000);
 });

@@ -319,8 +319,35 @@ function redactUrl(url: string): string {
   }
 }
 
-/** One ioredis client for a connection, with the client's own options. */
+/** Clients closed on purpose: the only ones allowed to stay ended. */
+const closedOnPurpose = new WeakSet<Redis>();
+
+/** Close a client made by `connect` for good. */
+function disconnect(client: Redis): void {
+  closedOnPurpose.add(client);
+  client.disconnect();
+}
+
+/**
+ * One ioredis client for a connection, with the client's own options, that never
+ * stays ended unless `disconnect` closed it. ioredis ends a client for good when a
+ * reconnection attempt is cut short: with sentinels, a failover announced while the
+ * client is asking them for the master (the failover detector closes the attempt in
+ * flight) leaves it "ended", every later command refused — a process that outlives a
+ * failover would never reach the new master. Such a client connects again.
+ */
 function connect(c: RedisConnection, options: RedisOptions): Redis {
+  const client = newClient(c, options);
+  client.on("end", () => {
+    if (closedOnPurpose.has(client)) return;
+    setTimeout(() => {
+      if (!closedOnPurpose.has(client) && client.status === "end") client.connect().catch(() => {});
+    }, 100).unref();
+  });
+  return client;
+}
+
+function newClient(c: RedisConnection, options: RedisOptions): Redis {
   if (c.sentinels !== undefined && c.sentinels.length > 0) {
     const fromUrl = c.url ? new URL(c.url) : null;
     return new Redis({
@@ -454,7 +481,7 @@ export class RedisStore implements Store, StreamStore {
     await attempt();
     return async () => {
       this.#subscribers.delete(sub);
-      sub.disconnect();
+      disconnect(sub);
     };
   }
 
@@ -638,10 +665,10 @@ export class RedisStore implements Store, StreamStore {
 
   async close(): Promise<void> {
     this.breaker.close();
-    this.#blocking?.disconnect();
+    if (this.#blocking) disconnect(this.#blocking);
     this.#blocking = null;
-    for (const sub of this.#subscribers) sub.disconnect();
+    for (const sub of this.#subscribers) disconnect(sub);
     this.#subscribers.clear();
-    this.#redis.disconnect();
+    disconnect(this.#redis);
   }
 }
