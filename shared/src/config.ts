@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { normalizeHostname } from "./hostname/index.ts";
-import { parseSentinels, type RedisConnection } from "./cache/redis-store.ts";
+import { parseHostPorts, type RedisConnection } from "./cache/redis-store.ts";
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
@@ -20,20 +20,16 @@ export const csv = z
   );
 
 /**
- * A secret: required when NODE_ENV is production; otherwise generated for this
- * process (and reported in `generated`, so the caller can print it).
+ * A list of `host:port,…` (REDIS_SENTINELS, REDIS_CLUSTER_NODES). Undefined when
+ * unset or empty.
  */
-/**
- * REDIS_SENTINELS (`host:port,…`): the sentinels that know the master named by
- * REDIS_SENTINEL_NAME. Undefined when unset.
- */
-export const sentinelList = z
+export const hostPortList = z
   .string()
   .optional()
   .transform((v, ctx) => {
     if (v === undefined || v.trim() === "") return undefined;
     try {
-      return parseSentinels(v);
+      return parseHostPorts(v);
     } catch (error) {
       ctx.addIssue({ code: "custom", message: (error as Error).message });
       return z.NEVER;
@@ -43,21 +39,39 @@ export const sentinelList = z
 /** The Redis settings of every service's environment schema. */
 export const redisEnv = {
   REDIS_URL: z.string().url().optional(),
-  REDIS_SENTINELS: sentinelList,
+  REDIS_SENTINELS: hostPortList,
   REDIS_SENTINEL_NAME: z.string().min(1).default("mymaster"),
+  REDIS_CLUSTER_NODES: hostPortList,
+  REDIS_AUDIT_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
 };
 
-/** The Redis settings every service reads, as a connection (null: none, the in-process store). */
+/**
+ * The Redis settings every service reads, as a connection (null: none, the in-process
+ * store). A cluster takes precedence, then sentinels, then the URL (whose password,
+ * user and database number apply to the other two as well).
+ */
 export function redisConnection(e: {
   REDIS_URL?: string | undefined;
   REDIS_SENTINELS?: { host: string; port: number }[] | undefined;
   REDIS_SENTINEL_NAME: string;
+  REDIS_CLUSTER_NODES?: { host: string; port: number }[] | undefined;
+  REDIS_AUDIT_REPLICAS?: number | undefined;
 }): RedisConnection | null {
+  const streamReplicas = e.REDIS_AUDIT_REPLICAS ?? 0;
+  const waits = streamReplicas > 0 ? { streamReplicas } : {};
+  if (e.REDIS_CLUSTER_NODES !== undefined && e.REDIS_CLUSTER_NODES.length > 0) {
+    if (streamReplicas > 0) throw new Error("invalid settings:\n  REDIS_AUDIT_REPLICAS: not with REDIS_CLUSTER_NODES");
+    return { url: e.REDIS_URL, clusterNodes: e.REDIS_CLUSTER_NODES };
+  }
   if (e.REDIS_SENTINELS !== undefined && e.REDIS_SENTINELS.length > 0)
-    return { url: e.REDIS_URL, sentinels: e.REDIS_SENTINELS, sentinelName: e.REDIS_SENTINEL_NAME };
-  return e.REDIS_URL ? { url: e.REDIS_URL } : null;
+    return { url: e.REDIS_URL, sentinels: e.REDIS_SENTINELS, sentinelName: e.REDIS_SENTINEL_NAME, ...waits };
+  return e.REDIS_URL ? { url: e.REDIS_URL, ...waits } : null;
 }
 
+/**
+ * A secret: required when NODE_ENV is production; otherwise generated for this
+ * process (and reported in `generated`, so the caller can print it).
+ */
 export function secret(env: Record<string, string | undefined>, name: string, generated: string[]): string {
   const value = env[name];
   if (value && value.length > 0) {

@@ -4,7 +4,7 @@
  * tests of what must hold with several control planes, and when one of them dies.
  */
 import type { ChildProcess } from "node:child_process";
-import { TEST_REDIS_URL } from "./env.ts";
+import { testRedisEnv } from "./env.ts";
 import { readMetric, spawnService } from "./service-process.ts";
 import { SECRETS } from "./stack.ts";
 
@@ -34,7 +34,7 @@ export async function spawnControlPlane(options: {
       ...SECRETS,
       PLATFORM_DOMAIN: "localhost",
       DATABASE_URL: options.databaseUrl,
-      REDIS_URL: TEST_REDIS_URL,
+      ...testRedisEnv(),
       REDIS_PREFIX: options.prefix,
       ADMIN_PORT: "0",
       CONTROL_PLANE_OPS_PORT: "0",

@@ -1,28 +1,45 @@
 /** A Redis key prefix per test file, and clean-up of everything under it. */
 import { randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { MemoryStore, RedisStore, type Store, type StreamStore } from "@portcullis/shared";
-import { TEST_REDIS_URL } from "./env.ts";
+import { TEST_REDIS_CLUSTER_NODES, TEST_REDIS_URL, testRedisConnection } from "./env.ts";
 
 export function testPrefix(): string {
   return `pc:test:${randomBytes(5).toString("hex")}:`;
 }
 
 export async function createTestStore(prefix = testPrefix()): Promise<RedisStore & { prefix: string }> {
-  const store = new RedisStore({ url: TEST_REDIS_URL, prefix });
+  const store = new RedisStore({ ...testRedisConnection(), prefix });
   await store.ready();
   return Object.assign(store, { prefix });
 }
 
+/** A plain client of the test Redis (a cluster client on a cluster), for looking at keys directly. */
+export function testRedisClient(): Redis | Cluster {
+  return TEST_REDIS_CLUSTER_NODES
+    ? new Cluster(TEST_REDIS_CLUSTER_NODES.split(",").map((node) => `redis://${node.trim()}`))
+    : new Redis(TEST_REDIS_URL);
+}
+
 export async function deleteKeys(prefix: string): Promise<void> {
-  const redis = new Redis(TEST_REDIS_URL);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
-  redis.disconnect();
+  // On a cluster, every node's own keys, one key per DEL (keys of one SCAN page may
+  // lie in different slots).
+  const urls = TEST_REDIS_CLUSTER_NODES
+    ? TEST_REDIS_CLUSTER_NODES.split(",").map((node) => `redis://${node.trim()}`)
+    : [TEST_REDIS_URL];
+  for (const url of urls) {
+    const redis = new Redis(url);
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      if (keys.length > 0) {
+        if (TEST_REDIS_CLUSTER_NODES) await Promise.all(keys.map((k) => redis.del(k)));
+        else await redis.del(...keys);
+      }
+      cursor = next;
+    } while (cursor !== "0");
+    redis.disconnect();
+  }
 }
 
 /** Remove every key under the prefix, as a `FLUSHALL` would, without touching other files' keys. */

@@ -4,7 +4,7 @@
  * for tests of what must hold across router instances that share only Redis.
  */
 import type { ChildProcess } from "node:child_process";
-import { TEST_REDIS_URL } from "./env.ts";
+import { testRedisEnv } from "./env.ts";
 import { readMetric, spawnService } from "./service-process.ts";
 import type { TestStack } from "./stack.ts";
 
@@ -30,7 +30,7 @@ export async function spawnRouter(stack: TestStack, env: Record<string, string> 
       ROUTER_PORT: "0",
       ROUTER_OPS_PORT: "0",
       ROUTER_HOST: "127.0.0.1",
-      REDIS_URL: TEST_REDIS_URL,
+      ...testRedisEnv(),
       REDIS_PREFIX: stack.prefix,
       KEY_SERVICE_URL: `http://127.0.0.1:${stack.keyServicePort}`,
       LOG_LEVEL: "silent",

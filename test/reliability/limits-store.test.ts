@@ -1,14 +1,13 @@
 /** The stores' limit and usage primitives keep one contract: Redis over a real socket, and in-process. */
 import { afterAll, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
-import { TEST_REDIS_URL } from "../helpers/env.ts";
-import { storeFactories } from "../helpers/redis.ts";
+import { storeFactories, testRedisClient } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
 afterAll(closeAll);
 
 // A slow refill (one request a minute) so the test's own duration cannot add requests.
-const slow = (key: string, burst: number) => ({ key, emissionIntervalMs: 60_000, burst });
+// Keys of one admit share a hash tag (one Redis Cluster slot), as a tenant's keys do.
+const slow = (key: string, burst: number, tag = "t") => ({ key: `{${tag}}:${key}`, emissionIntervalMs: 60_000, burst });
 
 for (const [kind, make] of Object.entries(factories)) {
   describe(`${kind} store: admit, counters`, () => {
@@ -41,7 +40,7 @@ for (const [kind, make] of Object.entries(factories)) {
 
     it("admit counts the quota only for admitted requests and refuses at the limit", async () => {
       const store = await make();
-      const quota = { key: "q", limit: 3, ttlMs: 60_000 };
+      const quota = { key: "{t}:q", limit: 3, ttlMs: 60_000 };
       const used: number[] = [];
       for (let i = 0; i < 3; i++) {
         const a = await store.admit([], quota);
@@ -52,7 +51,7 @@ for (const [kind, make] of Object.entries(factories)) {
       const over = await store.admit([], quota);
       expect(over).toEqual({ ok: false, code: "quota", used: 3 });
       // A rate refusal does not use quota.
-      const quota2 = { key: "q2", limit: 10, ttlMs: 60_000 };
+      const quota2 = { key: "{t}:q2", limit: 10, ttlMs: 60_000 };
       expect((await store.admit([slow("r", 1)], quota2)).ok).toBe(true);
       expect((await store.admit([slow("r", 1)], quota2)).ok).toBe(false);
       const after = await store.admit([], quota2);
@@ -78,7 +77,7 @@ for (const [kind, make] of Object.entries(factories)) {
 
     it("admit with want counts the granted requests against the quota and stops at its limit", async () => {
       const store = await make();
-      const quota = { key: "qw", limit: 5, ttlMs: 60_000 };
+      const quota = { key: "{t}:qw", limit: 5, ttlMs: 60_000 };
       expect(await store.admit([], quota, 3)).toMatchObject({ ok: true, granted: 3, used: 3 });
       expect(await store.admit([slow("qr", 100)], quota, 3)).toMatchObject({ ok: true, granted: 2, used: 5, remaining: 98 });
       expect(await store.admit([], quota, 3)).toEqual({ ok: false, code: "quota", used: 5 });
@@ -88,7 +87,7 @@ for (const [kind, make] of Object.entries(factories)) {
 
     it("admitMany answers each admit as admit would, in order, sharing buckets and quotas between them", async () => {
       const store = await make();
-      const quota = { key: "mq", limit: 4, ttlMs: 60_000 };
+      const quota = { key: "{t}:mq", limit: 4, ttlMs: 60_000 };
       const answers = await store.admitMany?.([
         { rates: [slow("m1", 5)], quota: null, want: 3 },
         // The same bucket again: sees the first admit's consumption.
@@ -115,9 +114,24 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(await store.admitMany?.([])).toEqual([]);
     });
 
+    it("admitMany keeps the order of admits of different tenants (on a cluster, different slots)", async () => {
+      const store = await make();
+      const tenants = ["a", "b", "c", "d", "e"];
+      const calls = [0, 1, 2].flatMap(() => tenants.map((t) => ({ rates: [slow("r", 2, t)], quota: null })));
+      const answers = await store.admitMany?.(calls);
+      // Each tenant's bucket holds 2: its first two admits pass, its third is refused.
+      expect(answers?.map((a) => a.ok)).toEqual([
+        ...tenants.map(() => true),
+        ...tenants.map(() => true),
+        ...tenants.map(() => false),
+      ]);
+      for (const t of tenants) expect((await store.admit([slow("r", 2, t)], null)).ok).toBe(false);
+      expect((await store.admit([slow("r", 2, "f")], null)).ok).toBe(true);
+    });
+
     it("refund gives unused requests back to every bucket and the quota", async () => {
       const store = await make();
-      const quota = { key: "qf", limit: 10, ttlMs: 60_000 };
+      const quota = { key: "{t}:qf", limit: 10, ttlMs: 60_000 };
       const rates = [slow("f1", 5), slow("f2", 8)];
       expect(await store.admit(rates, quota, 5)).toMatchObject({ ok: true, granted: 5, used: 5 });
       expect((await store.admit(rates, quota)).ok).toBe(false);
@@ -128,20 +142,20 @@ for (const [kind, make] of Object.entries(factories)) {
 
     it("refund never fills a bucket past its burst nor takes the quota below 0, and creates nothing", async () => {
       const store = await make();
-      const quota = { key: "qz", limit: 10, ttlMs: 60_000 };
+      const quota = { key: "{t}:qz", limit: 10, ttlMs: 60_000 };
       expect(await store.admit([slow("z", 5)], quota, 2)).toMatchObject({ ok: true, granted: 2, used: 2 });
       await store.refund([slow("z", 5)], quota, 50);
       expect(await store.admit([slow("z", 5)], quota, 50)).toMatchObject({ ok: true, granted: 5, remaining: 0, used: 5 });
       if (kind === "redis") {
         // The quota counter keeps its expiry through a refund (it must not outlive its month).
-        const redis = new Redis(TEST_REDIS_URL);
-        const ttl = await redis.pttl(`${(store as { prefix?: string }).prefix}qz`);
+        const redis = testRedisClient();
+        const ttl = await redis.pttl(`${(store as { prefix?: string }).prefix}{t}:qz`);
         redis.disconnect();
         expect(ttl).toBeGreaterThan(0);
       }
       // Keys that do not exist stay absent: a later admit starts from a full bucket and 0 used.
-      await store.refund([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 4);
-      expect(await store.admit([slow("none", 3)], { key: "qnone", limit: 10, ttlMs: 60_000 }, 10)).toMatchObject({
+      await store.refund([slow("none", 3)], { key: "{t}:qnone", limit: 10, ttlMs: 60_000 }, 4);
+      expect(await store.admit([slow("none", 3)], { key: "{t}:qnone", limit: 10, ttlMs: 60_000 }, 10)).toMatchObject({
         ok: true,
         granted: 3,
         used: 3,

@@ -9,10 +9,11 @@
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import { parseSentinels, RedisStore } from "@portcullis/shared";
+import { parseHostPorts, RedisStore } from "@portcullis/shared";
 import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
 import { type SentinelDeployment, startSentinels } from "../helpers/redis-sentinel.ts";
 import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { RedisServer } from "../helpers/redis-server.ts";
 import { TcpProxy } from "../helpers/tcp-proxy.ts";
 
 /** One request, bounded: a router that does not answer within 5 s counts as status 0. */
@@ -37,7 +38,7 @@ describe("Redis through Sentinel, across a failover of the master", () => {
 
   beforeAll(async () => {
     redis = await startSentinels();
-    const connection = { sentinels: parseSentinels(redis.list), sentinelName: redis.name };
+    const connection = { sentinels: parseHostPorts(redis.list), sentinelName: redis.name };
     stack = await startTestStack({ backend: "real", routers: 0, audit: "stream", redis: connection });
     const env = { REDIS_URL: "", REDIS_SENTINELS: redis.list, REDIS_SENTINEL_NAME: redis.name };
     routers = await Promise.all([spawnRouter(stack, env), spawnRouter(stack, env)]);
@@ -194,4 +195,53 @@ describe("a failover announced while a client is asking the sentinels for the ma
     }
     expect(resets).toBeGreaterThan(0);
   }, 60_000);
+});
+
+describe("REDIS_AUDIT_REPLICAS: an audit append counts once a replica has it", () => {
+  let master: RedisServer;
+  let replica: RedisServer;
+  const stores: RedisStore[] = [];
+
+  beforeAll(async () => {
+    master = await RedisServer.start();
+    replica = await RedisServer.start(undefined, ["--replicaof", "127.0.0.1", String(master.port)]);
+    await eventually(
+      async () => {
+        const client = new Redis(replica.url);
+        const info = await client.info("replication").finally(() => client.disconnect());
+        return info.includes("master_link_status:up");
+      },
+      10_000,
+      100,
+    );
+  }, 30_000);
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+    await replica?.stop();
+    await master?.stop();
+  });
+
+  it("refuses to call a batch written while no replica has it, so that it is appended again", async () => {
+    const waiting = new RedisStore({ url: master.url, prefix: "wait:", streamReplicas: 1 });
+    const plain = new RedisStore({ url: master.url, prefix: "plain:" });
+    stores.push(waiting, plain);
+    await Promise.all([waiting.ready(), plain.ready()]);
+    expect(await waiting.streamAppend("audit", ["a"], 100)).toBe(1);
+
+    // The replica stops answering: what the master takes now would die with it.
+    replica.pause();
+    await expect(waiting.streamAppend("audit", ["b"], 100)).rejects.toThrow(/0 of 1 replicas/);
+    // Without the setting the master's answer is enough.
+    expect(await plain.streamAppend("audit", ["b"], 100)).toBe(1);
+
+    replica.resume();
+    expect(await waiting.streamAppend("audit", ["b"], 100)).toBe(1);
+    // The replica has every append, the one refused included.
+    const client = new Redis(replica.url);
+    try {
+      await eventually(async () => (await client.xlen("wait:audit")) === 3, 5_000, 50);
+    } finally {
+      client.disconnect();
+    }
+  }, 30_000);
 });

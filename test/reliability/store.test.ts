@@ -37,19 +37,19 @@ for (const [kind, make] of Object.entries(factories)) {
 
     it("claimCounters moves the counters to a named batch, answers a batch left there first, and releaseCounters drops only that batch", async () => {
       const store = await make();
-      expect(await store.claimCounters("u", "u:c", "b1")).toBeNull();
-      await store.addCounters("u", { a: 2, b: 1 });
-      expect(await store.claimCounters("u", "u:c", "b1")).toEqual({ batch: "b1", counters: { a: 2, b: 1 } });
+      expect(await store.claimCounters("{u}", "{u}:c", "b1")).toBeNull();
+      await store.addCounters("{u}", { a: 2, b: 1 });
+      expect(await store.claimCounters("{u}", "{u}:c", "b1")).toEqual({ batch: "b1", counters: { a: 2, b: 1 } });
       // Increments after the claim start a new pending hash.
-      await store.addCounters("u", { a: 5 });
+      await store.addCounters("{u}", { a: 5 });
       // A batch left unreleased is answered again, under its own name.
-      expect(await store.claimCounters("u", "u:c", "b2")).toEqual({ batch: "b1", counters: { a: 2, b: 1 } });
-      await store.releaseCounters("u:c", "other");
-      expect((await store.claimCounters("u", "u:c", "b2"))?.batch).toBe("b1");
-      await store.releaseCounters("u:c", "b1");
-      expect(await store.claimCounters("u", "u:c", "b2")).toEqual({ batch: "b2", counters: { a: 5 } });
-      await store.releaseCounters("u:c", "b2");
-      expect(await store.claimCounters("u", "u:c", "b3")).toBeNull();
+      expect(await store.claimCounters("{u}", "{u}:c", "b2")).toEqual({ batch: "b1", counters: { a: 2, b: 1 } });
+      await store.releaseCounters("{u}:c", "other");
+      expect((await store.claimCounters("{u}", "{u}:c", "b2"))?.batch).toBe("b1");
+      await store.releaseCounters("{u}:c", "b1");
+      expect(await store.claimCounters("{u}", "{u}:c", "b2")).toEqual({ batch: "b2", counters: { a: 5 } });
+      await store.releaseCounters("{u}:c", "b2");
+      expect(await store.claimCounters("{u}", "{u}:c", "b3")).toBeNull();
     });
 
     it("entries expire", async () => {

@@ -17,7 +17,7 @@
 import { and, eq, inArray, lt, sql } from "drizzle-orm";
 import { randomUUID } from "node:crypto";
 import type { Hono } from "hono";
-import { LIMIT_KEYS, periodOf, type Store } from "@portcullis/shared";
+import { LEGACY_LIMIT_KEYS, LIMIT_KEYS, periodOf, type Store } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { adminError } from "../admin/errors.ts";
 import type { Db } from "../db/client.ts";
@@ -72,10 +72,17 @@ export class UsageCollector {
   }
 
   async #collect(): Promise<void> {
+    await this.#collectFrom(LIMIT_KEYS.usagePending, LIMIT_KEYS.usageCollecting);
+    // Counts routers of an earlier release add under the old names (during a rolling
+    // upgrade on one Redis; a cluster never had them).
+    if (!this.#store.sharded) await this.#collectFrom(LEGACY_LIMIT_KEYS.usagePending, LEGACY_LIMIT_KEYS.usageCollecting);
+  }
+
+  async #collectFrom(pending: string, collecting: string): Promise<void> {
     // Claimed, not taken: the counts stay in the store (as this collection's batch)
     // until Postgres has them, so a collector that dies anywhere loses nothing; the
     // next collection, in any process, finishes that batch first.
-    const claimed = await this.#store.claimCounters(LIMIT_KEYS.usagePending, LIMIT_KEYS.usageCollecting, randomUUID());
+    const claimed = await this.#store.claimCounters(pending, collecting, randomUUID());
     if (claimed === null) return;
     const rows = new Map<string, UsageView & { tenantId: string }>();
     for (const field in claimed.counters) {
@@ -144,7 +151,7 @@ export class UsageCollector {
     }
     // Gone from the store only once applied. If this fails, the next collection finds
     // the batch, sees its name applied, and drops it.
-    await this.#store.releaseCounters(LIMIT_KEYS.usageCollecting, claimed.batch);
+    await this.#store.releaseCounters(collecting, claimed.batch);
   }
 
   /** The tenant's usage in the current month, after collecting what is pending. */

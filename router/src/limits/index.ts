@@ -58,6 +58,7 @@
 import {
   type AdmitCall,
   type Admission,
+  LEGACY_LIMIT_KEYS,
   LIMIT_KEYS,
   MemoryStore,
   msToNextPeriod,
@@ -442,7 +443,11 @@ export class Limiter {
       buckets.push(rate);
     }
     if (keyRate !== null && keyId !== undefined) {
-      rates.push({ key: LIMIT_KEYS.keyRate(keyId), emissionIntervalMs: keyRate.emissionIntervalMs, burst: keyRate.burst });
+      rates.push({
+        key: LIMIT_KEYS.keyRate(tenantId, keyId),
+        emissionIntervalMs: keyRate.emissionIntervalMs,
+        burst: keyRate.burst,
+      });
       buckets.push(keyRate);
     }
     let maxLease = MAX_LEASE;
@@ -747,7 +752,12 @@ export class Limiter {
 
   #quotaCheck(tenantId: string, limit: number, now: number): QuotaCheck {
     this.#periodAt(now);
-    return { key: LIMIT_KEYS.quota(tenantId, this.#period), limit, ttlMs: this.#periodEnds - now + QUOTA_TTL_MARGIN_MS };
+    return {
+      key: LIMIT_KEYS.quota(tenantId, this.#period),
+      limit,
+      ttlMs: this.#periodEnds - now + QUOTA_TTL_MARGIN_MS,
+      legacyKey: LEGACY_LIMIT_KEYS.quota(tenantId, this.#period),
+    };
   }
 
   /** Degraded: the in-process GCRA decides, request by request, without quota. */

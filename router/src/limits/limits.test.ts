@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MemoryStore, type Store, type TenantRecord } from "@portcullis/shared";
+import { LIMIT_KEYS, MemoryStore, type Store, type TenantRecord } from "@portcullis/shared";
 import { createRouterMetrics } from "../ops/index.ts";
 import { brandedRefusalPage, brandingJson, escapeHtml, wantsHtml } from "./branding.ts";
 import { FALLBACK_MS, LEASE_MS, type LimitOutcome, Limiter, PREFETCH_GAP_MS, QUOTA_DENIAL_MS, UsageMeter } from "./index.ts";
@@ -430,7 +430,7 @@ describe("UsageMeter", () => {
     store.fail = false;
     meter.record("ten_a", true, 1, 2);
     await meter.close();
-    expect(await store.takeCounters("usage:pending")).toEqual({
+    expect(await store.takeCounters(LIMIT_KEYS.usagePending)).toEqual({
       "2026-11|ten_a|r": 2,
       "2026-11|ten_a|x": 1,
       "2026-11|ten_a|i": 11,

@@ -117,14 +117,27 @@ export const L1_MAX_ENTRIES = 200_000;
  * Limits and usage (router/src/limits, control-plane/src/usage). Rate buckets live
  * as long as they matter (their own TTL, set by the store); a quota counter lives
  * until after its month ends; pending usage is one hash that routers add to and the
- * control plane takes atomically.
+ * control plane takes atomically. A tenant's keys share one hash tag (`{tenantId}`)
+ * and the usage keys another, so that each script touches one Redis Cluster slot.
  */
 export const LIMIT_KEYS = {
-  tenantRate: (tenantId: string) => `rl:t:${tenantId}`,
-  keyRate: (keyId: string) => `rl:k:${keyId}`,
+  tenantRate: (tenantId: string) => `rl:{${tenantId}}:t`,
+  keyRate: (tenantId: string, keyId: string) => `rl:{${tenantId}}:k:${keyId}`,
+  quota: (tenantId: string, period: string) => `quota:{${tenantId}}:${period}`,
+  usagePending: "usage:{pending}",
+  /** The batch a usage collection has claimed and not yet applied (see UsageCollector). */
+  usageCollecting: "usage:{pending}:collecting",
+} as const;
+
+/**
+ * The names of releases before hash tags, for counts that must survive an upgrade on
+ * one Redis (never on a cluster, which starts with the tagged names): a quota counter
+ * is carried over by the first admit that finds no tagged one, and usage left under
+ * the old names is still collected.
+ */
+export const LEGACY_LIMIT_KEYS = {
   quota: (tenantId: string, period: string) => `quota:${period}:${tenantId}`,
   usagePending: "usage:pending",
-  /** The batch a usage collection has claimed and not yet applied (see UsageCollector). */
   usageCollecting: "usage:pending:collecting",
 } as const;
 

@@ -8,7 +8,8 @@
  * reconnects, messages may have been missed, so `onReset` tells the subscriber to
  * drop what it cached.
  */
-import { Redis, type RedisOptions, ReplyError } from "ioredis";
+import calculateSlot from "cluster-key-slot";
+import { Cluster, Redis, type RedisOptions, ReplyError } from "ioredis";
 import { CircuitBreaker } from "../breaker/index.ts";
 import type {
   AdmitCall,
@@ -66,7 +67,8 @@ if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
 // Several GCRA buckets and a monthly quota in one atomic step, for up to `want`
-// requests at once (see Store.admit). K: the n bucket keys, then the quota key if any.
+// requests at once (see Store.admit). K: the n bucket keys, then the quota key if any,
+// then the quota's legacy key if any (QuotaCheck.legacyKey).
 // A: n, want, then interval (µs) and burst per bucket, then the quota's limit and TTL
 // (ms). A bucket's room is the number of intervals that fit before its allow-at time
 // passes now. Times are kept as integers (string.format %d): Lua's default number
@@ -103,7 +105,19 @@ local function admit(now, K, A, has_quota)
   local used = 0
   if has_quota then
     local limit = tonumber(A[2 * n + 3])
-    used = tonumber(redis.call('GET', K[n + 1])) or 0
+    used = tonumber(redis.call('GET', K[n + 1]))
+    if not used then
+      used = 0
+      -- A counter under its name of an earlier release is carried over once.
+      if K[n + 2] then
+        local old = tonumber(redis.call('GET', K[n + 2]))
+        if old then
+          used = old
+          redis.call('SET', K[n + 1], string.format('%d', old), 'PX', A[2 * n + 4])
+          redis.call('DEL', K[n + 2])
+        end
+      end
+    end
     if used >= limit then return {2, 0, used, 0, 0, 0} end
     if limit - used < grant then grant = limit - used end
     used = redis.call('INCRBY', K[n + 1], grant)
@@ -131,8 +145,9 @@ const ADMIT = `${NOW}${ADMIT_FUNCTION}
 return admit(now, KEYS, ARGV, #KEYS > tonumber(ARGV[1]))`;
 
 // Several admits in one call, each decided as by ADMIT, in order, on one clock (see
-// Store.admitMany). ARGV: the number of admits, then for each: n, want, 1 with a
-// quota (else 0), then its A after n and want; KEYS: each admit's K, in order.
+// Store.admitMany). ARGV: the number of admits, then for each: n, want, the number of
+// quota keys (0, 1, or 2 with a legacy key), then its A after n and want; KEYS: each
+// admit's K, in order.
 // Answers: six numbers per admit, as ADMIT's.
 const ADMIT_MANY = `${NOW}${ADMIT_FUNCTION}
 local out = {}
@@ -140,14 +155,14 @@ local ki = 0
 local ai = 2
 for s = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[ai])
-  local has_quota = ARGV[ai + 2] == '1'
+  local has_quota = ARGV[ai + 2] ~= '0'
   local A = {ARGV[ai], ARGV[ai + 1]}
   for j = 1, 2 * n do A[2 + j] = ARGV[ai + 2 + j] end
   local nk = n
   if has_quota then
     A[2 * n + 3] = ARGV[ai + 2 * n + 3]
     A[2 * n + 4] = ARGV[ai + 2 * n + 4]
-    nk = n + 1
+    nk = n + tonumber(ARGV[ai + 2])
     ai = ai + 2
   end
   ai = ai + 3 + 2 * n
@@ -265,14 +280,24 @@ type Scripted = Redis & {
 };
 
 /**
- * Where Redis is: one address (`url`), or a master found through Redis Sentinel
- * (`sentinels` and `sentinelName`; a `url` given too lends its password and database
- * number). Through Sentinel every connection follows the master across a failover.
+ * Where Redis is: one address (`url`), a master found through Redis Sentinel
+ * (`sentinels` and `sentinelName`), or a Redis Cluster (`clusterNodes`, some of its
+ * nodes: the rest are found from them). A `url` given with either of the others lends
+ * its user, password and database number. Through Sentinel every connection follows
+ * the master across a failover; on a cluster every command goes to the master of its
+ * key's slot, and follows the slot when a replica takes over.
  */
 export interface RedisConnection {
   url?: string | undefined;
   sentinels?: readonly { host: string; port: number }[] | undefined;
   sentinelName?: string | undefined;
+  clusterNodes?: readonly { host: string; port: number }[] | undefined;
+  /**
+   * Replicas that must have an append to a stream (the audit trail) before it counts
+   * as written (WAIT; REDIS_AUDIT_REPLICAS). 0: the master's answer is enough, and a
+   * failover can lose what it had not yet replicated.
+   */
+  streamReplicas?: number | undefined;
 }
 
 export interface RedisStoreOptions extends RedisConnection {
@@ -294,8 +319,8 @@ function isOutage(error: unknown): boolean {
   return /^(LOADING|BUSY|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN)/.test(String((error as Error).message));
 }
 
-/** `host:port,host:port` (REDIS_SENTINELS) as ioredis' sentinel list; throws on a malformed entry. */
-export function parseSentinels(list: string): { host: string; port: number }[] {
+/** `host:port,host:port` (REDIS_SENTINELS, REDIS_CLUSTER_NODES) as a list; throws on a malformed entry. */
+export function parseHostPorts(list: string): { host: string; port: number }[] {
   return list
     .split(",")
     .map((entry) => entry.trim())
@@ -348,8 +373,32 @@ function connect(c: RedisConnection, options: RedisOptions): Redis {
 }
 
 function newClient(c: RedisConnection, options: RedisOptions): Redis {
+  const fromUrl = c.url ? new URL(c.url) : null;
+  if (c.clusterNodes !== undefined && c.clusterNodes.length > 0) {
+    const { enableOfflineQueue, retryStrategy: _perNode, lazyConnect, ...perNode } = options;
+    const cluster = new Cluster(
+      c.clusterNodes.map((x) => ({ host: x.host, port: x.port })),
+      {
+        enableOfflineQueue: enableOfflineQueue ?? true,
+        lazyConnect: lazyConnect ?? false,
+        // Keeps looking for the cluster while no node answers (a number: never gives up).
+        clusterRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
+        slotsRefreshTimeout: 1_000,
+        // A slot moving to a promoted replica: asked again after the slot map is refreshed.
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 200,
+        redisOptions: {
+          ...perNode,
+          ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
+          ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
+        },
+      },
+    );
+    // The same commands, scripts and events as one connection (ioredis' Commander):
+    // the store uses the two alike, and splits what must not cross slots (`#sharded`).
+    return cluster as unknown as Redis;
+  }
   if (c.sentinels !== undefined && c.sentinels.length > 0) {
-    const fromUrl = c.url ? new URL(c.url) : null;
     return new Redis({
       sentinels: c.sentinels.map((x) => ({ host: x.host, port: x.port })),
       name: c.sentinelName ?? "mymaster",
@@ -375,10 +424,27 @@ export class RedisStore implements Store, StreamStore {
   #blocking: Redis | null = null;
   readonly #groups = new Set<string>();
   readonly breaker: CircuitBreaker;
+  /** A Redis Cluster: keys of different hash tags may live on different nodes. */
+  readonly sharded: boolean;
+  readonly #streamReplicas: number;
+  /** How long a stream append waits for its replicas: within the command timeout, so a slow replica is not taken for a dead Redis. */
+  readonly #replicaWaitMs: number;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.prefix;
-    this.#connection = { url: options.url, sentinels: options.sentinels, sentinelName: options.sentinelName };
+    this.#connection = {
+      url: options.url,
+      sentinels: options.sentinels,
+      sentinelName: options.sentinelName,
+      clusterNodes: options.clusterNodes,
+    };
+    this.sharded = (options.clusterNodes?.length ?? 0) > 0;
+    // WAIT answers for the connection it is sent on; a cluster client sends it to any node.
+    if (this.sharded && (options.streamReplicas ?? 0) > 0) throw new Error("REDIS_AUDIT_REPLICAS: not on a cluster");
+    this.#streamReplicas = options.streamReplicas ?? 0;
+    this.#replicaWaitMs = Math.max(50, Math.floor((options.commandTimeoutMs ?? 500) * 0.6));
+    // The prefix comes first in every key: braces in it would be the hash tag of every key.
+    if (this.sharded && /[{}]/.test(options.prefix)) throw new Error("Redis key prefix: no { or } on a cluster");
     this.#redis = connect(this.#connection, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
@@ -419,9 +485,13 @@ export class RedisStore implements Store, StreamStore {
   async ready(timeoutMs = 5_000): Promise<void> {
     if (this.#redis.status === "ready") return;
     await new Promise<void>((resolve, reject) => {
-      const where = this.#connection.sentinels?.length
-        ? `master "${this.#connection.sentinelName ?? "mymaster"}" of ${this.#connection.sentinels.map((x) => `${x.host}:${x.port}`).join(",")}`
-        : `at ${redactUrl(this.#connection.url ?? "")}`;
+      const c = this.#connection;
+      const list = (nodes: readonly { host: string; port: number }[]) => nodes.map((x) => `${x.host}:${x.port}`).join(",");
+      const where = c.clusterNodes?.length
+        ? `cluster of ${list(c.clusterNodes)}`
+        : c.sentinels?.length
+          ? `master "${c.sentinelName ?? "mymaster"}" of ${list(c.sentinels)}`
+          : `at ${redactUrl(c.url ?? "")}`;
       const timer = setTimeout(() => reject(new Error(`Redis ${where} not ready`)), timeoutMs);
       this.#redis.once("ready", () => {
         clearTimeout(timer);
@@ -440,7 +510,10 @@ export class RedisStore implements Store, StreamStore {
   }
 
   async del(...keys: string[]): Promise<void> {
-    if (keys.length > 0) await this.#call(() => this.#redis.del(...keys.map((k) => this.#prefix + k)));
+    if (keys.length === 0) return;
+    // On a cluster one DEL names keys of one slot only.
+    if (this.sharded) await Promise.all(keys.map((k) => this.#call(() => this.#redis.del(this.#prefix + k))));
+    else await this.#call(() => this.#redis.del(...keys.map((k) => this.#prefix + k)));
   }
 
   async publish(channel: string, message: string): Promise<void> {
@@ -448,6 +521,7 @@ export class RedisStore implements Store, StreamStore {
   }
 
   async subscribe(channel: string, onMessage: (message: string) => void, onReset: () => void) {
+    if (this.sharded) return this.#subscribeCluster(channel, onMessage, onReset);
     const sub = connect(this.#connection, {
       connectTimeout: 1_000,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1_000),
@@ -485,6 +559,91 @@ export class RedisStore implements Store, StreamStore {
     };
   }
 
+  /**
+   * A subscription on a cluster. A message published on any node reaches every node
+   * (classic pub/sub travels the cluster bus), so one connection to any one node hears
+   * them all. That node may leave: the subscription then moves to the next node named
+   * in the settings or found in the cluster, and `onReset` says that what was published
+   * meanwhile may be lost, as after a reconnection to one Redis. (ioredis' own cluster
+   * subscriber moves silently, so it is not used.)
+   */
+  async #subscribeCluster(channel: string, onMessage: (message: string) => void, onReset: () => void) {
+    const name = this.#prefix + channel;
+    const cluster = this.#redis as unknown as Cluster;
+    const configured = this.#connection.clusterNodes ?? [];
+    const fromUrl = this.#connection.url ? new URL(this.#connection.url) : null;
+    let current: Redis | null = null;
+    let stopped = false;
+    let subscribedOnce = false;
+    let turn = 0;
+    let firstSettled: (() => void) | null = null;
+    const first = new Promise<void>((resolve) => {
+      firstSettled = resolve;
+    });
+    const candidates = () => {
+      // The nodes the cluster client knows now, then the configured ones.
+      const known = cluster.nodes?.("all").map((n) => ({ host: n.options.host ?? "", port: n.options.port ?? 0 })) ?? [];
+      const seen = new Set<string>();
+      return [...known, ...configured].filter((n) => {
+        const id = `${n.host}:${n.port}`;
+        if (n.port === 0 || seen.has(id)) return false;
+        seen.add(id);
+        return true;
+      });
+    };
+    const open = () => {
+      if (stopped) return;
+      const nodes = candidates();
+      const node = nodes[turn++ % Math.max(1, nodes.length)];
+      if (node === undefined) {
+        setTimeout(open, 500).unref();
+        return;
+      }
+      const sub = new Redis({
+        host: node.host,
+        port: node.port,
+        connectTimeout: 1_000,
+        ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
+        ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
+        // A node that does not come back within a few tries is left for the next one.
+        retryStrategy: (attempt) => (attempt > 3 ? null : attempt * 100),
+      });
+      current = sub;
+      this.#subscribers.add(sub);
+      sub.on("error", () => {});
+      sub.on("message", (ch: string, message: string) => {
+        if (ch === name && sub === current) onMessage(message);
+      });
+      sub.on("ready", () => {
+        // Also after ioredis reconnected this node (it re-subscribes by itself).
+        sub.subscribe(name).then(
+          () => {
+            if (subscribedOnce) onReset();
+            subscribedOnce = true;
+            firstSettled?.();
+          },
+          () => sub.disconnect(),
+        );
+      });
+      sub.once("end", () => {
+        this.#subscribers.delete(sub);
+        if (stopped || sub !== current) return;
+        // Every node tried once without a subscription: the caller goes on, this keeps trying.
+        if (!subscribedOnce && turn >= Math.max(1, candidates().length)) firstSettled?.();
+        setTimeout(open, 100).unref();
+      });
+    };
+    open();
+    await first;
+    return async () => {
+      stopped = true;
+      if (current) {
+        this.#subscribers.delete(current);
+        disconnect(current);
+      }
+    };
+  }
+
   /** Whether Redis answers now; false at once while the breaker knows it is down. */
   async ping(): Promise<boolean> {
     if (this.breaker.state !== "closed") return false;
@@ -515,6 +674,7 @@ export class RedisStore implements Store, StreamStore {
 
   async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
     if (calls.length === 0) return [];
+    if (this.sharded) return this.#admitBySlot(calls);
     const keys: string[] = [];
     const args: (string | number)[] = [calls.length];
     for (const call of calls) this.#admitArgs(keys, args, call, true);
@@ -522,16 +682,48 @@ export class RedisStore implements Store, StreamStore {
     return calls.map((_, i) => admission(flat, 6 * i));
   }
 
+  /**
+   * admitMany on a cluster: one script call per slot (a call's keys share its tenant's
+   * hash tag), in parallel; each call is still decided atomically, the calls of one
+   * slot together, and the answers come back in the calls' order.
+   */
+  async #admitBySlot(calls: readonly AdmitCall[]): Promise<Admission[]> {
+    const bySlot = new Map<number, number[]>();
+    calls.forEach((call, i) => {
+      const first = call.rates[0]?.key ?? call.quota?.key;
+      const slot = first === undefined ? -1 : calculateSlot(this.#prefix + first);
+      const group = bySlot.get(slot);
+      if (group) group.push(i);
+      else bySlot.set(slot, [i]);
+    });
+    const out = new Array<Admission>(calls.length);
+    await Promise.all(
+      [...bySlot.values()].map(async (indexes) => {
+        const keys: string[] = [];
+        const args: (string | number)[] = [indexes.length];
+        for (const i of indexes) this.#admitArgs(keys, args, calls[i] as AdmitCall, true);
+        // A group without keys (no bucket, no quota) runs on any node.
+        const flat = await this.#call(() => this.#redis.admitMany(keys.length, ...keys, ...args));
+        indexes.forEach((i, j) => {
+          out[i] = admission(flat, 6 * j);
+        });
+      }),
+    );
+    return out;
+  }
+
   #admitArgs(keys: string[], args: (string | number)[], call: AdmitCall, flagQuota: boolean): void {
     const { rates, quota } = call;
+    const legacy = quota?.legacyKey !== undefined && !this.sharded;
     args.push(rates.length, Math.max(1, Math.floor(call.want ?? 1)));
-    if (flagQuota) args.push(quota === null ? 0 : 1);
+    if (flagQuota) args.push(quota === null ? 0 : legacy ? 2 : 1);
     for (const r of rates) {
       keys.push(this.#prefix + r.key);
       args.push(intervalUs(r), r.burst);
     }
     if (quota !== null) {
       keys.push(this.#prefix + quota.key);
+      if (legacy) keys.push(this.#prefix + (quota.legacyKey as string));
       args.push(quota.limit, Math.max(1, Math.ceil(quota.ttlMs)));
     }
   }
@@ -585,7 +777,17 @@ export class RedisStore implements Store, StreamStore {
 
   async streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number> {
     if (payloads.length === 0) return 0;
-    return this.#call(() => this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads));
+    const appended = await this.#call(() => this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads));
+    if (this.#streamReplicas > 0 && appended > 0) {
+      // On the connection that appended: every write it made so far, replicated. Not
+      // replicated in time, the batch is not written as far as the caller knows: it is
+      // appended again (the consumer stores an event once by its request id), so a
+      // failover to a replica cannot take it away unseen.
+      const acked = await this.#call(() => this.#redis.wait(this.#streamReplicas, this.#replicaWaitMs));
+      if (acked < this.#streamReplicas)
+        throw new Error(`stream append reached ${acked} of ${this.#streamReplicas} replicas within ${this.#replicaWaitMs} ms`);
+    }
+    return appended;
   }
 
   async #ensureGroup(client: Redis, key: string, group: string): Promise<void> {

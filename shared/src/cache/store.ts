@@ -23,6 +23,11 @@ export interface QuotaCheck {
   key: string;
   limit: number;
   ttlMs: number;
+  /**
+   * The counter's name before this one (LEGACY_LIMIT_KEYS): on one Redis, an admit
+   * that finds no counter at `key` starts from this one's count and removes it.
+   */
+  legacyKey?: string;
 }
 
 /**
@@ -63,6 +68,8 @@ export interface StreamReadOptions {
 
 export interface Store {
   readonly kind: "redis" | "memory";
+  /** Keys live on several Redis nodes (a cluster): multi-key steps stay within one hash tag. */
+  readonly sharded?: boolean;
   get(key: string): Promise<string | null>;
   /**
    * Store `value` (JSON with a numeric `v`) unless the stored entry is newer.
