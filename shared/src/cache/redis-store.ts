@@ -372,6 +372,15 @@ function connect(c: RedisConnection, options: RedisOptions): Redis {
   return client;
 }
 
+/** The user and password a URL lends to sentinel and cluster connections. */
+function credentials(url: string | undefined): { username?: string; password?: string } {
+  const u = url ? new URL(url) : null;
+  return {
+    ...(u?.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u?.username ? { username: decodeURIComponent(u.username) } : {}),
+  };
+}
+
 function newClient(c: RedisConnection, options: RedisOptions): Redis {
   const fromUrl = c.url ? new URL(c.url) : null;
   if (c.clusterNodes !== undefined && c.clusterNodes.length > 0) {
@@ -387,11 +396,7 @@ function newClient(c: RedisConnection, options: RedisOptions): Redis {
         // A slot moving to a promoted replica: asked again after the slot map is refreshed.
         retryDelayOnFailover: 200,
         retryDelayOnClusterDown: 200,
-        redisOptions: {
-          ...perNode,
-          ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
-          ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
-        },
+        redisOptions: { ...perNode, ...credentials(c.url) },
       },
     );
     // The same commands, scripts and events as one connection (ioredis' Commander):
@@ -405,8 +410,7 @@ function newClient(c: RedisConnection, options: RedisOptions): Redis {
       // Asks the sentinels as soon as one announces a new master, not only on errors.
       failoverDetector: true,
       sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 100, 1_000),
-      ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
-      ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
+      ...credentials(c.url),
       ...(fromUrl && fromUrl.pathname.length > 1 ? { db: Number(fromUrl.pathname.slice(1)) } : {}),
       ...options,
     });
@@ -571,7 +575,6 @@ export class RedisStore implements Store, StreamStore {
     const name = this.#prefix + channel;
     const cluster = this.#redis as unknown as Cluster;
     const configured = this.#connection.clusterNodes ?? [];
-    const fromUrl = this.#connection.url ? new URL(this.#connection.url) : null;
     let current: Redis | null = null;
     let stopped = false;
     let subscribedOnce = false;
@@ -603,8 +606,7 @@ export class RedisStore implements Store, StreamStore {
         host: node.host,
         port: node.port,
         connectTimeout: 1_000,
-        ...(fromUrl?.password ? { password: decodeURIComponent(fromUrl.password) } : {}),
-        ...(fromUrl?.username ? { username: decodeURIComponent(fromUrl.username) } : {}),
+        ...credentials(this.#connection.url),
         // A node that does not come back within a few tries is left for the next one.
         retryStrategy: (attempt) => (attempt > 3 ? null : attempt * 100),
       });
