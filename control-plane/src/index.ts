@@ -10,6 +10,7 @@ import {
   hasStreams,
   INVALIDATION_CHANNEL,
   Invalidation,
+  LEDGER_KINDS,
   MemoryStore,
   RedisStore,
   type Store,
@@ -89,6 +90,14 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
   const metrics = createControlPlaneMetrics();
   const keyServiceMetrics = createKeyServiceMetrics();
   const publisher = new Publisher(database.db, store, log);
+  if (store instanceof RedisStore)
+    store.onMasterChange(({ atRisk, ledgerFound }) => {
+      metrics.redisMasterChanges.inc();
+      for (const kind of LEDGER_KINDS) if (atRisk[kind] > 0) metrics.redisWritesAtRisk.inc({ kind }, atRisk[kind]);
+      // Records the old master may have taken with it: written again from Postgres.
+      const ids = publisher.republishRecent();
+      log.warn({ atRisk, ledgerFound, republished: ids }, "Redis master changed: recent changes written again");
+    });
   // Whatever fails in the store is "Redis unavailable, retry later" to the publisher;
   // when the store's own breaker sees Redis answer again, the retry goes at once.
   const storeBreaker = (store as { breaker?: unknown }).breaker;

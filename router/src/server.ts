@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import pino, { type Logger } from "pino";
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
-import { type CircuitBreaker, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { type CircuitBreaker, hasStreams, LEDGER_KINDS, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
@@ -80,7 +80,14 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   );
   // Each dependency's breaker: one log line when it goes down and one when it is back
   // (not one per request), and its state as a metric.
-  if (store instanceof RedisStore) watchDependency(store.breaker, metrics, log);
+  if (store instanceof RedisStore) {
+    watchDependency(store.breaker, metrics, log);
+    store.onMasterChange(({ atRisk, ledgerFound }) => {
+      metrics.redisMasterChanges.inc();
+      for (const kind of LEDGER_KINDS) if (atRisk[kind] > 0) metrics.redisWritesAtRisk.inc({ kind }, atRisk[kind]);
+      log.warn({ atRisk, ledgerFound }, "Redis master changed: writes the old one may not have passed on, at most");
+    });
+  }
   if (keyService.breaker) watchDependency(keyService.breaker, metrics, log);
   const keyUsage = new KeyUsageReporter({ report: (ids) => keyService.reportUsed(ids), intervalMs: config.keyUsageReportMs });
   const resolver = new Resolver({

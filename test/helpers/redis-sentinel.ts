@@ -8,12 +8,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort, RedisServer } from "./redis-server.ts";
+import { TcpProxy } from "./tcp-proxy.ts";
 
 export interface SentinelDeployment {
   name: string;
   master: RedisServer;
   replica: RedisServer;
   sentinels: RedisServer[];
+  /** The relay the replica reaches its master through, with `relayReplication`: holding it holds replication. */
+  replication: TcpProxy | null;
   /** `host:port,…` as REDIS_SENTINELS takes it. */
   list: string;
   /** The master's port as the sentinels see it now. */
@@ -21,10 +24,23 @@ export interface SentinelDeployment {
   close(): Promise<void>;
 }
 
-export async function startSentinels(name = "mymaster"): Promise<SentinelDeployment> {
+export interface SentinelOptions {
+  name?: string;
+  /**
+   * The replica replicates through a relay (`replication`), so a test can hold what the
+   * master passes on and lose it with the master. The sentinels would point such a
+   * replica at the master itself after `failoverTimeoutMs`: make that longer than the test.
+   */
+  relayReplication?: boolean;
+  failoverTimeoutMs?: number;
+}
+
+export async function startSentinels(options: SentinelOptions = {}): Promise<SentinelDeployment> {
+  const name = options.name ?? "mymaster";
   const dir = mkdtempSync(join(tmpdir(), "pc-sentinel-"));
   const master = await RedisServer.start();
-  const replica = await RedisServer.start(undefined, ["--replicaof", "127.0.0.1", String(master.port)]);
+  const replication = options.relayReplication ? await new TcpProxy("127.0.0.1", master.port).start() : null;
+  const replica = await RedisServer.start(undefined, ["--replicaof", "127.0.0.1", String(replication?.port ?? master.port)]);
   const sentinels: RedisServer[] = [];
   for (let i = 0; i < 3; i++) {
     const port = await freePort();
@@ -35,7 +51,7 @@ export async function startSentinels(name = "mymaster"): Promise<SentinelDeploym
       [
         `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
         `sentinel down-after-milliseconds ${name} 1000`,
-        `sentinel failover-timeout ${name} 5000`,
+        `sentinel failover-timeout ${name} ${options.failoverTimeoutMs ?? 5000}`,
         `sentinel parallel-syncs ${name} 1`,
         "",
       ].join("\n"),
@@ -55,6 +71,7 @@ export async function startSentinels(name = "mymaster"): Promise<SentinelDeploym
     master,
     replica,
     sentinels,
+    replication,
     list: sentinels.map((s) => `127.0.0.1:${s.port}`).join(","),
     async masterPort() {
       for (const s of sentinels) {
@@ -71,6 +88,7 @@ export async function startSentinels(name = "mymaster"): Promise<SentinelDeploym
       for (const s of sentinels) await s.stop().catch(() => {});
       await replica.stop().catch(() => {});
       await master.stop().catch(() => {});
+      await replication?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

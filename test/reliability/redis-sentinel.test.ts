@@ -122,6 +122,8 @@ describe("Redis through Sentinel, across a failover of the master", () => {
     const ids: string[] = [];
     for (const r of routers) ids.push((await get(r.port, acme.host)).requestId);
     for (const id of ids) expect(await stack.auditRows(id, 20_000), id).toHaveLength(1);
+    // Each router saw one change of master and says so (what it may have lost: `redis-failover-ledger.test.ts`).
+    for (const r of routers) expect(await r.metric("portcullis_redis_master_changes_total")).toBe(1);
     console.log(`sentinels promoted the replica ${Math.round(failedOver)} ms after the master died`);
   }, 90_000);
 });

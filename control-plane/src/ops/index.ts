@@ -71,6 +71,17 @@ export function createControlPlaneMetrics() {
     help: "Ids of committed changes not yet written to the store and announced to routers (retried until they land).",
     registers: [registry],
   });
+  const redisMasterChanges = new Counter({
+    name: "portcullis_redis_master_changes_total",
+    help: "Times this control plane found Redis on another server than before (a failover to a replica, or a restart).",
+    registers: [registry],
+  });
+  const redisWritesAtRisk = new Counter({
+    name: "portcullis_redis_writes_at_risk_total",
+    help: "Writes this control plane made that a new Redis master may lack, at most, by kind (records: configuration records, written again at once).",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
   const breakerState = new Gauge({
     name: "portcullis_dependency_breaker_state",
     help: "Circuit breaker of each dependency (postgres, redis): 0 closed, 1 half-open (probing), 2 open (calls fail at once).",
@@ -90,6 +101,8 @@ export function createControlPlaneMetrics() {
     jobLeader,
     publishPending,
     breakerState,
+    redisMasterChanges,
+    redisWritesAtRisk,
     unhandledRejections,
   };
 }

@@ -94,14 +94,16 @@ export class UsageMeter {
           }
           if (slice.length === 0) return;
           const increments: Record<string, number> = {};
+          let requests = 0;
           for (const [key, c] of slice) {
+            requests += c.r + c.x;
             if (c.r) increments[`${key}|r`] = c.r;
             if (c.x) increments[`${key}|x`] = c.x;
             if (c.i) increments[`${key}|i`] = c.i;
             if (c.o) increments[`${key}|o`] = c.o;
           }
           try {
-            await this.#store.addCounters(LIMIT_KEYS.usagePending, increments);
+            await this.#store.addCounters(LIMIT_KEYS.usagePending, increments, requests);
           } catch {
             // A slice is all or nothing: it and the unsent rest wait for the next flush.
             this.#metrics?.usageFlushErrors.inc();

@@ -202,6 +202,17 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     labelNames: ["dependency"] as const,
     registers: [registry],
   });
+  const redisMasterChanges = new Counter({
+    name: "portcullis_redis_master_changes_total",
+    help: "Times this router found Redis on another server than before (a failover to a replica, or a restart).",
+    registers: [registry],
+  });
+  const redisWritesAtRisk = new Counter({
+    name: "portcullis_redis_writes_at_risk_total",
+    help: "Writes this router made that a new Redis master may lack, at most, by kind: admits (requests granted by rate buckets and quotas), counters (usage requests), stream (audit events), records.",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
   const limiterDegraded = new Gauge({
     name: "portcullis_limiter_degraded",
     help: "1 while rate limits are decided in this router's memory because the shared store failed (quota not enforced).",
@@ -298,6 +309,8 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     tenantLabel,
     decided,
     dependencyState,
+    redisMasterChanges,
+    redisWritesAtRisk,
     dependencyOpened,
     limiterDegraded,
     limiterStoreErrors,

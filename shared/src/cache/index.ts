@@ -1,6 +1,7 @@
 export * from "./keys.ts";
 export * from "./memory-store.ts";
 export * from "./redis-store.ts";
+export { LEDGER_KINDS, type LedgerKind, type LedgerTotals, type MasterChange } from "./ledger.ts";
 export { hasStreams } from "./store.ts";
 export type {
   AdmitCall,

@@ -10,7 +10,9 @@
  */
 import calculateSlot from "cluster-key-slot";
 import { Cluster, Redis, type RedisOptions, ReplyError } from "ioredis";
+import { randomUUID } from "node:crypto";
 import { CircuitBreaker } from "../breaker/index.ts";
+import { type MasterChange, WriteLedger } from "./ledger.ts";
 import type {
   AdmitCall,
   CounterBatch,
@@ -433,6 +435,8 @@ export class RedisStore implements Store, StreamStore {
   readonly #streamReplicas: number;
   /** How long a stream append waits for its replicas: within the command timeout, so a slow replica is not taken for a dead Redis. */
   readonly #replicaWaitMs: number;
+  /** What this store wrote, for counting what a change of master loses (one master at a time only). */
+  readonly #ledger: WriteLedger | null;
 
   constructor(options: RedisStoreOptions) {
     this.#prefix = options.prefix;
@@ -478,6 +482,18 @@ export class RedisStore implements Store, StreamStore {
       isFailure: isOutage,
       probe: async () => (await this.#redis.ping()) === "PONG",
     });
+    this.#ledger = this.sharded
+      ? null
+      : new WriteLedger({ client: this.#redis, key: `${this.#prefix}ledger:${randomUUID()}`, call: (fn) => this.#call(fn) });
+  }
+
+  /**
+   * Called when this store finds itself on another master than before (a failover, or
+   * a restart), with what it wrote that the new master may lack, at most (`ledger.ts`).
+   * Never on a cluster.
+   */
+  onMasterChange(listener: (change: MasterChange) => void): () => void {
+    return this.#ledger?.onMasterChange(listener) ?? (() => {});
   }
 
   /** One command through the breaker: while Redis is known down, it fails at once. */
@@ -510,7 +526,10 @@ export class RedisStore implements Store, StreamStore {
 
   async setIfNewer(key: string, value: string, version: number, ttlMs: number, mode: SetMode): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(ttlMs));
-    return (await this.#call(() => this.#redis.setIfNewer(this.#prefix + key, value, version, ttl, mode))) === 1;
+    const written = (await this.#call(() => this.#redis.setIfNewer(this.#prefix + key, value, version, ttl, mode))) === 1;
+    // A router's fill lost with a master is filled again; a control plane's record is counted.
+    if (written && mode === "authoritative") this.#ledger?.add("records", 1);
+    return written;
   }
 
   async del(...keys: string[]): Promise<void> {
@@ -518,6 +537,7 @@ export class RedisStore implements Store, StreamStore {
     // On a cluster one DEL names keys of one slot only.
     if (this.sharded) await Promise.all(keys.map((k) => this.#call(() => this.#redis.del(this.#prefix + k))));
     else await this.#call(() => this.#redis.del(...keys.map((k) => this.#prefix + k)));
+    this.#ledger?.add("records", keys.length);
   }
 
   async publish(channel: string, message: string): Promise<void> {
@@ -659,6 +679,7 @@ export class RedisStore implements Store, StreamStore {
   async gcra(key: string, emissionIntervalMs: number, burst: number) {
     const interval = Math.max(1, Math.round(emissionIntervalMs * 1000));
     const [allowed, retryAfterMs, remaining] = await this.#call(() => this.#redis.gcra(this.#prefix + key, interval, burst));
+    if (allowed === 1) this.#ledger?.add("admits", 1);
     return { allowed: allowed === 1, retryAfterMs, remaining };
   }
 
@@ -671,7 +692,9 @@ export class RedisStore implements Store, StreamStore {
     const args: (string | number)[] = [];
     this.#admitArgs(keys, args, { rates, quota, want }, false);
     // ioredis: a command defined without numberOfKeys takes the key count first.
-    return admission(await this.#call(() => this.#redis.admit(keys.length, ...keys, ...args)), 0);
+    const answer = admission(await this.#call(() => this.#redis.admit(keys.length, ...keys, ...args)), 0);
+    this.#countAdmits([answer]);
+    return answer;
   }
 
   async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
@@ -681,7 +704,16 @@ export class RedisStore implements Store, StreamStore {
     const args: (string | number)[] = [calls.length];
     for (const call of calls) this.#admitArgs(keys, args, call, true);
     const flat = await this.#call(() => this.#redis.admitMany(keys.length, ...keys, ...args));
-    return calls.map((_, i) => admission(flat, 6 * i));
+    const answers = calls.map((_, i) => admission(flat, 6 * i));
+    this.#countAdmits(answers);
+    return answers;
+  }
+
+  #countAdmits(answers: readonly Admission[]): void {
+    if (this.#ledger === null) return;
+    let granted = 0;
+    for (const a of answers) if (a.ok) granted += a.granted ?? 1;
+    this.#ledger.add("admits", granted);
   }
 
   /**
@@ -742,7 +774,7 @@ export class RedisStore implements Store, StreamStore {
     await this.#call(() => this.#redis.refund(keys.length, ...keys, ...args));
   }
 
-  async addCounters(key: string, increments: Record<string, number>): Promise<void> {
+  async addCounters(key: string, increments: Record<string, number>, units?: number): Promise<void> {
     const args: (string | number)[] = [];
     for (const field in increments) {
       const by = increments[field] as number;
@@ -752,6 +784,7 @@ export class RedisStore implements Store, StreamStore {
     // One script call, atomic like a MULTI of HINCRBYs but one command to build and
     // parse instead of one per field (a router flushes thousands of fields at once).
     await this.#call(() => this.#redis.addCounters(this.#prefix + key, ...args));
+    this.#ledger?.add("counters", units ?? args.length / 2);
   }
 
   async takeCounters(key: string): Promise<Record<string, number>> {
@@ -780,7 +813,9 @@ export class RedisStore implements Store, StreamStore {
   async streamAppend(stream: string, payloads: string[], maxLen: number): Promise<number> {
     if (payloads.length === 0) return 0;
     const appended = await this.#call(() => this.#redis.streamAppend(this.#prefix + stream, maxLen, ...payloads));
+    this.#ledger?.add("stream", appended);
     if (this.#streamReplicas > 0 && appended > 0) {
+      const upTo = this.#ledger?.snapshot();
       // On the connection that appended: every write it made so far, replicated. Not
       // replicated in time, the batch is not written as far as the caller knows: it is
       // appended again (the consumer stores an event once by its request id), so a
@@ -788,6 +823,7 @@ export class RedisStore implements Store, StreamStore {
       const acked = await this.#call(() => this.#redis.wait(this.#streamReplicas, this.#replicaWaitMs));
       if (acked < this.#streamReplicas)
         throw new Error(`stream append reached ${acked} of ${this.#streamReplicas} replicas within ${this.#replicaWaitMs} ms`);
+      if (upTo) this.#ledger?.confirmed(upTo);
     }
     return appended;
   }
@@ -873,6 +909,7 @@ export class RedisStore implements Store, StreamStore {
     this.#blocking = null;
     for (const sub of this.#subscribers) disconnect(sub);
     this.#subscribers.clear();
+    this.#ledger?.close();
     disconnect(this.#redis);
   }
 }

@@ -114,8 +114,12 @@ export interface Store {
    * never below 0; keys that no longer exist are left alone. Atomic, one round trip.
    */
   refund(rates: readonly RateCheck[], quota: QuotaCheck | null, n: number): Promise<void>;
-  /** Add to integer fields of a counter hash (usage batches); atomic per call. */
-  addCounters(key: string, increments: Record<string, number>): Promise<void>;
+  /**
+   * Add to integer fields of a counter hash (usage batches); atomic per call. `units`:
+   * what the increments stand for in the caller's terms (requests, for usage), as a
+   * change of Redis master counts them at risk; default, one per field.
+   */
+  addCounters(key: string, increments: Record<string, number>, units?: number): Promise<void>;
   /** Read and delete a counter hash in one atomic step (so no increment is lost or counted twice). */
   takeCounters(key: string): Promise<Record<string, number>>;
   /**
