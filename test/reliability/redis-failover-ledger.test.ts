@@ -120,7 +120,7 @@ describe("reconnections that are not a change of master", () => {
 
     const admin = new Redis(server.url);
     try {
-      await admin.client("KILL", "TYPE", "normal", "SKIPME", "yes");
+      await admin.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
     } finally {
       admin.disconnect();
     }
