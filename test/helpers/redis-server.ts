@@ -6,6 +6,9 @@
  * by `npm run faults`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
@@ -25,6 +28,12 @@ export class RedisServer {
   readonly port: number;
   readonly #args: string[];
   #child: ChildProcess | null = null;
+  /**
+   * Its working directory, of its own and new at each start: a replica saves the
+   * master's snapshot there (dump.rdb), which a server started in the same directory
+   * would load — keys, and on a cluster node the slots they hash to.
+   */
+  #dir: string | null = null;
   #paused = false;
 
   private constructor(port: number, args: string[]) {
@@ -49,10 +58,13 @@ export class RedisServer {
 
   async #spawn(): Promise<void> {
     const sentinel = this.#args.includes("--sentinel");
+    this.#dir = mkdtempSync(join(tmpdir(), "pc-redis-"));
     const child = spawn(
       "redis-server",
       [
         ...this.#args,
+        "--dir",
+        this.#dir,
         "--port",
         String(this.port),
         "--bind",
@@ -112,12 +124,15 @@ export class RedisServer {
   /** SIGKILL, and wait for the exit: connections are refused from now on. */
   async kill(): Promise<void> {
     const child = this.#child;
-    if (child === null) return;
-    this.resume();
-    const exited = new Promise<void>((r) => child.once("exit", () => r()));
-    child.kill("SIGKILL");
-    await exited;
-    this.#child = null;
+    if (child !== null) {
+      this.resume();
+      const exited = new Promise<void>((r) => child.once("exit", () => r()));
+      child.kill("SIGKILL");
+      await exited;
+      this.#child = null;
+    }
+    if (this.#dir !== null) rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = null;
   }
 
   /** Start again on the same port, empty (no persistence). */

@@ -51,3 +51,41 @@ export async function spawnRouter(stack: TestStack, env: Record<string, string> 
     metric: (series) => readMetric(opsPort, series),
   };
 }
+
+/**
+ * Requests through several router processes against one tenant's rate limit, decided
+ * through the shared store alone: a store error in the last second keeps a router's
+ * limiter local (each router enforcing the whole limit), so a sample during which any
+ * router decided locally is taken again, on a tenant of its own, after a pause.
+ * `status(port, host)` sends one request. Null when no sample was clean.
+ */
+export async function sharedLimitSample(
+  stack: TestStack,
+  routers: readonly RouterProcess[],
+  status: (port: number, host: string) => Promise<number>,
+  options: { slug: string; requestsPerSecond: number; burst: number; requests: number },
+): Promise<{ passed: number; refused: number; seconds: number } | null> {
+  const local = async () => {
+    const each = await Promise.all(routers.map((r) => r.metric("portcullis_limiter_local_decisions_total")));
+    return each.reduce((a: number, b) => a + (b ?? 0), 0);
+  };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const slug = `${options.slug}-${attempt}`;
+    const t = await stack.tenant(slug);
+    const limits = { requestsPerSecond: options.requestsPerSecond, burst: options.burst };
+    const patched = await stack.admin("PATCH", `/v1/tenants/${slug}`, { limits });
+    if (patched.status !== 200) throw new Error(`limits of ${slug}: ${patched.status}`);
+    await stack.cp.publisher.flush();
+    const before = await local();
+    const started = performance.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < options.requests; i++) statuses.push(await status(routers[i % routers.length]!.port, t.host));
+    const seconds = (performance.now() - started) / 1000;
+    if ((await local()) !== before) {
+      await new Promise((r) => setTimeout(r, 1_200));
+      continue;
+    }
+    return { passed: statuses.filter((s) => s === 200).length, refused: statuses.filter((s) => s === 429).length, seconds };
+  }
+  return null;
+}

@@ -10,7 +10,7 @@ import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { parseHostPorts, RedisStore } from "@portcullis/shared";
-import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
+import { type RouterProcess, sharedLimitSample, spawnRouter } from "../helpers/router-process.ts";
 import { type SentinelDeployment, startSentinels } from "../helpers/redis-sentinel.ts";
 import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
 import { RedisServer } from "../helpers/redis-server.ts";
@@ -88,29 +88,12 @@ describe("Redis through Sentinel, across a failover of the master", () => {
     // failover keeps a router's limiter local (each router enforcing the whole limit)
     // for a second after it; a sample with any local decision is taken again, on a
     // tenant of its own, so that what is checked is the shared limit.
-    const local = async () =>
-      (await Promise.all(routers.map((r) => r.metric("portcullis_limiter_local_decisions_total")))).reduce(
-        (a: number, b) => a + (b ?? 0),
-        0,
-      );
-    let sampled: { passed: number; refused: number; seconds: number } | null = null;
-    for (let attempt = 0; attempt < 5 && sampled === null; attempt++) {
-      const t = await stack.tenant(`limited-${attempt}`);
-      expect(
-        (await stack.admin("PATCH", `/v1/tenants/limited-${attempt}`, { limits: { requestsPerSecond: 0.5, burst: 3 } })).status,
-      ).toBe(200);
-      await stack.cp.publisher.flush();
-      const before = await local();
-      const started = performance.now();
-      const statuses: number[] = [];
-      for (let i = 0; i < 10; i++) statuses.push((await get(routers[i % 2]!.port, t.host)).status);
-      const seconds = (performance.now() - started) / 1000;
-      if ((await local()) !== before) {
-        await new Promise((r) => setTimeout(r, 1_200));
-        continue;
-      }
-      sampled = { passed: statuses.filter((s) => s === 200).length, refused: statuses.filter((s) => s === 429).length, seconds };
-    }
+    const sampled = await sharedLimitSample(stack, routers, async (port, host) => (await get(port, host)).status, {
+      slug: "limited",
+      requestsPerSecond: 0.5,
+      burst: 3,
+      requests: 10,
+    });
     expect(sampled, "a sample decided through Redis alone").not.toBeNull();
     const { passed, refused, seconds } = sampled as NonNullable<typeof sampled>;
     expect(passed + refused).toBe(10);
