@@ -21,6 +21,8 @@
  *                                              router during the fixed-rate run
  *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
+ *   npm run bench:hot -- --clients             adds Portcullis forwarding everything through
+ *                                              undici (no h1 client), same seed, same rounds
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
  *                                              the router (--rate-warmup S uncounted first, 15)
@@ -65,6 +67,8 @@ const NO_LIMITS = argv.includes("--no-limits");
 const AUDIT_OFF = argv.includes("--audit-off");
 // Hostnames (one tenant each) the load spreads over: 100000 shows what sparse tenants cost.
 const HOSTS = Number(option("--hosts", "1000"));
+// A/B of the upstream client: a second router that forwards everything through undici.
+const CLIENTS = argv.includes("--clients");
 const DESIGN_FLOOR = "Hono + signed context floor";
 const DOMAIN = "bench.test";
 
@@ -104,6 +108,12 @@ const env = {
   ...(AUDIT_OFF ? { ROUTER_AUDIT: "off" } : {}),
 };
 const router = await start("router.ts", TARGET_CPU, { env }, ["--expose-gc", ...ROUTER_FLAGS]);
+const undiciRouter = CLIENTS
+  ? await start("router.ts", TARGET_CPU, { env: { ...env, REDIS_PREFIX: `${env.REDIS_PREFIX}u:` }, upstreamClient: "undici" }, [
+      "--expose-gc",
+      ...ROUTER_FLAGS,
+    ])
+  : null;
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
@@ -120,9 +130,9 @@ if (NO_LIMITS)
   template.limits = { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null };
 // Before each run: the audit stream emptied (every event of the run is appended) and
 // the seeded entries fresh again.
-const seed = async () => {
-  await router.ask({ type: "clear-audit" });
-  await router.ask({
+const seedOf = (target: typeof router) => async () => {
+  await target.ask({ type: "clear-audit" });
+  await target.ask({
     type: "seed",
     count: HOSTS,
     prefix: "t",
@@ -131,6 +141,7 @@ const seed = async () => {
     persist: true,
   });
 };
+const seed = seedOf(router);
 
 const hosts: HostSet = { prefix: "t", count: HOSTS, domain: DOMAIN };
 const targets = [
@@ -138,6 +149,7 @@ const targets = [
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
   { name: "node:http floor", proc: floor, before: async () => {} },
   { name: DESIGN_FLOOR, proc: design, before: async () => {} },
+  ...(undiciRouter ? [{ name: "Portcullis, undici only", proc: undiciRouter, before: seedOf(undiciRouter) }] : []),
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
 // Round 0 warms every target (JIT tiers, connections, leases) and is not counted.

@@ -33,6 +33,8 @@ export interface StartRouterDeps {
   ops?: boolean;
   /** Labels on every metric of this router (a worker's `worker` slot). */
   metricLabels?: Record<string, string>;
+  /** `undici`: every request forwarded through undici, none through the h1 client (`bench:hot -- --clients`). */
+  upstreamClient?: "h1" | "undici";
 }
 
 export interface RunningRouter {
@@ -99,7 +101,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
   });
   await resolver.start().catch((error) => log.warn({ err: error }, "invalidation subscription not yet established"));
   const dispatcher = createDispatcher(config.upstream);
-  const h1 = createH1Client(config.upstream);
+  const h1 = deps.upstreamClient === "undici" ? undefined : createH1Client(config.upstream);
   let lastAuditWarning = 0;
   const audit = new BatchingAuditSink({
     writer:
@@ -209,7 +211,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       { side: "client" },
       await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
     );
-    metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + h1.connections);
+    metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + (h1?.connections ?? 0));
   };
   const opsServer =
     deps.ops === false
@@ -242,7 +244,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     await security.flush();
     await keyUsage.close();
     await resolver.close();
-    await Promise.all([dispatcher.close(), h1.close()]);
+    await Promise.all([dispatcher.close(), h1?.close()]);
     if (!deps.keyService) await keyService.close();
     if (ownsStore) await store.close();
   };
