@@ -6,7 +6,7 @@
  * statistics the report is made of.
  */
 
-/** Status codes the contract allows a refusal to have (shared/CONTRACT.md). */
+/** Status codes the contract allows a refusal to have (the refusals table, shared/src/errors). */
 export const CONTRACT_STATUSES = new Set([400, 401, 403, 404, 421, 429, 502, 503, 504]);
 
 /** One answer (or failure) as the report sees it. */

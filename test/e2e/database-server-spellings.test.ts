@@ -1,5 +1,5 @@
 /**
- * Issue 16, item 5: one database server under two spellings. The rule "a database
+ * One database server under two spellings. The rule "a database
  * server serves at most one tenant" is a unique constraint on the server's address,
  * so it holds only if every spelling of one server is stored as one canonical value
  * (shared/src/db-server). Over the admin API (real sockets, real Postgres), through

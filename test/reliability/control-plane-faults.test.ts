@@ -1,5 +1,5 @@
 /**
- * The control plane under partial failure (issue 15), over real sockets: its own
+ * The control plane under partial failure, over real sockets: its own
  * redis-server killed and restarted empty, and the real Postgres cut or black-holed
  * through a relay. What must hold: the process never sees an unhandled rejection,
  * admin writes commit while Redis is down and reach Redis once it is back, admin and

@@ -1,5 +1,5 @@
 /**
- * Bounded origin lookups per kind (issue 16, item 7). Hosts, keys, sessions and
+ * Bounded origin lookups per kind. Hosts, keys, sessions and
  * tenants each have their own bound on key-service calls in flight (a share of
  * KEY_SERVICE_MAX_PENDING), so a flood of invented keys — each well-formed, each a
  * real lookup — fills only the key share: a real hostname missing from every cache

@@ -1,5 +1,5 @@
 /**
- * Upstream failures (issue 15, surviving partial failure): passive health ejects an
+ * Upstream failures: passive health ejects an
  * origin after consecutive failures and re-admits it after a back-off; a request is
  * retried on another origin only when it never reached an app (connect error), or
  * when it is idempotent, body-less and its connection failed before any response

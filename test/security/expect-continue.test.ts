@@ -1,5 +1,5 @@
 /**
- * `Expect: 100-continue` before the decision (issue 16, item 6). Node answers
+ * `Expect: 100-continue` before the decision. Node answers
  * `100 Continue` on its own unless told otherwise, so a client the router is about to
  * refuse was invited to upload its body anyway. The router sends 100 only once the
  * request is allowed, just before forwarding; a refusal is the first (and only)

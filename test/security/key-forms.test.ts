@@ -1,5 +1,5 @@
 /**
- * API keys in forms the router does not take (issue 16, item 3): another scheme, junk
+ * API keys in forms the router does not take: another scheme, junk
  * after the key, Basic credentials, another header, a cookie, the Referer. An app may
  * read any of these as the key, so the edge must see them too: each is a presented
  * key — verified and refused (another tenant's: the one byte-identical 401; the host

@@ -1,5 +1,5 @@
 /**
- * Issue 16, item 9: the on-demand TLS ask endpoint (`GET /v1/tls/ask`, unauthenticated,
+ * The on-demand TLS ask endpoint (`GET /v1/tls/ask`, unauthenticated,
  * called by Caddy) must not turn a flood of random names into a flood of database
  * queries. Per source address, names that need a database query are bounded by a
  * token bucket (TLS_ASK_RATE_PER_SECOND, TLS_ASK_BURST); over it the answer is 429

@@ -4,7 +4,7 @@
  * through undici (`forward` in index.ts).
  *
  * Why it exists: measured on this machine, undici's client side and its glue cost
- * ≈ 45 µs of the router's CPU per forwarded request (PERF-NOTES), more than the Node
+ * ≈ 45 µs of the router's CPU per forwarded request, more than the Node
  * server side (≈ 18 µs). Most of that is generality the router does not use: a
  * request object and handler chain per dispatch, header normalisation in both
  * directions, a WebAssembly parser call per read, a timer per request. This client

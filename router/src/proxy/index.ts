@@ -4,7 +4,7 @@
  * fraction of undici's per-request CPU); `forwardRequest` picks. Everything else —
  * request bodies, `https:` upstreams — goes through undici's dispatcher API here,
  * straight between the Node request/response streams (no Web Request/Response on the
- * path; see PERF-NOTES). Streams both ways with backpressure; picks origins through the
+ * path). Streams both ways with backpressure; picks origins through the
  * shared passive health (health.ts: ejected origins are skipped) and reports each
  * try's outcome to it; retries another origin only when the connection could not be
  * made and no body byte was read, or, for an idempotent request without a body, when

@@ -1,5 +1,5 @@
 /**
- * Properties of the database-server canonicaliser (issue 16, item 5), fast-check with
+ * Properties of the database-server canonicaliser, fast-check with
  * 2,000 generated cases each: idempotent; every spelling of one address (IPv6 full or
  * compressed, any case and leading zeros, mixed IPv4 tail, IPv4-mapped, host-name
  * case, trailing dot, IDN or punycode, port omitted or zero-padded) maps to one value;
