@@ -9,12 +9,12 @@
  * open-loop traffic at both routers (bench/faults/load.ts, a process of its own),
  * checks every answer (bench/faults/check.ts), injects one fault at a time and writes
  * one row per scenario (bench/faults/report.ts) to bench/results/<time>-faults.md and
- * into README.md. Exit 0 when every target is met, 1 otherwise.
+ * into docs/operations.md. Exit 0 when every target is met, 1 otherwise.
  *
  *   npm run faults                 # the full run (Postgres down for 60 s)
  *   npm run faults -- --quick      # Postgres down for 16 s, for development
  *   npm run faults -- --rate 400   # requests per second over both routers (default 300)
- *   npm run faults -- --only redis-kill,postgres   # some scenarios only (no README update)
+ *   npm run faults -- --only redis-kill,postgres   # some scenarios only (no docs/operations.md update)
  *
  * Postgres: FAULTS_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * where the throw-away database is created and, at the end, dropped.
@@ -38,7 +38,7 @@ import {
   tallyText,
 } from "./faults/check.ts";
 import type { Lane, LoadSettings } from "./faults/load.ts";
-import { type Check, checksText, passed, type ScenarioResult, table, updateReadme } from "./faults/report.ts";
+import { type Check, checksText, passed, type ScenarioResult, table, updateFaultsSection } from "./faults/report.ts";
 import {
   allocatePorts,
   newSecrets,
@@ -228,7 +228,7 @@ async function must(method: string, path: string, body?: unknown): Promise<Recor
   return (a.body ?? {}) as Record<string, unknown>;
 }
 
-/** A 503 with the contract's JSON error body. */
+/** A 503 with the refusal JSON body (docs/errors.md). */
 function isJson503(a: AdminAnswer): boolean {
   const e = (a.body as { error?: { code?: unknown; message?: unknown; requestId?: unknown } } | null)?.error;
   return a.status === 503 && typeof e?.code === "string" && typeof e.message === "string" && typeof e.requestId === "string";
@@ -1173,8 +1173,8 @@ mkdirSync(resultsDir, { recursive: true });
 const file = join(resultsDir, `${stamp}-faults.md`);
 writeFileSync(file, report);
 if (ONLY.length === 0) {
-  updateReadme(
-    join(ROOT, "README.md"),
+  updateFaultsSection(
+    join(ROOT, "docs", "operations.md"),
     `Last run: \`bench/results/${stamp}-faults.md\` (${QUICK ? "quick: Postgres down 16 s" : "full"}). ${allPass ? "Every target met." : "Targets missed are marked FAIL; the checks behind each row are in the results file."}\n\n${table(results, true)}\n\n${how}`,
   );
 }

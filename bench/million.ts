@@ -13,7 +13,7 @@
  * Tenants are on the enterprise plan with a rate limit they never reach: the limiter
  * runs on every request, and no request is refused.
  *
- * Writes bench/results/<time>-million.md and the README's section between
+ * Writes bench/results/<time>-million.md and docs/performance.md's section between
  * `<!-- million:start -->` and `<!-- million:end -->`.
  */
 import { createServer } from "node:http";
@@ -250,7 +250,7 @@ try {
   ].join("\n");
   const file = join(import.meta.dirname, "results", `${stamp}-million.md`);
   writeFileSync(file, `# npm run bench:million — ${stamp}\n\n${md}\n`);
-  const readme = join(import.meta.dirname, "..", "README.md");
+  const readme = join(import.meta.dirname, "..", "docs", "performance.md");
   const text = readFileSync(readme, "utf8");
   const a = text.indexOf("<!-- million:start -->");
   const b = text.indexOf("<!-- million:end -->");

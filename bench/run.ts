@@ -6,7 +6,7 @@
  * node:http server forwarding with Portcullis's own client (bench/procs/peer-bare-h1.ts):
  * a target it misses is out of reach for any gateway on node:http on the machine of
  * the run. The design floor adds what Portcullis's design fixes on every request: Hono
- * on its Node adapter and the signed tenant context of the contract
+ * on its Node adapter and the signed tenant context (docs/credentials.md)
  * (bench/procs/peer-design-floor.ts): a target it misses is out of reach for a gateway
  * built that way. The targets table shows what both reach on each measure.
  *

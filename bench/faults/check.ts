@@ -2,11 +2,11 @@
  * What `npm run faults` checks on every answer, shared by the load process and the
  * harness's own probes: a 2xx must come from the upstream of the tenant the request
  * named (by Host or by API key) with a valid context signature; anything else must be
- * a refusal of the contract (its JSON body, one of its status codes). Plus the
+ * a refusal (its JSON body and one of its status codes, docs/errors.md). Plus the
  * statistics the report is made of.
  */
 
-/** Status codes the contract allows a refusal to have (the refusals table, shared/src/errors). */
+/** Status codes a refusal may have (the refusals table, shared/src/errors). */
 export const CONTRACT_STATUSES = new Set([400, 401, 403, 404, 421, 429, 502, 503, 504]);
 
 /** One answer (or failure) as the report sees it. */

@@ -1,7 +1,7 @@
 /**
  * The report of `npm run faults`: one table row per scenario, the checks behind each
  * PASS/FAIL, written to bench/results/<timestamp>-faults.md and, as a summary, into
- * README.md between `<!-- faults:start -->` and `<!-- faults:end -->`.
+ * docs/operations.md between `<!-- faults:start -->` and `<!-- faults:end -->`.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { fmtMs, type Latency } from "./check.ts";
@@ -53,7 +53,7 @@ function rssCell(r: ScenarioResult): string {
     .join(", ");
 }
 
-/** The table; `compact` (README): without the RSS column, p95 only. */
+/** The table; `compact` (docs/operations.md): without the RSS column, p95 only. */
 export function table(results: ScenarioResult[], compact = false): string {
   const head = compact
     ? [
@@ -104,19 +104,18 @@ export function checksText(results: ScenarioResult[]): string {
   return out.join("\n");
 }
 
-/** Replaces the text between the markers of README.md's reliability section. */
-export function updateReadme(path: string, summary: string): void {
+/** Replaces the text between the markers of the faults section (docs/operations.md); appends the section when they are missing. */
+export function updateFaultsSection(path: string, summary: string): void {
   const start = "<!-- faults:start -->";
   const end = "<!-- faults:end -->";
-  let readme = readFileSync(path, "utf8");
+  let doc = readFileSync(path, "utf8");
   const block = `${start}\n${summary.trim()}\n${end}`;
-  const i = readme.indexOf(start);
-  const j = readme.indexOf(end);
-  if (i !== -1 && j > i) readme = readme.slice(0, i) + block + readme.slice(j + end.length);
+  const i = doc.indexOf(start);
+  const j = doc.indexOf(end);
+  if (i !== -1 && j > i) doc = doc.slice(0, i) + block + doc.slice(j + end.length);
   else {
     const section = `## Partial failure\n\n\`npm run faults\` (\`bench/faults.ts\`, under 5 minutes; \`-- --quick\` shortens the Postgres\noutage to 16 s) starts its own stack as separate processes (two routers, the control\nplane, the key service, its own \`redis-server\`, a throw-away Postgres database behind a\nTCP relay), drives steady traffic at both routers, injects one dependency failure at a\ntime and checks every answer. Results: \`bench/results/<time>-faults.md\`, with the checks\nbehind each row.\n\n${block}\n\n`;
-    const anchor = readme.indexOf("## Performance");
-    readme = anchor === -1 ? `${readme.trimEnd()}\n\n${section}` : readme.slice(0, anchor) + section + readme.slice(anchor);
+    doc = `${doc.trimEnd()}\n\n${section}`;
   }
-  writeFileSync(path, readme);
+  writeFileSync(path, doc);
 }

@@ -1,7 +1,7 @@
 /**
  * Peer: the floor of Portcullis's own design. Hono on @hono/node-server (the adapter's
  * raw request and response, as the router uses them), routing by Host, the signed
- * tenant context every upstream receives (the contract's HMAC with the tenant's own
+ * tenant context every upstream receives (the HMAC with the tenant's own
  * key over the same headers, method, Host and target, a request id and a traceparent), forwarded with Portcullis's own HTTP/1.1 client.
  * It checks nothing: no guard, credential, policy, limit, audit, metering or metric.
  * What a gateway built the way Portcullis must be built costs before it decides anything.

@@ -48,7 +48,7 @@ const Env = z.object({
   ALERT_WEBHOOK_URL: z.string().url().optional(),
   ALERT_MIN_INTERVAL_MS: z.coerce.number().int().nonnegative().default(60_000),
   METRICS_TENANT_LABELS: z.coerce.number().int().nonnegative().default(100),
-  // Measurement only: "off" skips building and recording audit events (the contract
+  // Measurement only: "off" skips building and recording audit events (production
   // requires them; `npm run bench` uses this to show what auditing costs).
   ROUTER_AUDIT: z.enum(["on", "off"]).default("on"),
   // Router processes serving the public port: 1 (one process, the default), a number,

@@ -1,5 +1,5 @@
 /**
- * Writing refusals: the contract's JSON body, built from the shared registry with
+ * Writing refusals: the JSON body of docs/errors.md, built from the shared registry with
  * no allocation beyond the string itself and no stack trace.
  */
 import type { ServerResponse } from "node:http";

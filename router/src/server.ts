@@ -12,12 +12,13 @@ import { createRouterApp } from "./app.ts";
 import { type AuditSink, type AuditWriter, BatchingAuditSink, storeWriter } from "./audit/index.ts";
 import { clientIpResolver } from "./client-ip.ts";
 import type { RouterConfig } from "./config.ts";
-import { Limiter, UsageMeter } from "./limits/index.ts";
+import { Limiter } from "./limits/index.ts";
 import { KeyUsageReporter } from "./keys/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
 import { createDispatcher, createH1Client } from "./proxy/index.ts";
 import { createSecuritySignals, type SecuritySignals } from "./security/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
+import { UsageMeter } from "./usage/index.ts";
 
 export interface StartRouterDeps {
   store?: Store;

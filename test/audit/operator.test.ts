@@ -1,5 +1,5 @@
 /**
- * The operator's view: the contract's audit calls (filters, cursor pagination,
+ * The operator's view: the audit calls of docs/audit.md (filters, cursor pagination,
  * platform-wide refusals without a tenant), configuration changes with before and
  * after, `GET /v1/explain` (nothing sent upstream), cross-tenant signals (metrics
  * and a rate-limited webhook), `/metrics` on the three ops listeners, and W3C

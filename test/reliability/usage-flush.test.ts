@@ -5,8 +5,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { LIMIT_KEYS, type RedisStore } from "@portcullis/shared";
-import { UsageMeter } from "../../router/src/limits/index.ts";
-import { FLUSH_SLICE } from "../../router/src/limits/usage.ts";
+import { FLUSH_SLICE, UsageMeter } from "../../router/src/usage/index.ts";
 import { createTestStore, deleteKeys } from "../helpers/redis.ts";
 
 const NOW = Date.UTC(2026, 10, 5);

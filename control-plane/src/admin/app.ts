@@ -1,6 +1,6 @@
 /**
  * The admin API (contract: "Admin API"). Bearer-token auth compared in constant time;
- * bodies validated with zod; every answer JSON; errors in the contract's shape.
+ * bodies validated with zod; every answer JSON; errors in one shape (docs/errors.md).
  */
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { z } from "zod";

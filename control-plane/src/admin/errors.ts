@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import { ADMIN_ERRORS, type AdminErrorCode } from "@portcullis/shared";
 
-/** The contract's error body, with an optional `detail` for the operator. */
+/** The admin API's error body (docs/errors.md), with an optional `detail` for the operator. */
 export function adminError(c: Context, code: AdminErrorCode, detail?: string) {
   const e = ADMIN_ERRORS[code];
   const requestId = c.get("requestId" as never) ?? "";

@@ -1,6 +1,6 @@
 /**
  * `portcullis`: the operator's command line. `apply -f FILE [--dry-run]` is the
- * deploy-time preflight of the contract; the other commands wrap the admin API's
+ * deploy-time preflight (deploy/README.md); the other commands wrap the admin API's
  * daily calls (tenants, hostnames, keys) with readable output, or the API's JSON
  * with `--json`. It reaches the control plane at PORTCULLIS_ADMIN_URL with
  * ADMIN_TOKEN.

@@ -4,7 +4,7 @@
  * not an allow); then the tenant's branding document at BRANDING_PATH on its own
  * hostnames is answered by the router itself (`branding/`).
  */
-import { BRANDING_PATH, brandingJson } from "../limits/index.ts";
+import { BRANDING_PATH, brandingJson } from "../branding/index.ts";
 import type { Allowed, Exchange } from "./exchange.ts";
 import { pathOnly } from "./runtime.ts";
 import type { Outcome } from "./run.ts";

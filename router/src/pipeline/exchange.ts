@@ -11,7 +11,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { REFUSALS, type RefusalReason, refusalBody, type TenantRecord } from "@portcullis/shared";
-import { brandedRefusalPage, HTML_HEADERS, isBranded, wantsHtml } from "../limits/index.ts";
+import { brandedRefusalPage, HTML_HEADERS, isBranded, wantsHtml } from "../branding/index.ts";
 import { refusalHeaders } from "../errors.ts";
 import type { Extracted } from "../keys/index.ts";
 import type { Decision, HostOutcome, KeyOutcome, SessionOutcome } from "../policy/index.ts";

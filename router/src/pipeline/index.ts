@@ -9,7 +9,7 @@
  *   credentials  API key and session cookie, verified           keys/ sessions/
  *   decide       one fail-closed decision from all outcomes    policy/
  *   limits       body size, rate, monthly quota, concurrency   limits/
- *   branding     audit room (fail-closed audit); the tenant's branding document
+ *   branding     audit room (fail-closed audit); the tenant's branding document  branding/
  *   forward      signed tenant context, streamed upstream      proxy/
  */
 import { branding } from "./branding.ts";

@@ -4,8 +4,7 @@
  * admitted without a round trip). Admitted, the exchange holds a concurrency slot
  * until it ends and carries the rate headers to its response.
  */
-import { declaredTooLarge } from "../limits/body.ts";
-import type { LimitOutcome } from "../limits/index.ts";
+import { declaredTooLarge, type LimitOutcome } from "../limits/index.ts";
 import type { Allowed, Exchange } from "./exchange.ts";
 import type { Outcome } from "./run.ts";
 

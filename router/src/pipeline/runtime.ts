@@ -9,11 +9,12 @@ import { contextSigner } from "@portcullis/shared";
 import type { AuditEvent, AuditSink } from "../audit/index.ts";
 import type { ClientIp } from "../client-ip.ts";
 import type { RouterConfig } from "../config.ts";
-import type { Limiter, UsageMeter } from "../limits/index.ts";
+import type { Limiter } from "../limits/index.ts";
 import type { RouterMetrics } from "../ops/index.ts";
 import { Balance } from "../proxy/balance.ts";
 import { type H1Client, UpstreamHealth } from "../proxy/index.ts";
 import type { SecuritySignals } from "../security/index.ts";
+import type { UsageMeter } from "../usage/index.ts";
 import type { Resolver } from "../tenant-cache/index.ts";
 import type { Exchange } from "./exchange.ts";
 

@@ -3,7 +3,7 @@
  * every entry can be rebuilt from the control plane's database, and a flushed Redis
  * refills on demand.
  *
- * Staleness bounds (documented in README "Caching and staleness"):
+ * Staleness bounds (documented in docs/caching.md, "Caching and staleness"):
  * - with invalidation working, a change reaches every router in one pub/sub hop;
  * - with invalidation lost, an in-process entry is trusted for `freshMs`, then
  *   re-read from Redis; Redis entries written by the control plane live `redisTtlMs`;

@@ -1,13 +1,11 @@
 /**
- * Tenant branding, answered by the router itself (never the upstream): the JSON a
- * tenant's own pages read at `BRANDING_PATH` on its hostnames, and the HTML pages of
- * refusals a person sees in a browser (429, suspended). Every tenant-supplied value
- * is escaped for its context; the colour is re-checked against `#rrggbb` before it
- * reaches CSS, and the page's CSP allows no script at all.
+ * The branded refusal pages, answered by the router itself (never the upstream): the
+ * HTML a person sees in a browser when a tenant's request is refused (429, suspended),
+ * in the tenant's name, logo and colour. Every tenant-supplied value is escaped for its
+ * context; the colour is re-checked against `#rrggbb` before it reaches CSS (or the
+ * branding JSON, `json.ts`), and the page's CSP allows no script at all.
  */
 import { REFUSALS, type RefusalReason, type TenantRecord } from "@portcullis/shared";
-
-export const BRANDING_PATH = "/.well-known/portcullis/branding.json";
 
 /** Refusals shown as a branded page when the client asks for HTML. */
 const BRANDED: ReadonlySet<RefusalReason> = new Set([
@@ -24,7 +22,8 @@ const TITLES: Partial<Record<RefusalReason, string>> = {
   tenant_suspended: "Temporarily unavailable",
 };
 
-const COLOUR = /^#[0-9a-fA-F]{6}$/;
+/** The only colours a tenant's branding may carry into CSS or JSON. */
+export const COLOUR = /^#[0-9a-fA-F]{6}$/;
 const DEFAULT_COLOUR = "#334155";
 
 export const HTML_HEADERS = {
@@ -47,23 +46,6 @@ export function wantsHtml(accept: string | undefined): boolean {
 
 export function isBranded(reason: RefusalReason): boolean {
   return BRANDED.has(reason);
-}
-
-const jsonCache = new WeakMap<TenantRecord, string>();
-
-/** The tenant's public branding as JSON (built once per record). */
-export function brandingJson(tenant: TenantRecord): string {
-  let json = jsonCache.get(tenant);
-  if (json === undefined) {
-    const b = tenant.settings.branding;
-    json = JSON.stringify({
-      displayName: b.displayName ?? tenant.slug,
-      logoUrl: b.logoUrl ?? null,
-      primaryColor: b.primaryColor !== undefined && COLOUR.test(b.primaryColor) ? b.primaryColor : null,
-    });
-    jsonCache.set(tenant, json);
-  }
-  return json;
 }
 
 export function brandedRefusalPage(tenant: TenantRecord, reason: RefusalReason, requestId: string): string {

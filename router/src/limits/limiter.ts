@@ -1,0 +1,145 @@
+/**
+ * The `Limiter`: per-tenant limits on the request path, after the policy allowed the
+ * request:
+ *
+ * - rate: GCRA buckets per tenant and, for API-key traffic, per key (with the key's
+ *   own `limits` when it has them, else the tenant's `requestsPerSecond` and `burst`,
+ *   which the tenant's bucket then always reaches first), kept with the monthly quota
+ *   in the shared store and decided by one atomic script on Redis' clock, so the
+ *   limits hold across every router sharing that Redis;
+ * - monthly quota: `monthlyRequests` allowed requests per UTC calendar month,
+ *   counted in the same script;
+ * - concurrency: `concurrency` requests in flight per tenant, counted in this
+ *   router's memory. It is a per-router limit on purpose: a global in-flight count
+ *   would need a store write when each request ends and would leak slots when a
+ *   router dies mid-request; a per-router count is exact, free and self-healing.
+ *   With N routers a tenant may have up to N × concurrency requests in flight.
+ *
+ * Rate and quota are taken from the store in leases (`lease.ts`), decided in this
+ * router's memory while the store is out (`local.ts`); this class holds the
+ * concurrency count and the sweep that gives expired leases back.
+ */
+import type { KeyLimits, TenantRecord } from "@portcullis/shared";
+import { compile, keyBucket } from "./compile.ts";
+import { admit, LEASE_MS, promote } from "./lease.ts";
+import { CONCURRENCY_LIMITED, type LimitOutcome, UNLIMITED } from "./outcome.ts";
+import { forget, setFor } from "./sets.ts";
+import { createState, type LimiterOptions, type LimiterState } from "./state.ts";
+
+/** How often expired leases are refunded and idle bucket-sets forgotten. */
+const SWEEP_MS = LEASE_MS / 2;
+
+/** A bucket-set without a store answer for this long is forgotten (its lease refunded). */
+const IDLE_MS = 5 * LEASE_MS;
+
+export class Limiter {
+  readonly #s: LimiterState;
+  readonly #inFlight = new Map<string, number>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(options: LimiterOptions) {
+    this.#s = createState(options);
+    this.#timer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.#timer.unref();
+  }
+
+  /** True while rates are decided locally because the store failed. */
+  get degraded(): boolean {
+    return this.#s.now() < this.#s.degradedUntil;
+  }
+
+  /**
+   * Takes a concurrency slot for the tenant (release it with `release` when the
+   * exchange ends, whatever happens), then checks rate and quota. Synchronous when
+   * this router can decide alone (a lease with requests left, a remembered refusal,
+   * no limits); a Promise when it must ask the store.
+   */
+  check(
+    tenant: TenantRecord,
+    keyId: string | undefined,
+    keyLimits: KeyLimits | null = null,
+  ): LimitOutcome | Promise<LimitOutcome> {
+    const max = tenant.limits.concurrency;
+    if (max !== null) {
+      const n = this.#inFlight.get(tenant.id) ?? 0;
+      if (n >= max) return CONCURRENCY_LIMITED;
+      this.#inFlight.set(tenant.id, n + 1);
+    }
+    const outcome = this.#rateAndQuota(tenant, keyId, keyLimits);
+    if (max === null) return outcome;
+    if (outcome instanceof Promise) {
+      return outcome.then((o) => {
+        if (!o.ok) this.release(tenant.id);
+        return o;
+      });
+    }
+    if (!outcome.ok) this.release(tenant.id);
+    return outcome;
+  }
+
+  release(tenantId: string): void {
+    const n = this.#inFlight.get(tenantId);
+    if (n === undefined) return;
+    if (n <= 1) this.#inFlight.delete(tenantId);
+    else this.#inFlight.set(tenantId, n - 1);
+  }
+
+  /** Requests this router holds for a tenant right now (tests, metrics). */
+  inFlight(tenantId: string): number {
+    return this.#inFlight.get(tenantId) ?? 0;
+  }
+
+  /** Leased requests this router holds, unused, for a tenant's traffic or a key's (tests). */
+  leased(id: string): number {
+    const set = this.#s.sets.get(id);
+    return set === undefined ? 0 : set.tokens + (set.next?.tokens ?? 0);
+  }
+
+  #rateAndQuota(
+    tenant: TenantRecord,
+    keyId: string | undefined,
+    keyLimits: KeyLimits | null,
+  ): LimitOutcome | Promise<LimitOutcome> {
+    const { rate } = compile(tenant);
+    const keyRate = keyId === undefined ? null : keyBucket(keyLimits, rate);
+    const monthly = tenant.limits.monthlyRequests;
+    if (rate === null && keyRate === null && monthly === null) return UNLIMITED;
+
+    const s = this.#s;
+    const now = s.now();
+    return admit(s, setFor(s, tenant.id, keyId, rate, keyRate, monthly, now), now);
+  }
+
+  /**
+   * Refunds expired leases and forgets bucket-sets idle for `IDLE_MS`. The table is in
+   * order of last store answer and a lease never outlives its answer by more than
+   * `LEASE_MS`, so the walk stops at the first set answered within `LEASE_MS`. A set
+   * holding a lease fetched ahead has a current lease older than its last answer: those
+   * few are checked apart (`ahead`), so each lease goes back at its own expiry.
+   */
+  sweep(): void {
+    const s = this.#s;
+    const now = s.now();
+    for (const set of s.ahead) if (now >= set.expiresAt) promote(s, set, now);
+    for (const set of s.sets.values()) {
+      if (set.touched > now - LEASE_MS) break;
+      if (now >= set.expiresAt) promote(s, set, now);
+      if (set.touched <= now - IDLE_MS && set.fetching === 0) forget(s, set);
+    }
+  }
+
+  /** Resolves when the store calls under way (fetches, refunds) have finished. */
+  async settled(): Promise<void> {
+    const pending = this.#s.pending;
+    while (pending.size > 0) await Promise.allSettled([...pending]);
+  }
+
+  /** Refunds every lease (after the fetches in flight settle) and stops the sweep. */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.settled();
+    for (const set of [...this.#s.sets.values()]) forget(this.#s, set);
+    await this.settled();
+    await this.#s.local.close();
+  }
+}
