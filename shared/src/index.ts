@@ -6,4 +6,5 @@ export * from "./db-server/index.ts";
 export * from "./errors/index.ts";
 export * from "./hostname/index.ts";
 export * from "./ids.ts";
+export * from "./policy/index.ts";
 export * from "./config.ts";

@@ -1,25 +1,45 @@
 /**
  * `GET /v1/explain?host=&key=&session=&ip=`: what the router would decide for a
  * request, from the control plane's own records, without sending anything anywhere.
- * The outcomes are built the way the router's resolvers build them and fed to the
- * router's own policy (`decide`), so the answer names the same rule the router
- * would apply. `key` is a full API key or its displayed prefix (`pck_` + 8); only
- * the prefix, never a key, is echoed back. Rate and quota limits are not evaluated
+ * The records are the ones the key service answers a router with
+ * (control-plane/src/records/), turned into outcomes by the same builders and decided
+ * by the same `decide` as the router's (shared/src/policy/), so the answer names the
+ * rule the router would apply. `key` is a full API key or its displayed prefix
+ * (`pck_` + 8); only the prefix, never a key, is echoed back. A key's own rate limit
+ * is reported (`keyLimits`, null: the tenant's); rate and quota are not evaluated
  * (they depend on live traffic).
  */
 import { eq } from "drizzle-orm";
 import type { Hono } from "hono";
 import { z } from "zod";
 import {
+  API_HOST,
   API_KEY_PREFIX,
+  acceptKey,
   apiKeyPrefix,
+  type Decision,
+  decide,
+  type HostEntry,
+  type HostOutcome,
   hashApiKey,
   isWellFormedApiKey,
+  judgeSession,
+  KEY_MALFORMED,
+  KEY_UNKNOWN,
+  type KeyEntry,
+  type KeyOutcome,
+  type KnownKey,
   normalizeHostname,
   REFUSALS,
-  verifySessionToken,
+  SESSION_INVALID,
+  type SessionEntry,
+  type SessionOutcome,
+  screenKey,
+  sessionClaims,
+  type TenantEntry,
+  type TenantRecord,
+  tenantHost,
 } from "@portcullis/shared";
-import { type Decision, decide, type HostOutcome, type KeyOutcome, type SessionOutcome } from "@portcullis/router/policy";
 import type { Env } from "../admin/app.ts";
 import { adminError } from "../admin/errors.ts";
 import type { Db } from "../db/client.ts";
@@ -34,6 +54,7 @@ const Query = z
     ip: z.string().min(1).max(100).optional(),
   })
   .strict();
+export type ExplainQuery = z.infer<typeof Query>;
 
 /** Which rule of the contract's isolation list a refusal applies. */
 const RULES: Partial<Record<string, string>> = {
@@ -56,6 +77,27 @@ const RULES: Partial<Record<string, string>> = {
   resolution_unavailable: "7: resolution cannot be completed",
 };
 
+/** The records explain reads: those the key service answers a router's misses with. */
+export interface ExplainRecords {
+  host(hostname: string): Promise<HostEntry>;
+  tenant(id: string): Promise<TenantEntry>;
+  key(hash: string): Promise<KeyEntry>;
+  /** Hashes of the keys displayed as `prefix`; two are enough to tell one from several. */
+  keyHashes(prefix: string): Promise<string[]>;
+  session(id: string): Promise<SessionEntry>;
+}
+
+export function databaseRecords(db: Db): ExplainRecords {
+  return {
+    host: (hostname) => hostEntry(db, hostname),
+    tenant: (id) => tenantEntry(db, id),
+    key: (hash) => keyEntry(db, hash),
+    keyHashes: async (prefix) =>
+      (await db.select({ hash: apiKeys.hash }).from(apiKeys).where(eq(apiKeys.prefix, prefix)).limit(2)).map((r) => r.hash),
+    session: (id) => sessionEntry(db, id),
+  };
+}
+
 export interface ExplainDeps {
   db: Db;
   apiHostname: string;
@@ -63,79 +105,71 @@ export interface ExplainDeps {
   now?: () => number;
 }
 
+export type ExplainSource = Omit<ExplainDeps, "db"> & { records: ExplainRecords };
+
 type KeyLookup = { outcome: KeyOutcome; prefix?: string; note?: string };
 
-async function keyOutcome(db: Db, key: string, now: number): Promise<KeyLookup> {
+/** As the key service answers a host: the name's tenant, if a verified name of one. */
+async function hostOutcome(records: ExplainRecords, hostname: string): Promise<HostOutcome> {
+  const entry = await records.host(hostname);
+  return tenantHost(entry.tenantId ? (await records.tenant(entry.tenantId)).tenant : null);
+}
+
+/** As router/src/keys/ verifies a key, from its entry and its tenant's record. */
+async function keyOutcome(records: ExplainRecords, key: string, now: number, hostTenantId: string | null): Promise<KeyLookup> {
   let hash: string;
   let prefix: string;
   if (isWellFormedApiKey(key)) {
     hash = hashApiKey(key);
     prefix = apiKeyPrefix(key);
   } else if (key.startsWith(API_KEY_PREFIX) && key.length === API_KEY_PREFIX.length + 8) {
-    const rows = await db.select({ hash: apiKeys.hash }).from(apiKeys).where(eq(apiKeys.prefix, key)).limit(2);
-    if (rows.length === 0) return { outcome: { presented: true, ok: false, code: "key_unknown" }, prefix: key };
-    if (rows.length > 1) {
-      return { outcome: { presented: true, ok: false, code: "key_unknown" }, prefix: key, note: "prefix matches several keys" };
-    }
-    hash = (rows[0] as { hash: string }).hash;
+    const hashes = await records.keyHashes(key);
+    if (hashes.length === 0) return { outcome: KEY_UNKNOWN, prefix: key };
+    if (hashes.length > 1) return { outcome: KEY_UNKNOWN, prefix: key, note: "prefix matches several keys" };
+    hash = hashes[0] as string;
     prefix = key;
   } else {
-    return { outcome: { presented: true, ok: false, code: "key_malformed" } };
+    return { outcome: KEY_MALFORMED };
   }
-  // A revoked key reads as unknown to the router; say which it is.
-  const [row] = await db.select({ revokedAt: apiKeys.revokedAt }).from(apiKeys).where(eq(apiKeys.hash, hash));
-  if (row?.revokedAt) return { outcome: { presented: true, ok: false, code: "key_revoked" }, prefix };
-  const entry = (await keyEntry(db, hash)).key;
-  if (entry === null) return { outcome: { presented: true, ok: false, code: "key_unknown" }, prefix };
-  if (entry.expiresAt !== null && entry.expiresAt <= now)
-    return { outcome: { presented: true, ok: false, code: "key_expired" }, prefix };
-  const tenant = await tenantEntry(db, entry.tenantId);
-  return {
-    outcome: {
-      presented: true,
-      ok: true,
-      keyId: entry.keyId,
-      tenantId: entry.tenantId,
-      tenant: tenant.tenant,
-      binding: entry.binding,
-    },
-    prefix,
-  };
+  const value = await records.key(hash);
+  const early = screenKey(value, now, hostTenantId);
+  if (early !== null) return { outcome: early, prefix };
+  const entry = value.key as KnownKey;
+  return { outcome: acceptKey(entry, (await records.tenant(entry.tenantId)).tenant), prefix };
 }
 
-async function sessionOutcome(db: Db, token: string, secret: string, now: number): Promise<SessionOutcome> {
-  const invalid: SessionOutcome = { presented: true, ok: false, code: "session_invalid" };
-  const verified = verifySessionToken(token, secret, Math.floor(now / 1000));
-  if (!verified.ok) return invalid;
-  const { claims } = verified;
-  const s = (await sessionEntry(db, claims.sid)).session;
-  if (s === null || s.revoked || s.tenantId !== claims.tid || s.userId !== claims.uid || s.expiresAt <= now) return invalid;
-  return { presented: true, ok: true, tenantId: claims.tid, userId: claims.uid, sessionId: claims.sid };
+/** As router/src/sessions/ verifies a session cookie's token. */
+async function sessionOutcome(records: ExplainRecords, token: string, secret: string, now: number): Promise<SessionOutcome> {
+  const claims = sessionClaims(token, secret, now);
+  if (claims === null) return SESSION_INVALID;
+  return judgeSession((await records.session(claims.sid)).session, claims, now);
 }
 
-export async function explain(deps: ExplainDeps, q: z.infer<typeof Query>) {
-  const now = (deps.now ?? Date.now)();
+export function explain(deps: ExplainDeps, q: ExplainQuery) {
+  const { db, ...rest } = deps;
+  return explainFrom({ ...rest, records: databaseRecords(db) }, q);
+}
+
+export async function explainFrom(source: ExplainSource, q: ExplainQuery) {
+  const { records } = source;
+  const now = (source.now ?? Date.now)();
   const n = normalizeHostname(q.host);
   if (!n.ok)
     return { decision: "refuse", reason: "invalid_host", status: REFUSALS.invalid_host.status, rule: RULES.invalid_host };
-  let host: HostOutcome;
-  if (n.hostname === deps.apiHostname) host = { kind: "api", ok: true };
-  else {
-    const entry = await hostEntry(deps.db, n.hostname);
-    const tenant = entry.tenantId ? (await tenantEntry(deps.db, entry.tenantId)).tenant : null;
-    host = { kind: "tenant", ok: true, tenant };
-  }
-  const key = q.key === undefined ? null : await keyOutcome(deps.db, q.key, now);
-  const session = q.session === undefined ? undefined : await sessionOutcome(deps.db, q.session, deps.sessionSecret, now);
+  let host = n.hostname === source.apiHostname ? API_HOST : await hostOutcome(records, n.hostname);
+  // The tenant the hostname names, as the router's credentials stage passes it on.
+  const hostTenantId = host.ok && host.kind === "tenant" ? (host.tenant?.id ?? null) : null;
+  const key = q.key === undefined ? null : await keyOutcome(records, q.key, now, hostTenantId);
+  const session = q.session === undefined ? undefined : await sessionOutcome(records, q.session, source.sessionSecret, now);
 
   // Without an `ip`, the allowlist is reported rather than applied.
   let allowlist: string[] = [];
-  const strip = (t: (HostOutcome & { kind: "tenant"; ok: true })["tenant"]) => {
+  const strip = (t: TenantRecord | null) => {
     if (!t || q.ip !== undefined || t.settings.allowedIps.length === 0) return t;
     allowlist = t.settings.allowedIps;
     return { ...t, settings: { ...t.settings, allowedIps: [] } };
   };
-  if (host.kind === "tenant" && host.ok) host = { ...host, tenant: strip(host.tenant) };
+  if (host.kind === "tenant" && host.ok) host = tenantHost(strip(host.tenant));
   const keyIn = key?.outcome ?? { presented: false as const };
   const keyForDecision: KeyOutcome = keyIn.presented && keyIn.ok ? { ...keyIn, tenant: strip(keyIn.tenant) } : keyIn;
 
@@ -169,6 +203,8 @@ export async function explain(deps: ExplainDeps, q: z.infer<typeof Query>) {
     tenant: { id: t.id, slug: t.slug, status: t.status, plan: t.plan },
     auth: decision.auth,
     ...(decision.keyId ? { keyId: decision.keyId } : {}),
+    // The key's own rate limit, as the router's limits stage takes it from the key's outcome.
+    ...(decision.keyId && keyIn.presented && keyIn.ok ? { keyLimits: keyIn.limits ?? null } : {}),
     ...(decision.userId ? { userId: decision.userId } : {}),
     binding: t.binding,
     upstreams: t.upstreams,

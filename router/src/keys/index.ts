@@ -11,12 +11,15 @@
 import {
   API_KEY_LENGTH,
   API_KEY_PREFIX,
+  acceptKey,
   hashApiKey,
   isWellFormedApiKey,
-  type KeyEntry as KeyE,
-  type TenantRecord,
+  KEY_MALFORMED,
+  KEY_UNAVAILABLE,
+  type KnownKey,
+  screenKey,
 } from "@portcullis/shared";
-import type { KeyOutcome } from "../policy/index.ts";
+import type { KeyOutcome } from "@portcullis/shared";
 import type { Resolver } from "../tenant-cache/index.ts";
 
 export type Extracted =
@@ -27,13 +30,6 @@ export type Extracted =
   | { kind: "error"; code: "ambiguous_credentials" | "key_in_query" };
 
 const NONE: Extracted = { kind: "none" };
-// Expected outcomes, built once (the hot path allocates nothing to refuse).
-const MALFORMED: KeyOutcome = { presented: true, ok: false, code: "key_malformed" };
-const UNKNOWN: KeyOutcome = { presented: true, ok: false, code: "key_unknown" };
-const REVOKED: KeyOutcome = { presented: true, ok: false, code: "key_revoked" };
-const EXPIRED: KeyOutcome = { presented: true, ok: false, code: "key_expired" };
-const UNAVAILABLE: KeyOutcome = { presented: true, ok: false, code: "unavailable" };
-
 const AMBIGUOUS: Extracted = { kind: "error", code: "ambiguous_credentials" };
 
 /** More than one distinct key was found. */
@@ -170,7 +166,8 @@ export function keyInQuery(url: string): boolean {
 /**
  * `hostTenantId` is the tenant the hostname names (null on API_HOSTNAME). Another
  * tenant's key is answered after the same one lookup as an unknown, expired or revoked
- * key (its tenant is not loaded), so the refusals cost the same.
+ * key (its tenant is not loaded), so the refusals cost the same. The outcomes are
+ * built from the key's entry by shared/src/policy/outcomes.ts.
  */
 export function verifyKey(
   resolver: Resolver,
@@ -178,52 +175,28 @@ export function verifyKey(
   now: number,
   hostTenantId: string | null = null,
 ): KeyOutcome | Promise<KeyOutcome> {
-  if (!isWellFormedApiKey(key)) return MALFORMED;
+  if (!isWellFormedApiKey(key)) return KEY_MALFORMED;
   const hash = hashApiKey(key);
   // Synchronous when the key and its tenant are fresh in memory (the hot path).
   const cached = resolver.keys.peek(hash);
   if (cached !== undefined) {
-    const early = screen(cached, now, hostTenantId);
+    const early = screenKey(cached, now, hostTenantId);
     if (early !== null) return early;
-    const tenant = resolver.tenants.peek((cached.key as NonNullable<KeyE["key"]>).tenantId);
-    if (tenant !== undefined) return accepted(cached.key as NonNullable<KeyE["key"]>, tenant.tenant);
+    const tenant = resolver.tenants.peek((cached.key as KnownKey).tenantId);
+    if (tenant !== undefined) return acceptKey(cached.key as KnownKey, tenant.tenant);
   }
   return verifyLoaded(resolver, hash, now, hostTenantId);
 }
 
 async function verifyLoaded(resolver: Resolver, hash: string, now: number, hostTenantId: string | null): Promise<KeyOutcome> {
   const lookup = await resolver.key(hash);
-  if (!lookup.ok) return UNAVAILABLE;
-  const early = screen(lookup.value, now, hostTenantId);
+  if (!lookup.ok) return KEY_UNAVAILABLE;
+  const early = screenKey(lookup.value, now, hostTenantId);
   if (early !== null) return early;
-  const entry = lookup.value.key as NonNullable<KeyE["key"]>;
+  const entry = lookup.value.key as KnownKey;
   const tenant = await resolver.tenant(entry.tenantId);
-  if (!tenant.ok) return UNAVAILABLE;
-  return accepted(entry, tenant.tenant);
-}
-
-/** The outcome decided by the key's own entry, or null when its tenant is needed. */
-function screen(value: KeyE, now: number, hostTenantId: string | null): KeyOutcome | null {
-  const entry = value.key;
-  if (entry === null) return value.revoked ? REVOKED : UNKNOWN;
-  if (entry.expiresAt !== null && entry.expiresAt <= now) return EXPIRED;
-  if (hostTenantId !== null && entry.tenantId !== hostTenantId) {
-    // decide() refuses it as key_other_tenant (the tenant ids differ).
-    return { presented: true, ok: true, keyId: entry.keyId, tenantId: entry.tenantId, tenant: null, binding: entry.binding };
-  }
-  return null;
-}
-
-function accepted(entry: NonNullable<KeyE["key"]>, tenant: TenantRecord | null): KeyOutcome {
-  return {
-    presented: true,
-    ok: true,
-    keyId: entry.keyId,
-    tenantId: entry.tenantId,
-    tenant,
-    binding: entry.binding,
-    limits: entry.limits ?? null,
-  };
+  if (!tenant.ok) return KEY_UNAVAILABLE;
+  return acceptKey(entry, tenant.tenant);
 }
 
 export interface KeyUsageOptions {

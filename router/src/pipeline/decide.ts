@@ -2,7 +2,7 @@
  * decide: the one fail-closed decision from every outcome (`policy/`). Refused, the
  * exchange ends here; allowed, the decision names the tenant and how it was reached.
  */
-import { decide as policy } from "../policy/index.ts";
+import { decide as policy } from "@portcullis/shared";
 import type { Exchange } from "./exchange.ts";
 import type { Outcome } from "./run.ts";
 

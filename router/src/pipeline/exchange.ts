@@ -14,7 +14,7 @@ import { REFUSALS, type RefusalReason, refusalBody, type TenantRecord } from "@p
 import { brandedRefusalPage, HTML_HEADERS, isBranded, wantsHtml } from "../branding/index.ts";
 import { refusalHeaders } from "../errors.ts";
 import type { Extracted } from "../keys/index.ts";
-import type { Decision, HostOutcome, KeyOutcome, SessionOutcome } from "../policy/index.ts";
+import type { Decision, HostOutcome, KeyOutcome, SessionOutcome } from "@portcullis/shared";
 import { auditExchange, type Runtime } from "./runtime.ts";
 
 export type Env = { Bindings: HttpBindings; Variables: { exchange: Exchange } };

@@ -7,7 +7,7 @@
  *   guard        the Host and target the edge checked          guard/
  *   resolve      exact Host → tenant (memory → Redis → key service)   tenant-cache/
  *   credentials  API key and session cookie, verified           keys/ sessions/
- *   decide       one fail-closed decision from all outcomes    policy/
+ *   decide       one fail-closed decision from all outcomes    shared/src/policy/
  *   limits       body size, rate, monthly quota, concurrency   limits/
  *   branding     audit room (fail-closed audit); the tenant's branding document  branding/
  *   forward      signed tenant context, streamed upstream      proxy/

@@ -3,11 +3,9 @@
  * `tenant-cache/`), or the API hostname. What is not found is an outcome for
  * `decide`, not a refusal here.
  */
-import type { HostOutcome } from "../policy/index.ts";
+import { API_HOST, tenantHost } from "@portcullis/shared";
 import { type Exchange, UNRESOLVED } from "./exchange.ts";
 import type { Outcome } from "./run.ts";
-
-const API_HOST: HostOutcome = { kind: "api", ok: true };
 
 export function resolve(x: Exchange): Outcome | Promise<Outcome> {
   const { config, resolver } = x.runtime.deps;
@@ -17,11 +15,11 @@ export function resolve(x: Exchange): Outcome | Promise<Outcome> {
   }
   const hit = resolver.peekHost(x.hostname);
   if (hit !== undefined) {
-    x.host = { kind: "tenant", ok: true, tenant: hit };
+    x.host = tenantHost(hit);
     return undefined;
   }
   return resolver.resolveHost(x.hostname).then((lookup) => {
-    x.host = lookup.ok ? { kind: "tenant", ok: true, tenant: lookup.tenant } : UNRESOLVED;
+    x.host = lookup.ok ? tenantHost(lookup.tenant) : UNRESOLVED;
     return undefined;
   });
 }

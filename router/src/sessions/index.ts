@@ -2,12 +2,11 @@
  * Session cookies: the token's MAC and expiry are checked locally; whether it was
  * revoked comes from the session cache (invalidated on revocation, like keys).
  */
-import { verifySessionToken } from "@portcullis/shared";
-import type { SessionOutcome } from "../policy/index.ts";
+import { judgeSession, SESSION_INVALID, SESSION_UNAVAILABLE, sessionClaims } from "@portcullis/shared";
+import type { SessionOutcome } from "@portcullis/shared";
 import type { Resolver } from "../tenant-cache/index.ts";
 
 const NOT_PRESENTED: SessionOutcome = { presented: false };
-const INVALID: SessionOutcome = { presented: true, ok: false, code: "session_invalid" };
 
 /** The session cookie's value(s) in a Cookie header (RFC 6265 §4.2.1). */
 export function findSessionCookies(cookieHeader: string | undefined, name: string): string[] {
@@ -42,23 +41,14 @@ export function verifySession(
 ): SessionOutcome | Promise<SessionOutcome> {
   const values = findSessionCookies(cookieHeader, cookieName);
   if (values.length === 0) return NOT_PRESENTED;
-  if (values.length > 1) return INVALID;
-  const verified = verifySessionToken(values[0] as string, secret, Math.floor(nowMs / 1000));
-  if (!verified.ok) return INVALID;
-  const { claims } = verified;
+  if (values.length > 1) return SESSION_INVALID;
+  // The token's MAC and expiry, then the session's state: shared/src/policy/outcomes.ts.
+  const claims = sessionClaims(values[0] as string, secret, nowMs);
+  if (claims === null) return SESSION_INVALID;
   // Synchronous when the session's state is fresh in memory (the hot path).
   const cached = resolver.sessions.peek(claims.sid);
-  if (cached !== undefined) return judge(cached.session, claims, nowMs);
-  return resolver.session(claims.sid).then((state) => (state.ok ? judge(state.value.session, claims, nowMs) : UNAVAILABLE));
-}
-
-const UNAVAILABLE: SessionOutcome = { presented: true, ok: false, code: "unavailable" };
-
-function judge(
-  s: { tenantId: string; userId: string; revoked: boolean; expiresAt: number } | null,
-  claims: { sid: string; tid: string; uid: string },
-  nowMs: number,
-): SessionOutcome {
-  if (s === null || s.revoked || s.tenantId !== claims.tid || s.userId !== claims.uid || s.expiresAt <= nowMs) return INVALID;
-  return { presented: true, ok: true, tenantId: claims.tid, userId: claims.uid, sessionId: claims.sid };
+  if (cached !== undefined) return judgeSession(cached.session, claims, nowMs);
+  return resolver
+    .session(claims.sid)
+    .then((state) => (state.ok ? judgeSession(state.value.session, claims, nowMs) : SESSION_UNAVAILABLE));
 }

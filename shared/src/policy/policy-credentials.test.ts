@@ -6,7 +6,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { REFUSALS, type TenantRecord } from "@portcullis/shared";
+import type { TenantRecord } from "../contracts/index.ts";
+import { REFUSALS } from "../errors/index.ts";
 import { type DecisionInput, decide, ipAllowed, type KeyOutcome, sameBinding, type SessionOutcome } from "./index.ts";
 
 const IDS = ["ten_a", "ten_b", "ten_c"] as const;

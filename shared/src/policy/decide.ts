@@ -2,10 +2,14 @@
  * The one decision point. Every resolver reports an outcome; this pure function
  * turns them into allow (tenant T) or refuse (reason). It is total and fails
  * closed: an outcome it does not recognise, a credential naming another tenant, or
- * anything unresolved ends in a refusal. Property-tested in policy.test.ts.
+ * anything unresolved ends in a refusal. The router's request path and the control
+ * plane's explain call (control-plane/src/explain/) both decide here. Property-tested
+ * in router/src/policy/policy.test.ts and policy-credentials.test.ts; explain's
+ * agreement with the router in test/policy/explain-agrees.test.ts.
  */
 import { BlockList, isIP } from "node:net";
-import type { DatabaseBinding, KeyLimits, RefusalReason, TenantRecord } from "@portcullis/shared";
+import type { DatabaseBinding, KeyLimits, TenantRecord } from "../contracts/index.ts";
+import type { RefusalReason } from "../errors/index.ts";
 
 export type HostOutcome =
   | { kind: "tenant"; ok: true; tenant: TenantRecord | null }

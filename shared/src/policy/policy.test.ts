@@ -6,7 +6,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type DatabaseBinding, REFUSALS, type TenantRecord } from "@portcullis/shared";
+import type { DatabaseBinding, TenantRecord } from "../contracts/index.ts";
+import { REFUSALS } from "../errors/index.ts";
 import {
   type DecisionInput,
   decide,
