@@ -1,22 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { TenantRecord } from "@portcullis/shared";
 import { brandingJson } from "./json.ts";
 import { brandedRefusalPage, escapeHtml, wantsHtml } from "./page.ts";
+import { tenantRecord } from "../../../test/helpers/tenant-record.ts";
 
-function tenant(limits: Partial<TenantRecord["limits"]> = {}, branding: TenantRecord["settings"]["branding"] = {}): TenantRecord {
-  return {
-    id: "ten_1",
-    slug: "acme",
-    status: "active",
-    plan: "free",
-    binding: { server: "db:5432", database: "acme" },
-    upstreams: ["http://127.0.0.1:1"],
-    limits: { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null, ...limits },
-    features: {},
-    settings: { allowedIps: [], branding },
-  };
-}
+const tenant = tenantRecord;
 
 describe("branding", () => {
   it("escapes every HTML-significant character", () => {

@@ -6,20 +6,9 @@ import { describe, expect, it } from "vitest";
 import { MemoryStore, type Store, type TenantRecord } from "@portcullis/shared";
 import { createRouterMetrics } from "../ops/index.ts";
 import { LEASE_MS, type LimitOutcome, Limiter, PREFETCH_GAP_MS, QUOTA_DENIAL_MS } from "./index.ts";
+import { tenantRecord } from "../../../test/helpers/tenant-record.ts";
 
-function tenant(limits: Partial<TenantRecord["limits"]> = {}): TenantRecord {
-  return {
-    id: "ten_1",
-    slug: "acme",
-    status: "active",
-    plan: "free",
-    binding: { server: "db:5432", database: "acme" },
-    upstreams: ["http://127.0.0.1:1"],
-    limits: { requestsPerSecond: null, burst: null, monthlyRequests: null, concurrency: null, maxBodyBytes: null, ...limits },
-    features: {},
-    settings: { allowedIps: [], branding: {} },
-  };
-}
+const tenant = tenantRecord;
 
 /** A store on a test clock, counting the limiter's calls. */
 function countingStore(now: () => number) {
