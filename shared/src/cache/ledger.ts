@@ -50,6 +50,8 @@ export class WriteLedger {
   /** Totals when the connection last closed: nothing resolves between a close and the next ready. */
   #atClose = zero();
   #runId: string | null = null;
+  /** When the ledger was last written: rewritten unchanged before its expiry comes near. */
+  #writtenAt = 0;
   /** A (re)connection not yet compared with the server before it: no ledger write until it is. */
   #checkPending = false;
   #busy = false;
@@ -135,7 +137,8 @@ export class WriteLedger {
 
   async #write(): Promise<void> {
     const totals = { ...this.#totals };
-    if (LEDGER_KINDS.every((k) => totals[k] === this.#sent[k])) return;
+    const now = performance.now();
+    if (LEDGER_KINDS.every((k) => totals[k] === this.#sent[k]) && now - this.#writtenAt < LEDGER_TTL_MS / 4) return;
     await this.#call(() =>
       this.#client
         .multi()
@@ -148,5 +151,6 @@ export class WriteLedger {
         }),
     );
     this.#sent = totals;
+    this.#writtenAt = now;
   }
 }
