@@ -21,8 +21,6 @@
  *                                              router during the fixed-rate run
  *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
- *   npm run bench:hot -- --clients             adds Portcullis forwarding everything through
- *                                              undici (no h1 client), same seed, same rounds
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
  *                                              the router (--rate-warmup S uncounted first, 15)
@@ -68,7 +66,6 @@ const AUDIT_OFF = argv.includes("--audit-off");
 // Hostnames (one tenant each) the load spreads over: 100000 shows what sparse tenants cost.
 const HOSTS = Number(option("--hosts", "1000"));
 // A/B of the upstream client: a second router that forwards everything through undici.
-const CLIENTS = argv.includes("--clients");
 const DESIGN_FLOOR = "Hono + signed context floor";
 const DOMAIN = "bench.test";
 
@@ -108,12 +105,6 @@ const env = {
   ...(AUDIT_OFF ? { ROUTER_AUDIT: "off" } : {}),
 };
 const router = await start("router.ts", TARGET_CPU, { env }, ["--expose-gc", ...ROUTER_FLAGS]);
-const undiciRouter = CLIENTS
-  ? await start("router.ts", TARGET_CPU, { env: { ...env, REDIS_PREFIX: `${env.REDIS_PREFIX}u:` }, upstreamClient: "undici" }, [
-      "--expose-gc",
-      ...ROUTER_FLAGS,
-    ])
-  : null;
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
@@ -149,7 +140,6 @@ const targets = [
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
   { name: "node:http floor", proc: floor, before: async () => {} },
   { name: DESIGN_FLOOR, proc: design, before: async () => {} },
-  ...(undiciRouter ? [{ name: "Portcullis, undici only", proc: undiciRouter, before: seedOf(undiciRouter) }] : []),
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
 // Round 0 warms every target (JIT tiers, connections, leases) and is not counted.

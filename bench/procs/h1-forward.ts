@@ -4,9 +4,14 @@
  * with nothing checked or counted.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createH1Client } from "../../router/src/proxy/index.ts";
+import { createUpstreamClient } from "../../router/src/proxy/index.ts";
 
-const client = createH1Client({ connectTimeoutMs: 10_000, headersTimeoutMs: 30_000, bodyTimeoutMs: 30_000, connections: 128 });
+const client = createUpstreamClient({
+  connectTimeoutMs: 10_000,
+  headersTimeoutMs: 30_000,
+  bodyTimeoutMs: 30_000,
+  connections: 128,
+});
 const done = () => {};
 const refuse = (res: ServerResponse) => {
   if (!res.headersSent) res.writeHead(502).end();

@@ -12,14 +12,11 @@ import { AUDIT_STREAM, CACHE, type TenantRecord } from "@portcullis/shared";
 import { loadRouterConfig, startRouter } from "@portcullis/router";
 import { hostAt, settings } from "./common.ts";
 
-const s = settings<{ env: Record<string, string>; upstreamClient?: "h1" | "undici" }>();
+const s = settings<{ env: Record<string, string> }>();
 const config = loadRouterConfig(s.env, { port: 0, opsPort: 0, host: "127.0.0.1", opsHost: "127.0.0.1" });
 // Audit as in production: batches appended to the store's durable stream (the
 // orchestrator empties the stream between runs; nothing consumes it meanwhile).
-const router = await startRouter(config, {
-  log: pino({ level: "silent" }),
-  ...(s.upstreamClient ? { upstreamClient: s.upstreamClient } : {}),
-});
+const router = await startRouter(config, { log: pino({ level: "silent" }) });
 const { resolver, store } = router;
 
 type Command =

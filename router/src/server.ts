@@ -15,7 +15,7 @@ import type { RouterConfig } from "./config.ts";
 import { Limiter } from "./limits/index.ts";
 import { KeyUsageReporter } from "./keys/index.ts";
 import { createOpsApp, createRouterMetrics } from "./ops/index.ts";
-import { createDispatcher, createH1Client } from "./proxy/index.ts";
+import { createUpstreamClient } from "./proxy/index.ts";
 import { createSecuritySignals, type SecuritySignals } from "./security/index.ts";
 import { createKeyServiceClient, type KeyServiceClient, Resolver } from "./tenant-cache/index.ts";
 import { UsageMeter } from "./usage/index.ts";
@@ -34,8 +34,6 @@ export interface StartRouterDeps {
   ops?: boolean;
   /** Labels on every metric of this router (a worker's `worker` slot). */
   metricLabels?: Record<string, string>;
-  /** `undici`: every request forwarded through undici, none through the h1 client (`bench:hot -- --clients`). */
-  upstreamClient?: "h1" | "undici";
 }
 
 export interface RunningRouter {
@@ -101,8 +99,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     onLookup: (cache, tier) => metrics.cacheLookups.inc({ cache, tier }),
   });
   await resolver.start().catch((error) => log.warn({ err: error }, "invalidation subscription not yet established"));
-  const dispatcher = createDispatcher(config.upstream);
-  const h1 = deps.upstreamClient === "undici" ? undefined : createH1Client(config.upstream);
+  const upstream = createUpstreamClient(config.upstream);
   let lastAuditWarning = 0;
   const audit = new BatchingAuditSink({
     writer:
@@ -139,8 +136,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     meter,
     config,
     resolver,
-    dispatcher,
-    h1,
+    upstream,
     audit,
     metrics,
     clientIp: clientIpResolver(config.trustedProxies),
@@ -212,7 +208,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
       { side: "client" },
       await new Promise<number>((r) => server.getConnections((_e, n) => r(n ?? 0))),
     );
-    metrics.openConnections.set({ side: "upstream" }, upstreamConnections(dispatcher) + (h1?.connections ?? 0));
+    metrics.openConnections.set({ side: "upstream" }, upstream.connections);
   };
   const opsServer =
     deps.ops === false
@@ -245,7 +241,7 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     await security.flush();
     await keyUsage.close();
     await resolver.close();
-    await Promise.all([dispatcher.close(), h1?.close()]);
+    await upstream.close();
     if (!deps.keyService) await keyService.close();
     if (ownsStore) await store.close();
   };
@@ -282,15 +278,6 @@ export async function startRouter(config: Readonly<RouterConfig>, deps: StartRou
     },
     close,
   };
-}
-
-/** Open connections of the upstream dispatcher (undici Agent stats, per origin). */
-function upstreamConnections(dispatcher: unknown): number {
-  const stats = (dispatcher as { stats?: Record<string, { connected?: number }> }).stats;
-  if (!stats) return 0;
-  let n = 0;
-  for (const origin of Object.values(stats)) n += origin.connected ?? 0;
-  return n;
 }
 
 /** The key service client, timed per call (portcullis_key_service_client_seconds). */

@@ -16,7 +16,7 @@ import { Worker } from "node:worker_threads";
 import type { RunningRouter } from "@portcullis/router";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeRefusal } from "../../router/src/errors.ts";
-import { createDispatcher, createH1Client, type ForwardRequest, forward, UpstreamHealth } from "../../router/src/proxy/index.ts";
+import { createUpstreamClient, type ForwardRequest, UpstreamHealth } from "../../router/src/proxy/index.ts";
 import { send } from "../helpers/http.ts";
 import { refusedUrl } from "../helpers/ports.ts";
 import { eventually, startTestStack, type TestStack } from "../helpers/stack.ts";
@@ -386,13 +386,12 @@ describe("upstream failures through the router (real Redis, real Postgres, real 
   });
 });
 
-describe.each(["h1", "undici"] as const)("the %s client behaves the same", (kind) => {
+describe("the upstream client, on its own", () => {
   let front: Server;
   let port: number;
   let rr = 0;
   const health = new UpstreamHealth({ ...LONG_EJECTION, probeWindowMs: 600 });
-  const dispatcher = createDispatcher(TIMEOUTS);
-  const h1 = createH1Client(TIMEOUTS);
+  const client = createUpstreamClient(TIMEOUTS);
   /** Origins of the next request, set by each case. */
   let origins: string[] = [];
 
@@ -411,8 +410,7 @@ describe.each(["h1", "undici"] as const)("the %s client behaves the same", (kind
         health,
       };
       const refuse = (r: ServerResponse, reason: Parameters<typeof writeRefusal>[1]) => writeRefusal(r, reason, "req_test");
-      if (kind === "h1") h1.forward(res, f, refuse, () => {});
-      else forward(dispatcher, res, f, refuse, () => {});
+      client.forward(res, f, refuse, () => {});
     });
     await new Promise<void>((r) => front.listen(0, "127.0.0.1", () => r()));
     port = (front.address() as AddressInfo).port;
@@ -420,8 +418,7 @@ describe.each(["h1", "undici"] as const)("the %s client behaves the same", (kind
   afterAll(async () => {
     front.closeAllConnections();
     await new Promise<void>((r) => front.close(() => r()));
-    h1.destroy();
-    await dispatcher.destroy();
+    client.destroy();
   });
 
   const request = (method = "GET", body?: string) =>

@@ -7,7 +7,6 @@
  */
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { writeRefusal } from "../errors.ts";
-import { forwardRequest } from "../proxy/index.ts";
 import { upstreamHeaders } from "../proxy/request.ts";
 import type { Allowed, Exchange } from "./exchange.ts";
 import { EXPECTS_CONTINUE, type Guarded } from "./guard.ts";
@@ -46,9 +45,7 @@ export function forward(x: Exchange): Response {
   const origins = tenant.upstreams;
   const start = balance.pick(origins);
   if (origins.length > 1) x.outstandingOrigin = origins[start % origins.length] as string;
-  forwardRequest(
-    deps.dispatcher,
-    deps.h1,
+  deps.upstream.forward(
     outgoing,
     {
       origins,
@@ -58,7 +55,6 @@ export function forward(x: Exchange): Response {
       headers,
       body: hasBody ? incoming : null,
       maxBodyBytes: tenant.limits.maxBodyBytes,
-      stallTimeoutMs: config.upstream.bodyTimeoutMs,
       health,
       responseHeaders:
         x.rateHeaders === null ? { "x-request-id": x.requestId } : { "x-request-id": x.requestId, ...x.rateHeaders },

@@ -4,7 +4,6 @@
  * health, the context signer — and the audit record an exchange ends with.
  */
 import type { Logger } from "pino";
-import type { Dispatcher } from "undici";
 import { contextSigner } from "@portcullis/shared";
 import type { AuditEvent, AuditSink } from "../audit/index.ts";
 import type { ClientIp } from "../client-ip.ts";
@@ -21,9 +20,8 @@ import type { Exchange } from "./exchange.ts";
 export interface RouterDeps {
   config: Readonly<RouterConfig>;
   resolver: Resolver;
-  dispatcher: Dispatcher;
-  /** The HTTP/1.1 client for body-less requests to http: upstreams; without it, undici forwards all. */
-  h1?: H1Client;
+  /** The client every request is forwarded with (proxy/h1.ts). */
+  upstream: H1Client;
   audit: AuditSink;
   metrics: RouterMetrics;
   clientIp: ClientIp;
@@ -53,7 +51,7 @@ export interface Runtime {
    */
   inflight: WeakMap<object, Exchange>;
   balance: Balance;
-  /** Passive health of upstream origins, shared by both forwarding clients. */
+  /** Passive health of upstream origins, shared by every request. */
   health: UpstreamHealth;
   isoTime: (ms: number) => string;
 }
