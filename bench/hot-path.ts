@@ -21,6 +21,8 @@
  *                                              router during the fixed-rate run
  *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
+ *   npm run bench:hot -- --baseline DIR        adds the router of another checkout (made by
+ *                                              `sh scripts/baseline.sh REV`), same seed and rounds
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
  *                                              the router (--rate-warmup S uncounted first, 15)
@@ -31,7 +33,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds, fixedRate, startNode } from "./processes.ts";
 import { has, type HostSet, runWrk } from "./load.ts";
@@ -65,7 +67,9 @@ const NO_LIMITS = argv.includes("--no-limits");
 const AUDIT_OFF = argv.includes("--audit-off");
 // Hostnames (one tenant each) the load spreads over: 100000 shows what sparse tenants cost.
 const HOSTS = Number(option("--hosts", "1000"));
-// A/B of the upstream client: a second router that forwards everything through undici.
+// A same-run A/B of a change: a second router from another checkout of the repository
+// (`scripts/baseline.sh REV` prepares one), same seed, same rounds.
+const BASELINE = option("--baseline", "");
 const DESIGN_FLOOR = "Hono + signed context floor";
 const DOMAIN = "bench.test";
 
@@ -105,6 +109,14 @@ const env = {
   ...(AUDIT_OFF ? { ROUTER_AUDIT: "off" } : {}),
 };
 const router = await start("router.ts", TARGET_CPU, { env }, ["--expose-gc", ...ROUTER_FLAGS]);
+const baseline = BASELINE
+  ? await start(
+      resolve(BASELINE, "bench/procs/router.ts"),
+      TARGET_CPU,
+      { env: { ...env, REDIS_PREFIX: `${env.REDIS_PREFIX}b:` } },
+      ["--expose-gc", ...ROUTER_FLAGS],
+    )
+  : null;
 const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
@@ -140,6 +152,7 @@ const targets = [
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
   { name: "node:http floor", proc: floor, before: async () => {} },
   { name: DESIGN_FLOOR, proc: design, before: async () => {} },
+  ...(baseline ? [{ name: "Portcullis (baseline)", proc: baseline, before: seedOf(baseline) }] : []),
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
 // Round 0 warms every target (JIT tiers, connections, leases) and is not counted.
@@ -180,6 +193,15 @@ if (ROUNDS > 0)
       `median: ${name} ${Math.round(median(p.map((x) => x.rps)))} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(median(b.map((x) => x.rps)))} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${rps.toFixed(2)}× bare's req/s, ${cpu.toFixed(2)}× bare's CPU per request (medians of per-round ratios)`,
     );
   }
+if (ROUNDS > 0 && baseline) {
+  const p = results.get("Portcullis") ?? [];
+  const base = results.get("Portcullis (baseline)") ?? [];
+  const cpu = median(p.map((x, i) => x.us / (base[i]?.us ?? Number.NaN)));
+  const ratios = p.map((x, i) => (x.us / (base[i]?.us ?? Number.NaN)).toFixed(3)).join(", ");
+  console.log(
+    `median: Portcullis ${median(p.map((x) => x.us)).toFixed(1)} µs/req, baseline ${median(base.map((x) => x.us)).toFixed(1)} µs/req: ${cpu.toFixed(3)}× the baseline's CPU per request (per round: ${ratios})`,
+  );
+}
 
 /** The router's own histograms, for the share of its requests under 1 ms. */
 async function routerBuckets(): Promise<Map<string, number>> {

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HostSet, RateResult } from "./load.ts";
 
@@ -33,7 +33,11 @@ export function startNode(
   options: unknown,
   nodeArgs: string[] = [],
 ): Promise<NodeProc> {
-  const [cmd, args] = pinned(cpu, process.execPath, [...nodeArgs, join(procs, file), JSON.stringify(options)]);
+  const [cmd, args] = pinned(cpu, process.execPath, [
+    ...nodeArgs,
+    isAbsolute(file) ? file : join(procs, file),
+    JSON.stringify(options),
+  ]);
   const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   children.push(child);
   let next = 0;
