@@ -21,6 +21,7 @@
  *                                              router during the fixed-rate run
  *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
+ *   npm run bench:hot -- --no-stages           without the per-stage CPU and allocation table
  *   npm run bench:hot -- --baseline DIR        adds the router of another checkout (made by
  *                                              `sh scripts/baseline.sh REV`), same seed and rounds
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
@@ -31,11 +32,12 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds, fixedRate, startNode } from "./processes.ts";
+import { allocatedBytes, type CpuProfile, formatStageCosts, type HeapProfile, stageCosts } from "./stage-costs.ts";
 import { has, type HostSet, runWrk } from "./load.ts";
 import { benchTenant } from "./tenant.ts";
 
@@ -70,6 +72,8 @@ const HOSTS = Number(option("--hosts", "1000"));
 // A same-run A/B of a change: a second router from another checkout of the repository
 // (`scripts/baseline.sh REV` prepares one), same seed, same rounds.
 const BASELINE = option("--baseline", "");
+// The per-stage table at the end (two more runs of the router, profiled).
+const NO_STAGES = argv.includes("--no-stages");
 const DESIGN_FLOOR = "Hono + signed context floor";
 const DOMAIN = "bench.test";
 
@@ -201,6 +205,27 @@ if (ROUNDS > 0 && baseline) {
   console.log(
     `median: Portcullis ${median(p.map((x) => x.us)).toFixed(1)} µs/req, baseline ${median(base.map((x) => x.us)).toFixed(1)} µs/req: ${cpu.toFixed(3)}× the baseline's CPU per request (per round: ${ratios})`,
   );
+}
+
+// What each stage costs: one more run of the router under a CPU profile, and one under
+// the sampled allocation profiler (bench/stage-costs.ts). Not part of the rounds above.
+if (ROUNDS > 0 && !NO_STAGES) {
+  const base = { port: router.port, connections: 64, hosts, cpu: LOAD_CPU, tmp };
+  await seed();
+  await runWrk({ ...base, seconds: 1 });
+  await router.ask({ type: "cpu-start" });
+  const profiled = await runWrk({ ...base, seconds: SECONDS });
+  await router.ask({ type: "cpu-stop", file: join(tmp, "stages.cpuprofile") });
+  const costs = stageCosts(JSON.parse(readFileSync(join(tmp, "stages.cpuprofile"), "utf8")) as CpuProfile, profiled.requests);
+  await router.ask({ type: "alloc-start", survivors: false });
+  const sampled = await runWrk({ ...base, seconds: SECONDS });
+  await router.ask({ type: "alloc-stop", file: join(tmp, "stages.heapprofile") });
+  const bytes = allocatedBytes(JSON.parse(readFileSync(join(tmp, "stages.heapprofile"), "utf8")) as HeapProfile);
+  const floors = [DESIGN_FLOOR, "node:http floor"].map(
+    (n) => `${n} ${median((results.get(n) ?? []).map((x) => x.us)).toFixed(1)}`,
+  );
+  console.log(`\nPortcullis per stage (a profiled extra run; floors, µs/req from the rounds: ${floors.join(", ")}):`);
+  for (const line of formatStageCosts(costs, bytes / sampled.requests)) console.log(`  ${line}`);
 }
 
 /** The router's own histograms, for the share of its requests under 1 ms. */
