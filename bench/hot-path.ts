@@ -21,6 +21,9 @@
  *                                              router during the fixed-rate run
  *   npm run bench:hot -- --rate 1000 --rate-only Portcullis   only that fixed-rate target
  *   npm run bench:hot -- --router-flags "--trace-gc"   Node flags for the router process
+ *   npm run bench:hot -- --floor-variants      adds the design floor with overrideGlobalObjects: false,
+ *                                              with autoCleanupIncoming: false, and on Hono's
+ *                                              LinearRouter and PatternRouter (A/Bs of the floor)
  *   npm run bench:hot -- --no-stages           without the per-stage CPU and allocation table
  *   npm run bench:hot -- --baseline DIR        adds the router of another checkout (made by
  *                                              `sh scripts/baseline.sh REV`), same seed and rounds
@@ -72,6 +75,8 @@ const HOSTS = Number(option("--hosts", "1000"));
 // A same-run A/B of a change: a second router from another checkout of the repository
 // (`scripts/baseline.sh REV` prepares one), same seed, same rounds.
 const BASELINE = option("--baseline", "");
+// A/Bs of the design floor itself: the adapter's options and Hono's router.
+const FLOOR_VARIANTS = argv.includes("--floor-variants");
 // The per-stage table at the end (two more runs of the router, profiled).
 const NO_STAGES = argv.includes("--no-stages");
 const DESIGN_FLOOR = "Hono + signed context floor";
@@ -125,12 +130,23 @@ const bare = await start("peer-bare-undici.ts", TARGET_CPU, { hosts: HOSTS, doma
 // The floor of a node:http gateway: the server side and Portcullis's own client, nothing checked.
 const floor = await start("peer-bare-h1.ts", TARGET_CPU, { hosts: HOSTS, domain: DOMAIN, upstream: origin });
 // The floor of Portcullis's design: Hono's Node adapter and the signed tenant context, nothing checked.
-const design = await start("peer-design-floor.ts", TARGET_CPU, {
-  hosts: HOSTS,
-  domain: DOMAIN,
-  upstream: origin,
-  secret: env.CONTEXT_SIGNING_SECRET,
-});
+const floorSettings = { hosts: HOSTS, domain: DOMAIN, upstream: origin, secret: env.CONTEXT_SIGNING_SECRET };
+const design = await start("peer-design-floor.ts", TARGET_CPU, floorSettings);
+
+const variants = FLOOR_VARIANTS
+  ? [
+      { name: "floor, overrideGlobalObjects off", options: { adapter: { overrideGlobalObjects: false } } },
+      { name: "floor, autoCleanupIncoming off", options: { adapter: { autoCleanupIncoming: false } } },
+      { name: "floor, LinearRouter", options: { router: "linear" } },
+      { name: "floor, PatternRouter", options: { router: "pattern" } },
+    ]
+  : [];
+const variantProcs = await Promise.all(
+  variants.map(async (v) => ({
+    name: v.name,
+    proc: await start("peer-design-floor.ts", TARGET_CPU, { ...floorSettings, ...v.options }),
+  })),
+);
 
 const template = benchTenant(origin);
 if (NO_LIMITS)
@@ -156,6 +172,7 @@ const targets = [
   { name: "bare node:http + undici", proc: bare, before: async () => {} },
   { name: "node:http floor", proc: floor, before: async () => {} },
   { name: DESIGN_FLOOR, proc: design, before: async () => {} },
+  ...variantProcs.map((v) => ({ name: v.name, proc: v.proc, before: async () => {} })),
   ...(baseline ? [{ name: "Portcullis (baseline)", proc: baseline, before: seedOf(baseline) }] : []),
 ];
 const results = new Map<string, { rps: number; us: number }[]>();
@@ -195,6 +212,15 @@ if (ROUNDS > 0)
     const cpu = median(p.map((x, i) => x.us / (b[i]?.us ?? Number.NaN)));
     console.log(
       `median: ${name} ${Math.round(median(p.map((x) => x.rps)))} req/s (${median(p.map((x) => x.us)).toFixed(1)} µs/req), bare ${Math.round(median(b.map((x) => x.rps)))} req/s (${median(b.map((x) => x.us)).toFixed(1)} µs/req): ${rps.toFixed(2)}× bare's req/s, ${cpu.toFixed(2)}× bare's CPU per request (medians of per-round ratios)`,
+    );
+  }
+if (ROUNDS > 0)
+  for (const v of variants) {
+    const p = results.get(v.name) ?? [];
+    const d = results.get(DESIGN_FLOOR) ?? [];
+    const cpu = median(p.map((x, i) => x.us / (d[i]?.us ?? Number.NaN)));
+    console.log(
+      `median: ${v.name} ${median(p.map((x) => x.us)).toFixed(1)} µs/req: ${cpu.toFixed(3)}× the design floor's CPU per request (per round: ${p.map((x, i) => (x.us / (d[i]?.us ?? Number.NaN)).toFixed(3)).join(", ")})`,
     );
   }
 if (ROUNDS > 0 && baseline) {

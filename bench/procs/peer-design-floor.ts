@@ -9,6 +9,8 @@
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono } from "hono";
+import { LinearRouter } from "hono/router/linear-router";
+import { PatternRouter } from "hono/router/pattern-router";
 import { createServer } from "node:http";
 import { contextSigner, type TenantContext } from "@portcullis/shared";
 import { nextTraceparent } from "../../router/src/proxy/trace.ts";
@@ -16,12 +18,22 @@ import { nextRequestId } from "../../router/src/request-id.ts";
 import { forwardedHeaders, hostOf, ready, routes, settings } from "./common.ts";
 import { forwardTo } from "./h1-forward.ts";
 
-const s = settings<{ hosts: number; domain: string; upstream: string; secret: string }>();
+const s = settings<{
+  hosts: number;
+  domain: string;
+  upstream: string;
+  secret: string;
+  /** A/B variants (`bench:hot -- --floor-variants`): the adapter's options and Hono's router. */
+  adapter?: { overrideGlobalObjects?: boolean; autoCleanupIncoming?: boolean };
+  router?: "smart" | "linear" | "pattern";
+}>();
 const table = routes(s.hosts, s.domain, s.upstream);
 const sign = contextSigner(s.secret);
 const FIRST_KEY = { version: 1, previous: null } as const;
 
-const app = new Hono<{ Bindings: HttpBindings }>();
+const router = s.router === "linear" ? new LinearRouter() : s.router === "pattern" ? new PatternRouter() : null;
+// Hono types its router option by its handler tuple; any of its routers fits at run time.
+const app = new Hono<{ Bindings: HttpBindings }>(router === null ? {} : ({ router } as never));
 app.all("*", (c) => {
   const { incoming, outgoing } = c.env;
   const hostname = hostOf(incoming.headers.host);
@@ -51,5 +63,5 @@ app.all("*", (c) => {
   return RESPONSE_ALREADY_SENT;
 });
 
-const server = createServer(getRequestListener(app.fetch));
+const server = createServer(getRequestListener(app.fetch, s.adapter ?? {}));
 server.listen(0, "127.0.0.1", () => ready(server));
