@@ -7,8 +7,12 @@
  */
 import { createHash } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from "node:http";
-import { type AddressInfo, connect, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeRefusal } from "../../router/src/errors.ts";
+import { isBlockedRequestHeader } from "../../router/src/proxy/headers.ts";
+import { H1Client } from "../../router/src/proxy/h1.ts";
+import { bodyLength, requestHead } from "../../router/src/proxy/h1-request.ts";
 import { deadOrigin, eventually, h1Suite } from "../helpers/h1-harness.ts";
 
 const h = h1Suite();
@@ -287,5 +291,90 @@ describe("request bodies", () => {
     const reply = await exchange(fr.port, "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n", ["hello"]);
     expect(reply.status).toBe(502);
     expect(h.up.heads.length).toBe(heads + 1);
+  });
+});
+
+describe("request bodies: what a client cannot make the router send", () => {
+  it("a thousand one-byte chunks read in one turn go upstream as a few chunks, not a thousand writes", async () => {
+    const received: Buffer[] = [];
+    const raw = createServer((socket) => {
+      socket.on("data", (d: Buffer) => {
+        received.push(d);
+        if (Buffer.concat(received).includes("\r\n0\r\n\r\n")) socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.1", r));
+    try {
+      const fr = await h.setup({}, [`http://127.0.0.1:${(raw.address() as AddressInfo).port}`]);
+      const body = "abcdefghij".repeat(100);
+      const wire = [...body].map((c) => `1\r\n${c}\r\n`).join("");
+      const reply = await exchange(fr.port, `POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${wire}0\r\n\r\n`);
+      expect(reply.status).toBe(200);
+      const sent = Buffer.concat(received).toString("latin1");
+      const bodyPart = sent.slice(sent.indexOf("\r\n\r\n") + 4);
+      // Decode what the upstream received: chunk sizes, then data.
+      let decoded = "";
+      let chunks = 0;
+      for (let at = 0; ; ) {
+        const eol = bodyPart.indexOf("\r\n", at);
+        const size = Number.parseInt(bodyPart.slice(at, eol), 16);
+        if (size === 0) break;
+        chunks++;
+        decoded += bodyPart.slice(eol + 2, eol + 2 + size);
+        at = eol + 2 + size + 2;
+      }
+      expect(decoded).toBe(body);
+      expect(chunks).toBeLessThan(10);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it("a body something else already read, or decoded to text, is not forwarded: 502, the upstream connection closed", async () => {
+    const client = new H1Client({ connectTimeoutMs: 1_000, headersTimeoutMs: 1_000, bodyTimeoutMs: 1_000, connections: 2 });
+    const front = createHttpServer((req, res) => {
+      req.setEncoding("utf8");
+      client.forward(
+        res,
+        {
+          origins: [h.up.url],
+          start: 0,
+          method: "POST",
+          path: "/",
+          headers: ["host", "app.test"],
+          body: req,
+          maxBodyBytes: null,
+          responseHeaders: {},
+        },
+        (r, reason) => writeRefusal(r, reason, "req_test"),
+        () => {},
+      );
+    });
+    await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+    try {
+      const accepted = h.up.accepted;
+      h.up.scripts.push(() => {});
+      const reply = await exchange(
+        (front.address() as AddressInfo).port,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n",
+        ["hello"],
+      );
+      expect(reply.status).toBe(502);
+      await eventually(() => h.up.closed.has(accepted));
+    } finally {
+      front.closeAllConnections();
+      front.close();
+      await client.close();
+    }
+  });
+
+  it("framing is the router's: Content-Length in any spelling is never forwarded, a coding other than chunked sends nothing", () => {
+    for (const name of ["content-length", "Content-Length", "Content_Length", "CONTENT_length"])
+      expect(isBlockedRequestHeader(name)).toBe(true);
+    const withCoding = (coding: string) => ({ headers: { "transfer-encoding": coding } }) as unknown as IncomingMessage;
+    expect(bodyLength(withCoding("chunked"))).toBe(-1);
+    expect(bodyLength(withCoding(" Chunked "))).toBe(-1);
+    expect(requestHead("POST", "/", [], bodyLength(withCoding("gzip, chunked")))).toBeNull();
+    expect(requestHead("POST", "/", [], bodyLength(withCoding("identity")))).toBeNull();
   });
 });

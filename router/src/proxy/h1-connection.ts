@@ -30,6 +30,9 @@ export interface ConnOwner {
   failed(ex: Exchange, kind: Failure, connected: boolean, reused: boolean, gotBytes: boolean): void;
 }
 
+/** Request-body bytes written at once, at the latest. */
+const FLUSH_BYTES = 64 * 1024;
+
 // Connection phases.
 export const CONNECTING = 0;
 export const SENDING = 1;
@@ -60,6 +63,10 @@ export class Conn implements ResponseSink {
   idleUntil = 0;
   /** The socket keeps the process alive (it does only while it may be in use). */
   refed = true;
+  /** Body bytes read from the client and not yet written. */
+  readonly #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #flushScheduled = false;
 
   constructor(owner: ConnOwner, pool: Pool) {
     this.owner = owner;
@@ -130,16 +137,20 @@ export class Conn implements ResponseSink {
     this.phase = SENDING;
     this.deadline = performance.now() + this.owner.bodyTimeoutMs;
     ex.bodyState = BODY_STREAMING;
+    // Nothing else reads the client's body: one that was already read elsewhere cannot
+    // be forwarded whole, and sending less than the declared length would leave the
+    // upstream reading the next request as its rest.
+    if (body.readableEnded || body.readableEncoding !== null) {
+      this.fail("error");
+      return;
+    }
     body.on("data", this.#onBodyData);
     body.on("end", this.#onBodyEnd);
-    // A body the router's server already finished reading (a short one while the
-    // request was being decided) is complete.
-    if (body.readableEnded) this.#onBodyEnd();
   }
 
   readonly #onBodyData = (chunk: Buffer) => {
     const ex = this.ex;
-    if (ex === null || ex.bodyState !== BODY_STREAMING) return;
+    if (ex === null || ex.bodyState !== BODY_STREAMING || chunk.length === 0) return;
     ex.bytesIn += chunk.length;
     this.active = true;
     const max = ex.f.maxBodyBytes;
@@ -148,21 +159,43 @@ export class Conn implements ResponseSink {
       this.fail("body_too_large");
       return;
     }
-    let full: boolean;
-    if (ex.chunked) {
-      this.socket.cork();
-      this.socket.write(chunkLine(chunk.length), "latin1");
-      this.socket.write(chunk);
-      full = !this.socket.write("\r\n", "latin1");
-      this.socket.uncork();
-    } else full = !this.socket.write(chunk);
-    if (full && !this.sendPaused) {
+    // What one turn of the event loop read goes out as one write (one chunk when
+    // chunked): a client sending tiny chunks costs a system call per turn, not per chunk.
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes >= FLUSH_BYTES) this.#flush(ex);
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flushSoon);
+    }
+  };
+
+  readonly #flushSoon = () => {
+    this.#flushScheduled = false;
+    const ex = this.ex;
+    if (ex !== null && ex.bodyState === BODY_STREAMING) this.#flush(ex);
+  };
+
+  /** Writes the body read so far; pauses the client when the upstream socket is full. */
+  #flush(ex: Exchange): void {
+    const pending = this.#pending;
+    if (pending.length === 0) return;
+    const socket = this.socket;
+    socket.cork();
+    if (ex.chunked) socket.write(chunkLine(this.#pendingBytes), "latin1");
+    let room = true;
+    for (const piece of pending) room = socket.write(piece);
+    if (ex.chunked) room = socket.write("\r\n", "latin1");
+    socket.uncork();
+    pending.length = 0;
+    this.#pendingBytes = 0;
+    if (!room && !this.sendPaused) {
       // Backpressure: the client is read no faster than the upstream takes its body.
       this.sendPaused = true;
       (ex.body as IncomingMessage).pause();
-      this.socket.once("drain", this.#onSocketDrain);
+      socket.once("drain", this.#onSocketDrain);
     }
-  };
+  }
 
   readonly #onSocketDrain = () => {
     this.sendPaused = false;
@@ -174,7 +207,14 @@ export class Conn implements ResponseSink {
   readonly #onBodyEnd = () => {
     const ex = this.ex;
     if (ex === null || ex.bodyState !== BODY_STREAMING) return;
+    this.#flush(ex);
     this.#stopBody(ex);
+    // Node ends a body only at its declared length; anything else must not leave a
+    // reusable connection behind.
+    if (ex.length !== -1 && ex.bytesIn !== ex.length) {
+      this.fail("error");
+      return;
+    }
     ex.bodyState = BODY_SENT;
     if (ex.chunked) this.socket.write(LAST_CHUNK, "latin1");
     if (this.phase === SENDING) {
@@ -191,6 +231,8 @@ export class Conn implements ResponseSink {
     body.off("end", this.#onBodyEnd);
     this.socket.off("drain", this.#onSocketDrain);
     this.sendPaused = false;
+    this.#pending.length = 0;
+    this.#pendingBytes = 0;
   }
 
   onHead(status: number, headers: string[]): boolean {

@@ -85,6 +85,8 @@ export class Exchange {
   readonly onClose: () => void;
   /** The client's body, or null. */
   readonly body: IncomingMessage | null;
+  /** The body's length upstream: declared bytes, -1 chunked, null no body (h1-request.ts `bodyLength`). */
+  readonly length: number | null;
   /** Sent chunked (the client declared no length). */
   readonly chunked: boolean;
   bodyState = BODY_UNREAD;
@@ -111,7 +113,7 @@ export class Exchange {
     refuse: RefuseWriter,
     done: (result: ForwardResult) => void,
     head: string,
-    chunked: boolean,
+    length: number | null,
     started: number,
   ) {
     this.res = res;
@@ -120,7 +122,8 @@ export class Exchange {
     this.done = done;
     this.head = head;
     this.body = f.body;
-    this.chunked = chunked;
+    this.length = length;
+    this.chunked = length === -1;
     this.started = started;
     this.onClose = () => owner.clientGone(this);
   }

@@ -20,13 +20,18 @@ const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const BAD_PATH = /[^\x21-\xff]/;
 const DIGITS = /^\d{1,15}$/;
 
+/** A transfer coding other than `chunked` alone: nothing is forwarded (the edge refuses it first). */
+const UNSUPPORTED = -2;
+
 /**
  * How a client body is framed upstream: its length (a non-negative number) when the
- * client declared one, -1 for chunked, null for no body.
+ * client declared one, -1 for chunked, null for no body, -2 for a coding the router
+ * does not forward.
  */
 export function bodyLength(body: IncomingMessage | null): number | null {
   if (body === null) return null;
-  if (body.headers["transfer-encoding"] !== undefined) return -1;
+  const coding = body.headers["transfer-encoding"];
+  if (coding !== undefined) return coding.trim().toLowerCase() === "chunked" ? -1 : UNSUPPORTED;
   const declared = body.headers["content-length"];
   // Node has validated it; anything else would be a body of unknown length.
   return declared !== undefined && DIGITS.test(declared) ? Number(declared) : -1;
@@ -42,7 +47,7 @@ export function requestHead(
   headers: readonly string[],
   length: number | null = null,
 ): string | null {
-  if (path.charCodeAt(0) !== 0x2f || BAD_PATH.test(path) || !TOKEN.test(method)) return null;
+  if (path.charCodeAt(0) !== 0x2f || BAD_PATH.test(path) || !TOKEN.test(method) || (length !== null && length < -1)) return null;
   let head = `${method} ${path} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] as string;

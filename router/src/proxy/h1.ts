@@ -120,7 +120,7 @@ export class H1Client implements ConnOwner {
     const started = performance.now();
     const length = bodyLength(f.body);
     const head = requestHead(f.method, f.path, f.headers, length);
-    const ex = new Exchange(this, res, f, refuse, done, head ?? "", length === -1, started);
+    const ex = new Exchange(this, res, f, refuse, done, head ?? "", length, started);
     if (head === null || this.#closed) {
       refuse(res, "upstream_unavailable");
       ex.finish(res.statusCode, "upstream_unavailable");

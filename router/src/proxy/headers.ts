@@ -163,7 +163,8 @@ export function isBlockedRequestHeader(name: string): boolean {
   if (blocked === undefined) {
     const n = name.toLowerCase().replaceAll("_", "-");
     // `expect`: the router's own server already answered 100-continue (RFC 9110 §10.1.1).
-    blocked = HOP_BY_HOP.has(n) || SPOOFABLE.has(n) || n === "expect" || isIdentityHeader(n);
+    // `content-length` (any spelling): the router frames the body itself (proxy/h1-request.ts).
+    blocked = HOP_BY_HOP.has(n) || SPOOFABLE.has(n) || n === "expect" || n === "content-length" || isIdentityHeader(n);
     // Memo bounded: header names a client invents must not grow memory.
     if (cache.size < 4096) cache.set(name, blocked);
   }
