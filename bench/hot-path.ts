@@ -251,7 +251,12 @@ if (ROUNDS > 0 && !NO_STAGES) {
     (n) => `${n} ${median((results.get(n) ?? []).map((x) => x.us)).toFixed(1)}`,
   );
   console.log(`\nPortcullis per stage (a profiled extra run; floors, µs/req from the rounds: ${floors.join(", ")}):`);
-  for (const line of formatStageCosts(costs, bytes / sampled.requests)) console.log(`  ${line}`);
+  for (const line of formatStageCosts(
+    costs,
+    bytes / sampled.requests,
+    median((results.get("Portcullis") ?? []).map((x) => x.us)),
+  ))
+    console.log(`  ${line}`);
 }
 
 /** The router's own histograms, for the share of its requests under 1 ms. */

@@ -45,6 +45,7 @@ import { request } from "undici";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase, type Database } from "@portcullis/control-plane";
 import { AUDIT_STREAM, hashApiKey, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
 import { cpuSeconds, fixedRate, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
+import { allocatedBytes, type CpuProfile, type HeapProfile, formatStageCosts, stageCosts, stageTable } from "./stage-costs.ts";
 import { has, type HostSet, type LoadResult, runAutocannon, runWrk, summarize } from "./load.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -602,6 +603,27 @@ async function main() {
   });
   for (const r of rows) if (r.errors > 0) note(`${r.name}: ${r.errors} non-2xx or socket errors during its runs`);
 
+  // ---- what each stage costs: the router once more under a CPU profile, once under the
+  // sampled allocation profiler (bench/stage-costs.ts); not part of the rounds above.
+  const stages = await (async () => {
+    const t = targets.find((x) => x.name === "Portcullis") as Target;
+    const base = { port: t.port, connections: CONNECTIONS, hosts: t.hosts, cpu: LOAD_CPU, tmp };
+    await t.before?.();
+    await load({ ...base, seconds: P.warmup });
+    await router.ask({ type: "cpu-start" });
+    const profiled = await load({ ...base, seconds: P.seconds });
+    await router.ask({ type: "cpu-stop", file: join(tmp, "stages.cpuprofile") });
+    const costs = stageCosts(JSON.parse(readFileSync(join(tmp, "stages.cpuprofile"), "utf8")) as CpuProfile, profiled.requests);
+    await t.before?.();
+    await router.ask({ type: "alloc-start", survivors: false });
+    const sampled = await load({ ...base, seconds: P.seconds });
+    await router.ask({ type: "alloc-stop", file: join(tmp, "stages.heapprofile") });
+    const bytes = allocatedBytes(JSON.parse(readFileSync(join(tmp, "stages.heapprofile"), "utf8")) as HeapProfile);
+    return { costs, bytesPerRequest: bytes / sampled.requests };
+  })();
+  const portcullisCpu = () => rows.find((r) => r.name === "Portcullis")?.cpuUs ?? Number.NaN;
+  for (const line of formatStageCosts(stages.costs, stages.bytesPerRequest, portcullisCpu())) log(`  ${line}`);
+
   // ---- memory per cached tenant ----------------------------------------------------------------
   await router.ask({ type: "unseed" });
   const before = (await router.ask({ type: "heap" })) as number;
@@ -912,6 +934,8 @@ async function main() {
       vsPortcullis: ratio(r.rps, portcullis.rps),
     })),
     addedLatency: added,
+    stageCostsUsPerRequest: Object.fromEntries(stages.costs.perRequest),
+    bytesAllocatedPerRequest: Math.round(stages.bytesPerRequest),
     bytesPerCachedTenant: Math.round(bytesPerTenant),
     singleRequests: cold,
     revocationPropagationMs: revocation,
@@ -943,6 +967,12 @@ async function main() {
   md.push(
     "",
     `Added latency at a fixed ${P.rate} req/s (open loop, ${P.rateSeconds} s after ${P.rateWarmup} s uncounted, median of ${rateReps}): Portcullis p50 ${f(added.p50ms, 3)} ms, p99 ${f(added.p99ms, 3)} ms; for reference the bare forwarder p50 ${f(added.bareP50ms, 3)} ms, p99 ${f(added.bareP99ms, 3)} ms, the node:http floor p50 ${f(added.floorP50ms, 3)} ms, p99 ${f(added.floorP99ms, 3)} ms, and the design floor p50 ${f(added.designP50ms, 3)} ms, p99 ${f(added.designP99ms, 3)} ms (each minus direct).`,
+    "",
+  );
+  md.push(
+    `What each stage of Portcullis's request path costs (a profiled extra run after the rounds; each CPU sample counted at the innermost known part of its stack, 100 µs sampling; each share applied to the CPU per request measured in the rounds): µs of CPU per request, beside the floors' whole cost per request in the rounds (${FLOOR_NAME}: ${f(rows.find((r) => r.name === FLOOR_NAME)?.cpuUs ?? Number.NaN, 1)}, ${DESIGN_FLOOR_NAME}: ${f(rows.find((r) => r.name === DESIGN_FLOOR_NAME)?.cpuUs ?? Number.NaN, 1)}).`,
+    "",
+    ...stageTable(stages.costs, stages.bytesPerRequest, portcullisCpu()),
     "",
   );
   md.push(
