@@ -33,7 +33,13 @@ export default defineConfig({
         extends: true,
         test: {
           name: "redis",
-          include: ["shared/src/**/*.test.ts", "router/src/**/*.test.ts", "control-plane/src/**/*.test.ts", "test/**/*.test.ts"],
+          include: [
+            "shared/src/**/*.test.ts",
+            "router/src/**/*.test.ts",
+            "control-plane/src/**/*.test.ts",
+            "sdk/src/**/*.test.ts",
+            "test/**/*.test.ts",
+          ],
           // Needs the cluster of the project below.
           exclude: [...configDefaults.exclude, "test/reliability/redis-cluster.test.ts"],
         },
