@@ -28,12 +28,14 @@ import { createAdminApp } from "./admin/app.ts";
 import { recordChanges } from "./admin/changes.ts";
 import { AuditConsumer } from "./audit/consumer.ts";
 import { mountAuditRoutes } from "./audit/routes.ts";
+import { createConsole, LiveFeed } from "./console/index.ts";
 import { mountExplainRoute } from "./explain/index.ts";
 import { createKeyServiceApp } from "./key-service/app.ts";
 import { BREAKER_STATE_VALUE, createControlPlaneMetrics, createKeyServiceMetrics, createMetricsApp } from "./ops/index.ts";
 import { Publisher } from "./publish/index.ts";
 import { mountContextKeyRoutes } from "./tenants/context-key.ts";
 import { TenantService } from "./tenants/service.ts";
+import { mountUsageHistoryRoute } from "./usage/history.ts";
 import { mountUsageRoutes, UsageCollector } from "./usage/index.ts";
 
 export { loadControlPlaneConfig, type ControlPlaneConfig } from "./config.ts";
@@ -198,6 +200,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     ...(deps.jobs !== false ? { lease: leases.usage } : {}),
     ...(deps.usageIntervalMs ? { intervalMs: deps.usageIntervalMs } : {}),
   });
+  const liveFeed = new LiveFeed({ db: database.db, log });
   const admin = createAdminApp({
     tenants,
     adminToken: config.adminToken,
@@ -210,9 +213,13 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
       metrics.adminRequests.observe({ method, status: `${Math.floor(status / 100)}xx` }, seconds),
     extend: (app) => {
       mountUsageRoutes(app, { collector: usage, findTenant: (ref) => tenants.find(ref) });
+      mountUsageHistoryRoute(app, { db: database.db, tenants });
       mountContextKeyRoutes(app, { db: database.db, tenants, publisher, master: config.contextSigningSecret });
       mountAuditRoutes(app, { db: database.db, tenants });
       mountExplainRoute(app, { db: database.db, apiHostname: config.apiHostname, sessionSecret: config.sessionSecret });
+      // The operator's console: a client of this same app, in process (console/index.ts).
+      const consoleApp = createConsole({ adminToken: config.adminToken, adminFetch: (r) => app.fetch(r), feed: liveFeed });
+      app.route("/console", consoleApp as unknown as typeof app);
     },
   });
   const streams = hasStreams(store) ? store : null;
@@ -261,6 +268,7 @@ export async function createControlPlane(config: Readonly<ControlPlaneConfig>, d
     /** Leases of the singleton jobs. */
     leases,
     async close() {
+      liveFeed.close();
       await domains.stop();
       // Not awaited past a moment: a subscription still waiting for Redis is dropped with the store.
       const unsubscribe = await Promise.race([subscription, new Promise<null>((r) => setTimeout(() => r(null), 500).unref())]);

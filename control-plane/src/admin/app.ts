@@ -3,88 +3,20 @@
  * bodies validated with zod; every answer JSON; errors in one shape (docs/errors.md).
  */
 import { Hono, type Context, type MiddlewareHandler } from "hono";
-import { z } from "zod";
+import type { z } from "zod";
 import { type CircuitBreaker, constantTimeEqual, newId } from "@portcullis/shared";
 import type { Logger } from "pino";
 import type { ApplyService } from "../apply/index.ts";
-import { ApplyRequest } from "../apply/spec.ts";
 import { databaseUnavailable } from "../db/errors.ts";
 import { guardDatabase } from "../db/guard.ts";
 import { type TlsAsk, tlsAskHandler } from "../domains/tls-ask.ts";
 import type { Outcome, TenantService } from "../tenants/service.ts";
-import { isCidr } from "../tenants/validation.ts";
 import { adminError, errorBody } from "./errors.ts";
+import { mountReference } from "./reference.ts";
+import { OPERATIONS as OP, route } from "./operations.ts";
+import * as S from "./schemas.ts";
 
 export type Env = { Variables: { requestId: string } };
-
-const Limits = z
-  .object({
-    requestsPerSecond: z.number().positive().max(1e6).nullable(),
-    burst: z.number().int().positive().max(1e7).nullable(),
-    monthlyRequests: z.number().int().positive().nullable(),
-    concurrency: z.number().int().positive().max(1e6).nullable(),
-    maxBodyBytes: z.number().int().nonnegative().nullable(),
-  })
-  .partial()
-  .strict();
-
-const Settings = z
-  .object({
-    allowedIps: z.array(z.string().refine(isCidr, "must be an IPv4 or IPv6 address or CIDR range")).max(1000),
-    branding: z
-      .object({
-        displayName: z.string().min(1).max(200),
-        logoUrl: z
-          .string()
-          .url()
-          .max(2000)
-          .refine((u) => /^https?:/.test(u), "must be http(s)"),
-        primaryColor: z.string().regex(/^#[0-9a-fA-F]{6}$/, "must be #rrggbb"),
-      })
-      .partial()
-      .strict(),
-  })
-  .partial()
-  .strict();
-
-const schemas = {
-  listTenants: z.object({
-    limit: z.coerce.number().int().min(1).max(1_000).default(1_000),
-    after: z.string().min(1).max(100).optional(),
-  }),
-  createTenant: z
-    .object({ slug: z.string().min(1).max(40), name: z.string().min(1).max(200), plan: z.string().optional() })
-    .strict(),
-  patchTenant: z
-    .object({
-      status: z.enum(["active", "suspended"]),
-      plan: z.string(),
-      limits: Limits,
-      features: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]{0,63}$/), z.boolean()),
-      settings: Settings,
-    })
-    .partial()
-    .strict(),
-  database: z.object({ server: z.string().min(3).max(300), database: z.string().min(1).max(63) }).strict(),
-  upstreams: z.object({ urls: z.array(z.string().max(2000)).min(1).max(64) }).strict(),
-  hostname: z.object({ hostname: z.string().min(1).max(300) }).strict(),
-  key: z
-    .object({
-      name: z.string().max(200).optional(),
-      expiresAt: z.string().datetime({ offset: true }).optional(),
-      // The key's own rate limit, validated like the tenant's (Limits); without it the
-      // key's bucket uses the tenant's numbers.
-      limits: z
-        .object({
-          requestsPerSecond: z.number().positive().max(1e6),
-          burst: z.number().int().positive().max(1e7).nullable().optional(),
-        })
-        .strict()
-        .optional(),
-    })
-    .strict(),
-  user: z.object({ email: z.string().email().max(320) }).strict(),
-};
 
 export interface AdminAppDeps {
   tenants: TenantService;
@@ -178,7 +110,7 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     );
   });
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  route(app, OP.health, (c) => c.json({ ok: true }));
 
   if (deps.database) {
     app.use(
@@ -198,8 +130,12 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
   const tlsAsk = deps.tlsAsk;
   if (tlsAsk) {
     // Cached answers, and a per-source limit on database queries (domains/tls-ask.ts).
-    app.get("/v1/tls/ask", tlsAskHandler(tlsAsk));
+    route(app, OP.tlsAsk, tlsAskHandler(tlsAsk));
   }
+
+  // The document and its reference page describe the API and hold nothing secret;
+  // open like the TLS ask, so a browser can read them without the admin token.
+  mountReference(app);
 
   app.use("/v1/*", async function bearerAuth(c, next) {
     const header = c.req.header("authorization") ?? "";
@@ -212,15 +148,20 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
   });
   if (deps.changes) app.use("/v1/*", deps.changes);
 
-  app.post("/v1/tenants", async (c) => {
-    const b = await body(c, schemas.createTenant);
+  route(app, OP.createTenant, async (c) => {
+    const b = await body(c, S.createTenant);
     if (!b.ok) return b.res;
     return answer(c, await tenants.create(b.value), 201);
   });
   // Paged (a platform may hold a million tenants): `limit` (1–1000, default 1000) and
   // `after` (the previous page's `next`).
-  app.get("/v1/tenants", async (c) => {
-    const q = schemas.listTenants.safeParse({ limit: c.req.query("limit"), after: c.req.query("after") });
+  route(app, OP.listTenants, async (c) => {
+    const q = S.listTenants.safeParse({
+      limit: c.req.query("limit"),
+      after: c.req.query("after"),
+      q: c.req.query("q"),
+      status: c.req.query("status"),
+    });
     if (!q.success) {
       const detail = q.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
       return adminError(c, "validation_failed", detail);
@@ -228,67 +169,69 @@ export function createAdminApp(deps: AdminAppDeps): Hono<Env> {
     const page = await tenants.list(q.data);
     return c.json(page.next === null ? { tenants: page.tenants } : { tenants: page.tenants, next: page.next });
   });
-  app.get("/v1/tenants/:tenant", async (c) => withEtag(c, await tenants.get(c.req.param("tenant"))));
-  app.patch("/v1/tenants/:tenant", async (c) => {
-    const b = await body(c, schemas.patchTenant);
+  route(app, OP.getTenant, async (c) => withEtag(c, await tenants.get(c.req.param("tenant"))));
+  route(app, OP.patchTenant, async (c) => {
+    const b = await body(c, S.patchTenant);
     if (!b.ok) return b.res;
     const ifMatch = entityTags(c.req.header("if-match"));
     return withEtag(c, await tenants.patch(c.req.param("tenant"), b.value, ifMatch === null ? {} : { ifMatch }));
   });
-  app.delete("/v1/tenants/:tenant", async (c) => answer(c, await tenants.delete(c.req.param("tenant")), 204));
+  route(app, OP.deleteTenant, async (c) => answer(c, await tenants.delete(c.req.param("tenant")), 204));
 
-  app.put("/v1/tenants/:tenant/database", async (c) => {
-    const b = await body(c, schemas.database);
+  route(app, OP.putDatabase, async (c) => {
+    const b = await body(c, S.database);
     if (!b.ok) return b.res;
     return answer(c, await tenants.putDatabase(c.req.param("tenant"), b.value));
   });
-  app.put("/v1/tenants/:tenant/upstreams", async (c) => {
-    const b = await body(c, schemas.upstreams);
+  route(app, OP.putUpstreams, async (c) => {
+    const b = await body(c, S.upstreams);
     if (!b.ok) return b.res;
     return answer(c, await tenants.putUpstreams(c.req.param("tenant"), b.value.urls));
   });
 
-  app.post("/v1/tenants/:tenant/hostnames", async (c) => {
-    const b = await body(c, schemas.hostname);
+  route(app, OP.addHostname, async (c) => {
+    const b = await body(c, S.hostname);
     if (!b.ok) return b.res;
     return answer(c, await tenants.addHostname(c.req.param("tenant"), b.value.hostname), 201);
   });
-  app.post("/v1/tenants/:tenant/hostnames/:hostname/verify", async (c) =>
+  route(app, OP.listHostnames, async (c) => {
+    const outcome = await tenants.listHostnames(c.req.param("tenant"));
+    return outcome.ok ? c.json({ hostnames: outcome.value }) : adminError(c, outcome.code, outcome.detail);
+  });
+  route(app, OP.verifyHostname, async (c) =>
     answer(c, await tenants.verifyHostname(c.req.param("tenant"), c.req.param("hostname"))),
   );
-  app.delete("/v1/tenants/:tenant/hostnames/:hostname", async (c) =>
+  route(app, OP.deleteHostname, async (c) =>
     answer(c, await tenants.deleteHostname(c.req.param("tenant"), c.req.param("hostname")), 204),
   );
 
-  app.post("/v1/tenants/:tenant/keys", async (c) => {
-    const b = await body(c, schemas.key);
+  route(app, OP.createKey, async (c) => {
+    const b = await body(c, S.key);
     if (!b.ok) return b.res;
     return answer(c, await tenants.createKey(c.req.param("tenant"), b.value), 201);
   });
-  app.get("/v1/tenants/:tenant/keys", async (c) => {
+  route(app, OP.listKeys, async (c) => {
     const outcome = await tenants.listKeys(c.req.param("tenant"));
     return outcome.ok ? c.json({ keys: outcome.value }) : adminError(c, outcome.code, outcome.detail);
   });
-  app.delete("/v1/tenants/:tenant/keys/:keyId", async (c) =>
-    answer(c, await tenants.revokeKey(c.req.param("tenant"), c.req.param("keyId")), 204),
-  );
+  route(app, OP.revokeKey, async (c) => answer(c, await tenants.revokeKey(c.req.param("tenant"), c.req.param("keyId")), 204));
 
-  app.post("/v1/tenants/:tenant/users", async (c) => {
-    const b = await body(c, schemas.user);
+  route(app, OP.createUser, async (c) => {
+    const b = await body(c, S.user);
     if (!b.ok) return b.res;
     return answer(c, await tenants.createUser(c.req.param("tenant"), b.value), 201);
   });
-  app.post("/v1/tenants/:tenant/users/:userId/sessions", async (c) =>
+  route(app, OP.createSession, async (c) =>
     answer(c, await tenants.createSession(c.req.param("tenant"), c.req.param("userId")), 201),
   );
-  app.delete("/v1/tenants/:tenant/sessions/:sessionId", async (c) =>
+  route(app, OP.revokeSession, async (c) =>
     answer(c, await tenants.revokeSession(c.req.param("tenant"), c.req.param("sessionId")), 204),
   );
 
   const applyService = deps.apply;
   if (applyService) {
-    app.post("/v1/apply", async (c) => {
-      const b = await body(c, ApplyRequest);
+    route(app, OP.apply, async (c) => {
+      const b = await body(c, S.ApplyRequest);
       if (!b.ok) return b.res;
       const result = await applyService.apply(b.value, { requestId: c.get("requestId") });
       if (result.code === "invalid") {

@@ -101,10 +101,12 @@ export function recordChanges(deps: { db: Db; tenants: TenantService; log: Logge
       if (route && tenantRef !== null && route.action !== "tenant.delete") after = await snapshot(route, tenantRef, target);
       if (route?.action === "user.create" && answer) after = { id: answer.id, email: answer.email };
       if (route?.action === "session.create" && answer) after = { id: answer.id, userId: second, expiresAt: answer.expiresAt };
+      // Only a tenant snapshot's id is the tenant's: a key snapshot's is the key's
+      // (a revocation was once filed under the key id and missing from the tenant's log).
       const tenantId =
-        (before as { id?: string } | null)?.id ??
-        (route?.subject === "tenant" ? (after as { id?: string } | null)?.id : undefined) ??
-        (tenantRef !== null ? ((await tenants.find(tenantRef))?.id ?? null) : null);
+        (route?.subject === "tenant"
+          ? ((before as { id?: string } | null)?.id ?? (after as { id?: string } | null)?.id)
+          : undefined) ?? (tenantRef !== null ? ((await tenants.find(tenantRef))?.id ?? null) : null);
       const stated = c.req.header("x-portcullis-actor");
       await db.insert(adminChanges).values({
         actor: stated && ACTOR.test(stated) ? `admin:${stated}` : "admin",

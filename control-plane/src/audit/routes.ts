@@ -10,29 +10,16 @@
  */
 import { and, desc, eq, gte, lt, lte, or, type SQL } from "drizzle-orm";
 import type { Hono } from "hono";
-import { z } from "zod";
 import type { Env } from "../admin/app.ts";
 import { adminError } from "../admin/errors.ts";
+import { OPERATIONS as OP, route } from "../admin/operations.ts";
+import { type AuditQuery, auditQuery } from "../admin/schemas.ts";
 import type { Db } from "../db/client.ts";
 import { adminChanges, auditEvents } from "../db/schema/index.ts";
 import type { TenantService } from "../tenants/service.ts";
 
-const Query = z
-  .object({
-    decision: z.enum(["allow", "refuse"]).optional(),
-    reason: z
-      .string()
-      .regex(/^[a-z_]{1,64}$/)
-      .optional(),
-    since: z.string().datetime({ offset: true }).optional(),
-    until: z.string().datetime({ offset: true }).optional(),
-    requestId: z.string().min(1).max(200).optional(),
-    action: z.string().min(1).max(200).optional(),
-    limit: z.coerce.number().int().min(1).max(1000).default(100),
-    cursor: z.string().max(200).optional(),
-  })
-  .strict();
-type Query = z.infer<typeof Query>;
+const Query = auditQuery;
+type Query = AuditQuery;
 
 interface Cursor {
   time: Date;
@@ -165,24 +152,24 @@ export function mountAuditRoutes(app: Hono<Env>, deps: { db: Db; tenants: Tenant
   const eventsOnly = (q: Query) => q.action === undefined;
   const changesOnly = (q: Query) => q.decision === undefined && q.reason === undefined && q.requestId === undefined;
 
-  app.get("/v1/audit", async (c) => {
+  route(app, OP.audit, async (c) => {
     const p = parse(c.req.query());
     if (!p.ok || !eventsOnly(p.query)) return adminError(c, "validation_failed", p.ok ? "action: not an audit filter" : p.detail);
     return c.json(await listAuditEvents(db, p.query, p.cursor));
   });
-  app.get("/v1/tenants/:tenant/audit", async (c) => {
+  route(app, OP.tenantAudit, async (c) => {
     const p = parse(c.req.query());
     if (!p.ok || !eventsOnly(p.query)) return adminError(c, "validation_failed", p.ok ? "action: not an audit filter" : p.detail);
     const row = await tenants.find(c.req.param("tenant"));
     if (!row) return adminError(c, "not_found");
     return c.json(await listAuditEvents(db, p.query, p.cursor, row.id));
   });
-  app.get("/v1/changes", async (c) => {
+  route(app, OP.changes, async (c) => {
     const p = parse(c.req.query());
     if (!p.ok || !changesOnly(p.query)) return adminError(c, "validation_failed", p.ok ? "not a change filter" : p.detail);
     return c.json(await listChanges(db, p.query, p.cursor));
   });
-  app.get("/v1/tenants/:tenant/changes", async (c) => {
+  route(app, OP.tenantChanges, async (c) => {
     const p = parse(c.req.query());
     if (!p.ok || !changesOnly(p.query)) return adminError(c, "validation_failed", p.ok ? "not a change filter" : p.detail);
     // A deleted tenant's history stays readable by id.

@@ -1,44 +1,20 @@
 /**
- * The CLI's client of the admin API: one authenticated JSON request per call, the
- * status and parsed body back; a control plane that cannot be reached is
- * `Unreachable` (exit 3).
+ * The CLI's client of the admin API: the typed client (admin/client.ts) with the
+ * CLI's settings. Without ADMIN_TOKEN every call is a usage error (exit 2); a
+ * control plane that cannot be reached is `Unreachable` (exit 3).
  */
-import { request } from "undici";
+import { type AdminClient, AdminUnreachable, createAdminClient } from "../admin/client.ts";
 import type { CliConfig } from "../config.ts";
 import { Usage } from "./io.ts";
 
-export type ApiAnswer = { status: number; body: any };
-export type Api = ReturnType<typeof client>;
+export type Api = AdminClient;
+export { AdminUnreachable as Unreachable };
 
-export class Unreachable extends Error {}
-
-export const enc = encodeURIComponent;
-
-export function client(config: CliConfig) {
-  return async (method: string, path: string, body?: unknown): Promise<ApiAnswer> => {
-    if (!config.adminToken) throw new Usage("ADMIN_TOKEN is not set");
-    let res: Awaited<ReturnType<typeof request>>;
-    try {
-      res = await request(`${config.adminUrl}${path}`, {
-        method: method as "GET",
-        headers: {
-          authorization: `Bearer ${config.adminToken}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
-        body: body === undefined ? null : JSON.stringify(body),
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
-      });
-    } catch (error) {
-      throw new Unreachable(`cannot reach the control plane at ${config.adminUrl}: ${(error as Error).message}`);
-    }
-    const text = await res.body.text();
-    let parsed: unknown = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = { error: { code: "invalid_response", message: text.slice(0, 200) } };
-    }
-    return { status: res.statusCode, body: parsed };
-  };
+export function client(config: CliConfig): Api {
+  const token = config.adminToken;
+  const api = createAdminClient({ baseUrl: config.adminUrl, token: token ?? "" });
+  if (token) return api;
+  // Checked when a call is made, not before: `apply` reports an invalid file without one.
+  const refuse = () => Promise.reject(new Usage("ADMIN_TOKEN is not set"));
+  return Object.fromEntries(Object.keys(api).map((name) => [name, refuse])) as unknown as Api;
 }

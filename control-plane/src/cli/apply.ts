@@ -30,14 +30,15 @@ export async function applyCommand(flags: Flags, config: CliConfig, api: Api, io
     return EXIT.usage;
   }
   const dryRun = flags["dry-run"] === true;
-  const answer = await api("POST", "/v1/apply", { tenants: parsed.file.tenants, dryRun });
-  if (answer.status === 400 || answer.status === 422) {
-    const issues: string[] = answer.body?.issues ?? [answer.body?.error?.detail ?? answer.body?.error?.message ?? "invalid"];
+  const answer = await api.apply({ body: { tenants: parsed.file.tenants, dryRun } });
+  if (!answer.ok && (answer.status === 400 || answer.status === 422)) {
+    const issues: string[] = answer.body.issues ?? [answer.body.error?.detail ?? answer.body.error?.message ?? "invalid"];
     for (const issue of issues) io.err(`invalid: ${issue}`);
     io.err(`${flags.file} is not valid for this control plane; nothing was applied`);
     return EXIT.usage;
   }
   if (answer.status !== 200 && answer.status !== 409) return refusal(io, answer);
+  // 409 is the refusal with the report beside it (admin/app.ts).
   const report = answer.body as ApplyReport;
   if (flags.json) io.out(JSON.stringify(report, null, 2));
   if (report.conflicts.length > 0) {

@@ -3,7 +3,8 @@
  * lines go, the parsed flags, the usage error, and the helpers commands read their
  * arguments and print the admin API's answers with.
  */
-import type { ApiAnswer } from "./api.ts";
+/** An admin API answer as the printers take it (admin/client.ts `Answer`). */
+export type ApiAnswer = { status: number; body: any };
 
 export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
 

@@ -2,7 +2,7 @@
  * `portcullis keys list|create|revoke`: a tenant's API keys over the admin API; a
  * created key is printed once, as the API shows it once.
  */
-import { type Api, enc } from "./api.ts";
+import type { Api } from "./api.ts";
 import { type Flags, type Io, positional, printer, table, Usage } from "./io.ts";
 
 export async function keysCommand(args: string[], flags: Flags, api: Api, io: Io): Promise<number> {
@@ -11,7 +11,7 @@ export async function keysCommand(args: string[], flags: Flags, api: Api, io: Io
   switch (sub) {
     case "list": {
       const [t] = positional(rest, 1, "keys list <tenant>");
-      return print(await api("GET", `/v1/tenants/${enc(t!)}/keys`), (b) =>
+      return print(await api.listKeys({ params: { tenant: t! } }), (b) =>
         b.keys.length === 0
           ? [`no keys for ${t}`]
           : table([
@@ -30,15 +30,18 @@ export async function keysCommand(args: string[], flags: Flags, api: Api, io: Io
     }
     case "create": {
       const [t] = positional(rest, 1, "keys create <tenant> [--name NAME] [--expires-at ISO-8601]");
-      const answer = await api("POST", `/v1/tenants/${enc(t!)}/keys`, {
-        ...(flags.name ? { name: flags.name } : {}),
-        ...(flags["expires-at"] ? { expiresAt: flags["expires-at"] } : {}),
+      const answer = await api.createKey({
+        params: { tenant: t! },
+        body: {
+          ...(flags.name ? { name: flags.name } : {}),
+          ...(flags["expires-at"] ? { expiresAt: flags["expires-at"] } : {}),
+        },
       });
       return print(answer, (b) => [`created key ${b.id} for ${t}; it is shown once:`, `  ${b.key}`]);
     }
     case "revoke": {
       const [t, id] = positional(rest, 2, "keys revoke <tenant> <keyId>");
-      return print(await api("DELETE", `/v1/tenants/${enc(t!)}/keys/${enc(id!)}`), () => [`revoked key ${id}`]);
+      return print(await api.revokeKey({ params: { tenant: t!, keyId: id! } }), () => [`revoked key ${id}`]);
     }
     default:
       throw new Usage(`unknown command: keys ${sub ?? ""}`);

@@ -2,8 +2,8 @@
  * `portcullis tenants list|get|create|suspend|resume|delete`: the tenant commands,
  * over the admin API's /v1/tenants; `list` walks every page of it.
  */
-import { type Api, type ApiAnswer, enc } from "./api.ts";
-import { type Flags, type Io, positional, printer, table, Usage } from "./io.ts";
+import type { Api } from "./api.ts";
+import { type ApiAnswer, type Flags, type Io, positional, printer, table, Usage } from "./io.ts";
 
 function describeTenant(t: any): string[] {
   return [
@@ -26,8 +26,8 @@ export async function tenantsCommand(args: string[], flags: Flags, api: Api, io:
     const all: unknown[] = [];
     let after: string | undefined;
     for (;;) {
-      const page = await api("GET", `/v1/tenants${after === undefined ? "" : `?after=${enc(after)}`}`);
-      if (page.status >= 300) return page;
+      const page = await api.listTenants({ query: { after } });
+      if (!page.ok) return page;
       all.push(...page.body.tenants);
       if (typeof page.body.next !== "string") return { status: page.status, body: { tenants: all } };
       after = page.body.next;
@@ -54,12 +54,14 @@ export async function tenantsCommand(args: string[], flags: Flags, api: Api, io:
     }
     case "get": {
       const [t] = positional(rest, 1, "tenants get <tenant>");
-      return print(await api("GET", `/v1/tenants/${enc(t!)}`), describeTenant);
+      return print(await api.getTenant({ params: { tenant: t! } }), describeTenant);
     }
     case "create": {
       const [slug] = positional(rest, 1, "tenants create <slug> --name NAME [--plan PLAN]");
       if (!flags.name) throw new Usage("tenants create needs --name");
-      const answer = await api("POST", "/v1/tenants", { slug, name: flags.name, ...(flags.plan ? { plan: flags.plan } : {}) });
+      const answer = await api.createTenant({
+        body: { slug: slug!, name: flags.name, ...(flags.plan ? { plan: flags.plan } : {}) },
+      });
       return print(answer, (b) => [
         `created tenant ${b.slug} (${b.id}) at ${b.hostnames[0]?.hostname ?? "?"}`,
         "next: bind its database (PUT /v1/tenants/:tenant/database) and set its upstreams, or use `portcullis apply`",
@@ -68,12 +70,15 @@ export async function tenantsCommand(args: string[], flags: Flags, api: Api, io:
     case "suspend":
     case "resume": {
       const [t] = positional(rest, 1, `tenants ${sub} <tenant>`);
-      const answer = await api("PATCH", `/v1/tenants/${enc(t!)}`, { status: sub === "suspend" ? "suspended" : "active" });
+      const answer = await api.patchTenant({
+        params: { tenant: t! },
+        body: { status: sub === "suspend" ? "suspended" : "active" },
+      });
       return print(answer, (b) => [`tenant ${b.slug} is ${b.status}`]);
     }
     case "delete": {
       const [t] = positional(rest, 1, "tenants delete <tenant>");
-      const answer = await api("DELETE", `/v1/tenants/${enc(t!)}`);
+      const answer = await api.deleteTenant({ params: { tenant: t! } });
       return print(answer, () => [`deleted tenant ${t}: its hostnames, keys and sessions no longer work`]);
     }
     default:

@@ -11,7 +11,6 @@
  */
 import { eq } from "drizzle-orm";
 import type { Hono } from "hono";
-import { z } from "zod";
 import {
   API_HOST,
   API_KEY_PREFIX,
@@ -41,20 +40,15 @@ import {
   tenantHost,
 } from "@portcullis/shared";
 import type { Env } from "../admin/app.ts";
+import { OPERATIONS as OP, route } from "../admin/operations.ts";
+import { type ExplainQuery, explainQuery } from "../admin/schemas.ts";
 import { adminError } from "../admin/errors.ts";
 import type { Db } from "../db/client.ts";
 import { apiKeys } from "../db/schema/index.ts";
 import { hostEntry, keyEntry, sessionEntry, tenantEntry } from "../records/index.ts";
 
-const Query = z
-  .object({
-    host: z.string().min(1).max(300),
-    key: z.string().min(1).max(200).optional(),
-    session: z.string().min(1).max(2000).optional(),
-    ip: z.string().min(1).max(100).optional(),
-  })
-  .strict();
-export type ExplainQuery = z.infer<typeof Query>;
+const Query = explainQuery;
+export type { ExplainQuery };
 
 /** Which rule of the contract's isolation list a refusal applies. */
 const RULES: Partial<Record<string, string>> = {
@@ -214,7 +208,7 @@ export async function explainFrom(source: ExplainSource, q: ExplainQuery) {
 }
 
 export function mountExplainRoute(app: Hono<Env>, deps: ExplainDeps) {
-  app.get("/v1/explain", async (c) => {
+  route(app, OP.explain, async (c) => {
     const parsed = Query.safeParse(c.req.query());
     if (!parsed.success) {
       return adminError(

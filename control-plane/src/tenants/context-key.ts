@@ -14,9 +14,10 @@
 import { contextKeyToken } from "@portcullis/shared";
 import { eq, sql } from "drizzle-orm";
 import type { Hono } from "hono";
-import { z } from "zod";
 import type { Env } from "../admin/app.ts";
 import { adminError } from "../admin/errors.ts";
+import { OPERATIONS as OP, route } from "../admin/operations.ts";
+import { rotateContextKey } from "../admin/schemas.ts";
 import { type Db, nextVersion } from "../db/client.ts";
 import { tenants } from "../db/schema/index.ts";
 import type { TenantSettings } from "../db/schema/tenants.ts";
@@ -24,16 +25,7 @@ import type { Publisher } from "../publish/index.ts";
 import type { TenantService } from "./service.ts";
 
 const DAY_S = 86_400;
-const Rotate = z
-  .object({
-    overlapSeconds: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * DAY_S)
-      .optional(),
-  })
-  .strict();
+const Rotate = rotateContextKey;
 
 type State = NonNullable<TenantSettings["contextKey"]>;
 const FIRST: State = { version: 1, previous: null };
@@ -61,14 +53,14 @@ export function mountContextKeyRoutes(
 ): void {
   const now = deps.now ?? Date.now;
 
-  app.get("/v1/tenants/:tenant/context-key", async (c) => {
+  route(app, OP.getContextKey, async (c) => {
     const row = await deps.tenants.find(c.req.param("tenant"));
     if (!row) return adminError(c, "not_found");
     c.header("cache-control", "no-store");
     return c.json(view(deps.master, row.id, row.settings.contextKey ?? FIRST, now()));
   });
 
-  app.post("/v1/tenants/:tenant/context-key/rotate", async (c) => {
+  route(app, OP.rotateContextKey, async (c) => {
     const text = await c.req.text();
     let body: unknown = {};
     try {

@@ -5,7 +5,7 @@
  * tenant's (control-plane/src/domains/hostnames.ts).
  */
 import { randomBytes } from "node:crypto";
-import { and, eq } from "drizzle-orm";
+import { and, asc, eq } from "drizzle-orm";
 import { confusableSkeleton, newId, normalizeHostname } from "@portcullis/shared";
 import { type Executor, nextVersion } from "../db/client.ts";
 import { uniqueViolation } from "../db/errors.ts";
@@ -81,6 +81,37 @@ export async function addHostname(s: TenantStore, ref: string, input: string) {
     if (uniqueViolation(error)) return fail("hostname_taken", hostname);
     throw error;
   }
+}
+
+/** A tenant's hostnames with the TXT record each custom one is verified by, and when it was checked. */
+export async function listHostnames(s: TenantStore, ref: string) {
+  const row = await findTenant(s, ref);
+  if (!row) return fail<never>("not_found");
+  const rows = await s.db
+    .select()
+    .from(hostnames)
+    .where(eq(hostnames.tenantId, row.id))
+    .orderBy(asc(hostnames.createdAt), asc(hostnames.hostname));
+  const iso = (d: Date | null) => d?.toISOString() ?? null;
+  return ok(
+    rows.map((h) => ({
+      hostname: h.hostname,
+      kind: h.kind,
+      status: h.status,
+      verification:
+        h.kind === "custom"
+          ? {
+              type: "dns-txt" as const,
+              name: verificationName(h.hostname),
+              value: verificationValue(h.verificationToken),
+            }
+          : null,
+      createdAt: h.createdAt.toISOString(),
+      verifiedAt: iso(h.verifiedAt),
+      lastCheckedAt: iso(h.lastCheckedAt),
+      missingSince: iso(h.missingSince),
+    })),
+  );
 }
 
 async function ownedHostname(s: TenantStore, ref: string, input: string, executor: Executor = s.db) {

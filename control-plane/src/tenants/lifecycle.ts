@@ -4,7 +4,7 @@
  * (with everything it owns). Each writes in one transaction and publishes after it
  * commits.
  */
-import { asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, ilike, or } from "drizzle-orm";
 import { newId } from "@portcullis/shared";
 import { nextVersion } from "../db/client.ts";
 import { uniqueViolation } from "../db/errors.ts";
@@ -37,14 +37,29 @@ export interface TenantPatch {
  * One page of tenants in slug order: at most `limit`, after the slug `after` (the
  * previous page's `next`); `next` is set when more follow.
  */
+export interface TenantListQuery {
+  limit: number;
+  after?: string | undefined;
+  q?: string | undefined;
+  status?: "active" | "suspended" | undefined;
+}
+
 export async function listTenants(
   s: TenantStore,
-  page: { limit: number; after?: string | undefined } = { limit: 1_000 },
+  page: TenantListQuery = { limit: 1_000 },
 ): Promise<{ tenants: TenantView[]; next: string | null }> {
+  // `q` matches a substring of the slug or the name, its LIKE wildcards taken literally.
+  const like = page.q === undefined ? null : `%${page.q.replace(/[\\%_]/g, (m) => `\\${m}`)}%`;
   const rows = await s.db
     .select()
     .from(tenants)
-    .where(page.after === undefined ? undefined : gt(tenants.slug, page.after))
+    .where(
+      and(
+        page.after === undefined ? undefined : gt(tenants.slug, page.after),
+        page.status === undefined ? undefined : eq(tenants.status, page.status),
+        like === null ? undefined : or(ilike(tenants.slug, like), ilike(tenants.name, like)),
+      ),
+    )
     .orderBy(asc(tenants.slug))
     .limit(page.limit + 1);
   const more = rows.length > page.limit;

@@ -11,9 +11,17 @@
  */
 import type { Executor } from "../db/client.ts";
 import { putDatabase, putUpstreams } from "./bindings.ts";
-import { addHostname, deleteHostname, normalizeCustomHostname, verifyHostname } from "./hostnames.ts";
+import { addHostname, deleteHostname, listHostnames, normalizeCustomHostname, verifyHostname } from "./hostnames.ts";
 import { createKey, listKeys, revokeKey, touchKeys } from "./keys.ts";
-import { createTenant, deleteTenant, getTenant, listTenants, patchTenant, type TenantPatch } from "./lifecycle.ts";
+import {
+  createTenant,
+  deleteTenant,
+  getTenant,
+  listTenants,
+  patchTenant,
+  type TenantListQuery,
+  type TenantPatch,
+} from "./lifecycle.ts";
 import { type Deps, type TenantStore, tenantStore } from "./store.ts";
 import { createSession, createUser, revokeSession } from "./users.ts";
 import { findTenant, type TenantRow, tenantView, tenantViews } from "./views.ts";
@@ -46,7 +54,7 @@ export class TenantService {
 
   // ---- the tenant row ----------------------------------------------------------
 
-  list(page?: { limit: number; after?: string | undefined }) {
+  list(page?: TenantListQuery) {
     return listTenants(this.#s, page);
   }
 
@@ -84,6 +92,10 @@ export class TenantService {
 
   addHostname(ref: string, input: string) {
     return addHostname(this.#s, ref, input);
+  }
+
+  listHostnames(ref: string) {
+    return listHostnames(this.#s, ref);
   }
 
   verifyHostname(ref: string, input: string) {

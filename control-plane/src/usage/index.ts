@@ -20,6 +20,7 @@ import type { Hono } from "hono";
 import { LEGACY_LIMIT_KEYS, LIMIT_KEYS, periodOf, type Store } from "@portcullis/shared";
 import type { Logger } from "pino";
 import { adminError } from "../admin/errors.ts";
+import { OPERATIONS as OP, route } from "../admin/operations.ts";
 import type { Db } from "../db/client.ts";
 import { tenants, usage, usageBatches } from "../db/schema/index.ts";
 
@@ -184,7 +185,7 @@ export function mountUsageRoutes(
   app: Hono<{ Variables: { requestId: string } }>,
   deps: { collector: UsageCollector; findTenant: (ref: string) => Promise<{ id: string } | null> },
 ): void {
-  app.get("/v1/tenants/:tenant/usage", async (c) => {
+  route(app, OP.usage, async (c) => {
     const tenant = await deps.findTenant(c.req.param("tenant"));
     if (!tenant) return adminError(c, "not_found");
     return c.json(await deps.collector.current(tenant.id));

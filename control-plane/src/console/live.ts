@@ -1,0 +1,106 @@
+/**
+ * The console's live decisions: one poller per process reads the audit trail's new
+ * rows (`audit_events`, filled from the routers' audit stream by the consumer,
+ * audit/consumer.ts) and fans them out to the open event streams, each of which
+ * keeps those matching its filters. Polling the table rather than reading the store's
+ * stream works whichever control plane consumes the stream, on Postgres and PGlite
+ * alike; the poller runs only while someone watches.
+ *
+ * Best effort, by design: rows are read by id, and a row whose id was taken before a
+ * later one but committed after it was read is not shown live (it is in the trail).
+ */
+import { asc, gt, sql } from "drizzle-orm";
+import type { Logger } from "pino";
+import type { Db } from "../db/client.ts";
+import { auditEvents } from "../db/schema/index.ts";
+
+export interface LiveEvent {
+  id: number;
+  time: string;
+  requestId: string;
+  decision: string;
+  reason: string;
+  tenantId: string | null;
+  host: string;
+  method: string;
+  path: string;
+  status: number;
+  clientIp: string;
+  credential: string;
+  count: number;
+}
+
+type Listener = (events: LiveEvent[]) => void;
+
+export class LiveFeed {
+  readonly #db: Db;
+  readonly #log: Logger;
+  readonly #intervalMs: number;
+  readonly #listeners = new Set<Listener>();
+  #last: number | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #polling = false;
+
+  constructor(deps: { db: Db; log: Logger; intervalMs?: number }) {
+    this.#db = deps.db;
+    this.#log = deps.log;
+    this.#intervalMs = deps.intervalMs ?? 500;
+  }
+
+  /** Events stored from now on, in batches; returns the unsubscribe function. */
+  async subscribe(listener: Listener): Promise<() => void> {
+    if (this.#listeners.size === 0) {
+      // Start after what is already stored: the live view shows what happens next.
+      const [row] = await this.#db.select({ max: sql<string | null>`max(${auditEvents.id})` }).from(auditEvents);
+      this.#last = Number(row?.max ?? 0);
+      this.#timer = setInterval(() => void this.#poll(), this.#intervalMs);
+      this.#timer.unref();
+    }
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+      if (this.#listeners.size === 0) this.close();
+    };
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#listeners.clear();
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#polling || this.#last === null) return;
+    this.#polling = true;
+    try {
+      const rows = await this.#db
+        .select()
+        .from(auditEvents)
+        .where(gt(auditEvents.id, this.#last))
+        .orderBy(asc(auditEvents.id))
+        .limit(500);
+      if (rows.length === 0) return;
+      this.#last = rows.at(-1)?.id ?? this.#last;
+      const events = rows.map((r) => ({
+        id: r.id,
+        time: r.time.toISOString(),
+        requestId: r.requestId,
+        decision: r.decision,
+        reason: r.reason,
+        tenantId: r.tenantId,
+        host: r.host,
+        method: r.method,
+        path: r.path,
+        status: r.status,
+        clientIp: r.clientIp,
+        credential: r.credential,
+        count: r.count,
+      }));
+      for (const listener of this.#listeners) listener(events);
+    } catch (error) {
+      this.#log.warn({ err: error }, "console live feed: reading the audit trail failed; retrying");
+    } finally {
+      this.#polling = false;
+    }
+  }
+}
