@@ -41,7 +41,7 @@ const PARTS: [string, RegExp][] = [
   ["decide", /router\/src\/pipeline\/decide|shared\/src\/policy\//],
   ["limits", /router\/src\/(pipeline\/limits|limits\/)/],
   ["branding", /router\/src\/(pipeline\/branding|branding\/)/],
-  ["sign context", /shared\/src\/crypto\/context/],
+  ["sign context", /shared\/src\/crypto\/context|sdk\/src\/context/],
   ["forward", /router\/src\/(pipeline\/forward|proxy\/)/],
   ["audit", /router\/src\/audit\//],
   ["metering", /router\/src\/usage\//],
