@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { normalizeHostname } from "./hostname/index.ts";
-import { parseHostPorts, type RedisConnection } from "./cache/redis-store.ts";
+import { parseHostPorts, type RedisConnection } from "./cache/redis-connection.ts";
 
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 

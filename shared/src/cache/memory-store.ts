@@ -119,7 +119,7 @@ export class MemoryStore implements Store, StreamStore {
   }
 
   async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
-    // Same algorithm as the Redis script (redis-store.ts), on this process' clock.
+    // Same algorithm as the Redis script (redis-scripts.ts), on this process' clock.
     const now = this.#now();
     const tats: number[] = [];
     let grant = Math.max(1, Math.floor(want));
