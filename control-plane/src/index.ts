@@ -52,6 +52,7 @@ export { DomainRechecker, type RecheckReport } from "./domains/recheck.ts";
 export { TlsAsk } from "./domains/tls-ask.ts";
 export { webhookAlerts, type Alert, type AlertSender } from "./alerts/index.ts";
 export { AuditConsumer } from "./audit/consumer.ts";
+export { LiveFeed, type LiveEvent } from "./console/live.ts";
 export { canonical, chainHash, GENESIS } from "./audit/chain.ts";
 export { verifyChain } from "./audit/verify.ts";
 export * as schema from "./db/schema/index.ts";

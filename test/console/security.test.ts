@@ -3,11 +3,13 @@
  * no session means a redirect to the login page (pages) or 401 (anything else); a
  * wrong token is 401; the cookie is HttpOnly, SameSite=Strict and scoped to
  * /console, and opens nothing under /v1; a write without the CSRF token, or from
- * another origin, is refused; a tenant named like markup renders as text. On the
- * embedded default (PGlite, in-process store).
+ * another origin, is refused; a tenant named like markup renders as text; bodies are
+ * bounded (the login's before any session exists), live streams are capped and
+ * refused cross-site, and failed logins are throttled. On the embedded default
+ * (PGlite, in-process store).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { eventually, SECRETS, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 describe("console: authentication, CSRF and escaping", () => {
   let stack: TestStack;
@@ -112,6 +114,19 @@ describe("console: authentication, CSRF and escaping", () => {
     expect(log.changes[0]).toMatchObject({ tenantId: tenant.id, target: key.id });
   });
 
+  it("files a context-key rotation under its tenant, with versions only (never the key)", async () => {
+    const tenant = (await stack.admin("POST", "/v1/tenants", { slug: "rotator", name: "Rotator" })).json();
+    const rotated = await stack.admin("POST", "/v1/tenants/rotator/context-key/rotate", { overlapSeconds: 60 });
+    expect(rotated.status).toBe(200);
+    const { key, previous } = rotated.json();
+    const log = (await stack.admin("GET", "/v1/tenants/rotator/changes?action=context-key.rotate")).json();
+    expect(log.changes).toHaveLength(1);
+    expect(log.changes[0]).toMatchObject({ tenantId: tenant.id, after: { version: 2, previous: { version: 1 } } });
+    const text = JSON.stringify(log.changes[0]);
+    expect(text).not.toContain(key);
+    expect(text).not.toContain(previous.key);
+  });
+
   it("logs out: the cookie stops working", async () => {
     const second = await post("/console/login", { token: SECRETS.ADMIN_TOKEN });
     const c2 = (second.headers.get("set-cookie") ?? "").split(";")[0]!;
@@ -119,6 +134,72 @@ describe("console: authentication, CSRF and escaping", () => {
     const token = /name="_csrf" value="([^"]+)"/.exec(page)?.[1] ?? "";
     expect((await post("/console/logout", { _csrf: token }, { cookie: c2 })).status).toBe(303);
     expect((await get("/console/tenants", { cookie: c2 })).status).toBe(302);
+    expect((await get("/console/tenants", { cookie })).status).toBe(200);
+  });
+  it("refuses an oversized login body, declared or chunked, with 413 before reading it all", async () => {
+    const declared = await post("/console/login", { token: "x".repeat(8 * 1024) });
+    expect(declared.status).toBe(413);
+    // No Content-Length: a stream the server must count as it reads.
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent >= 64 * 1024 * 1024) return controller.close();
+        sent += 64 * 1024;
+        controller.enqueue(new TextEncoder().encode(`token=${"y".repeat(64 * 1024 - 6)}`));
+      },
+    });
+    const chunked = await fetch(`${base}/console/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("refuses an oversized console write with 413, and nothing is created", async () => {
+    const res = await post("/console/tenants", { slug: "huge", name: "h".repeat(200 * 1024), _csrf: csrf }, { cookie });
+    expect(res.status).toBe(413);
+    expect((await stack.admin("GET", "/v1/tenants/huge")).status).toBe(404);
+  });
+
+  it("refuses a cross-site live stream, and caps the open ones", async () => {
+    const live = (signal?: AbortSignal, headers: Record<string, string> = {}) =>
+      fetch(`${base}/console/live/events`, { headers: { cookie, accept: "text/event-stream", ...headers }, signal });
+    expect((await live(undefined, { "sec-fetch-site": "cross-site" })).status).toBe(403);
+
+    const abort = new AbortController();
+    const open = await Promise.all(Array.from({ length: 32 }, () => live(abort.signal)));
+    expect(open.map((r) => r.status)).toEqual(Array(32).fill(200));
+    const over = await live();
+    expect(over.status).toBe(503);
+    expect(over.headers.get("retry-after")).toBe("5");
+    abort.abort();
+    // The streams' slots come back once the server sees them closed.
+    await eventually(async () => {
+      const again = await fetch(`${base}/console/live/events`, {
+        headers: { cookie, accept: "text/event-stream" },
+        signal: AbortSignal.timeout(2_000),
+      }).catch(() => null);
+      const ok = again?.status === 200;
+      await again?.body?.cancel().catch(() => {});
+      return ok;
+    }, 10_000);
+  });
+
+  it("throttles failed logins from one address, whatever the token", async () => {
+    // Ten failures in a window are allowed (one was spent by an earlier test).
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) statuses.push((await post("/console/login", { token: `guess-${i}` })).status);
+    expect(statuses.filter((s) => s === 401).length).toBeGreaterThanOrEqual(9);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(10);
+    expect(statuses.at(-1)).toBe(429);
+    const blocked = await post("/console/login", { token: SECRETS.ADMIN_TOKEN });
+    expect(blocked.status).toBe(429);
+    expect(Number(blocked.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(blocked.headers.get("set-cookie")).toBeNull();
+    // An existing session is not affected.
     expect((await get("/console/tenants", { cookie })).status).toBe(200);
   });
 });

@@ -31,6 +31,10 @@ const ROUTES: Record<string, Route[]> = {
     { action: "key.create", pattern: /^\/v1\/tenants\/([^/]+)\/keys$/, subject: "key" },
     { action: "user.create", pattern: /^\/v1\/tenants\/([^/]+)\/users$/, subject: "none" },
     { action: "session.create", pattern: /^\/v1\/tenants\/([^/]+)\/users\/([^/]+)\/sessions$/, subject: "none" },
+    // The key is never recorded: the change is that a new version now signs.
+    { action: "context-key.rotate", pattern: /^\/v1\/tenants\/([^/]+)\/context-key\/rotate$/, subject: "none" },
+    // Many tenants at once: filed under none, the summary of what changed as `after`.
+    { action: "config.apply", pattern: /^\/v1\/apply$/, subject: "none" },
   ],
   PATCH: [{ action: "tenant.update", pattern: /^\/v1\/tenants\/([^/]+)$/, subject: "tenant" }],
   PUT: [
@@ -54,6 +58,15 @@ function decode(part: string | undefined): string | null {
   } catch {
     return part;
   }
+}
+
+/** A rotation's answer without key material: versions and times only. */
+function contextKeyView(answer: Record<string, unknown>): unknown {
+  const previous = answer.previous as { version?: unknown; until?: unknown } | null | undefined;
+  return {
+    version: answer.version,
+    previous: previous ? { version: previous.version, until: previous.until } : null,
+  };
 }
 
 export function recordChanges(deps: { db: Db; tenants: TenantService; log: Logger; onRecorded?: () => void }) {
@@ -101,6 +114,8 @@ export function recordChanges(deps: { db: Db; tenants: TenantService; log: Logge
       if (route && tenantRef !== null && route.action !== "tenant.delete") after = await snapshot(route, tenantRef, target);
       if (route?.action === "user.create" && answer) after = { id: answer.id, email: answer.email };
       if (route?.action === "session.create" && answer) after = { id: answer.id, userId: second, expiresAt: answer.expiresAt };
+      if (route?.action === "context-key.rotate" && answer) after = contextKeyView(answer);
+      if (route?.action === "config.apply" && answer) after = answer;
       // Only a tenant snapshot's id is the tenant's: a key snapshot's is the key's
       // (a revocation was once filed under the key id and missing from the tenant's log).
       const tenantId =

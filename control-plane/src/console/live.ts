@@ -39,6 +39,10 @@ export class LiveFeed {
   readonly #listeners = new Set<Listener>();
   #last: number | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** The start in progress or done (reading where the trail ends), shared by every subscriber. */
+  #started: Promise<void> | null = null;
+  /** Bumped by close(): a start that finishes after a close does not start a timer. */
+  #generation = 0;
   #polling = false;
 
   constructor(deps: { db: Db; log: Logger; intervalMs?: number }) {
@@ -47,26 +51,52 @@ export class LiveFeed {
     this.#intervalMs = deps.intervalMs ?? 500;
   }
 
-  /** Events stored from now on, in batches; returns the unsubscribe function. */
+  /**
+   * Events stored from now on, in batches; returns the unsubscribe function. The
+   * listener is registered before the first await, so subscribers arriving together
+   * share one start and one timer.
+   */
   async subscribe(listener: Listener): Promise<() => void> {
-    if (this.#listeners.size === 0) {
-      // Start after what is already stored: the live view shows what happens next.
-      const [row] = await this.#db.select({ max: sql<string | null>`max(${auditEvents.id})` }).from(auditEvents);
-      this.#last = Number(row?.max ?? 0);
-      this.#timer = setInterval(() => void this.#poll(), this.#intervalMs);
-      this.#timer.unref();
-    }
     this.#listeners.add(listener);
-    return () => {
+    const started = (this.#started ??= this.#start(this.#generation));
+    let subscribed = true;
+    const unsubscribe = () => {
+      if (!subscribed) return;
+      subscribed = false;
       this.#listeners.delete(listener);
       if (this.#listeners.size === 0) this.close();
     };
+    try {
+      await started;
+    } catch (error) {
+      if (this.#started === started) this.#started = null;
+      unsubscribe();
+      throw error;
+    }
+    return unsubscribe;
+  }
+
+  /** How many listeners are subscribed (open event streams). */
+  get listeners(): number {
+    return this.#listeners.size;
   }
 
   close(): void {
+    this.#generation++;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#started = null;
+    this.#last = null;
     this.#listeners.clear();
+  }
+
+  async #start(generation: number): Promise<void> {
+    // Start after what is already stored: the live view shows what happens next.
+    const [row] = await this.#db.select({ max: sql<string | null>`max(${auditEvents.id})` }).from(auditEvents);
+    if (generation !== this.#generation) return;
+    this.#last = Number(row?.max ?? 0);
+    this.#timer = setInterval(() => void this.#poll(), this.#intervalMs);
+    this.#timer.unref();
   }
 
   async #poll(): Promise<void> {

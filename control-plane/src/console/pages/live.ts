@@ -14,6 +14,14 @@ import type { ConsoleEnv } from "../session.ts";
 import { tenantNav } from "./tenants.ts";
 
 const KEEPALIVE_MS = 15_000;
+/** Open event streams per control plane process; more are refused with 503. */
+export const MAX_STREAMS = 32;
+/**
+ * Events waiting to be written to one stream; a client that reads slower than this
+ * (a stalled tab, a paused socket) is disconnected rather than buffered for. Its
+ * browser reconnects, and the audit search has what it missed.
+ */
+export const MAX_PENDING = 2000;
 
 export function mountLivePages(app: Hono<ConsoleEnv>, api: AdminClient, feed: LiveFeed): void {
   app.get("/live", (c) => {
@@ -34,6 +42,13 @@ export function mountLivePages(app: Hono<ConsoleEnv>, api: AdminClient, feed: Li
   });
 
   app.get("/live/events", async (c) => {
+    // The cookie is SameSite=Strict, so another site's page cannot open this stream
+    // with a session; refuse it by name as well.
+    if (c.req.header("sec-fetch-site") === "cross-site") return c.text("Refused: cross-site request.", 403);
+    if (feed.listeners >= MAX_STREAMS) {
+      c.header("retry-after", "5");
+      return c.text("Too many open live streams on this control plane; try again shortly.", 503);
+    }
     const { tenant, decision, reason } = c.req.query();
     let tenantId: string | null = null;
     if (tenant) {
@@ -44,25 +59,40 @@ export function mountLivePages(app: Hono<ConsoleEnv>, api: AdminClient, feed: Li
     secureHeaders(c);
     return streamSSE(c, async (stream) => {
       let queue = Promise.resolve();
-      const unsubscribe = await feed.subscribe((events) => {
+      let pending = 0;
+      let overflowed = false;
+      let unsubscribe = () => {};
+      const enqueue = (write: () => Promise<unknown>) => {
+        if (overflowed) return;
+        if (pending >= MAX_PENDING) {
+          overflowed = true;
+          unsubscribe();
+          void stream.close();
+          return;
+        }
+        pending++;
+        queue = queue
+          .then(write)
+          .then(() => {})
+          .catch(() => {})
+          .finally(() => {
+            pending--;
+          });
+      };
+      unsubscribe = await feed.subscribe((events) => {
         for (const e of events) {
           if (tenantId !== null && e.tenantId !== tenantId) continue;
           if (decision && e.decision !== decision) continue;
           if (reason && e.reason !== reason) continue;
-          queue = queue
-            .then(() => stream.writeSSE({ event: "decision", id: String(e.id), data: JSON.stringify(e) }))
-            .catch(() => {});
+          enqueue(() => stream.writeSSE({ event: "decision", id: String(e.id), data: JSON.stringify(e) }));
         }
       });
       stream.onAbort(unsubscribe);
       try {
         await stream.writeSSE({ event: "ready", data: "{}" });
-        while (!stream.aborted && !stream.closed) {
+        while (!stream.aborted && !stream.closed && !overflowed) {
           await stream.sleep(KEEPALIVE_MS);
-          queue = queue
-            .then(() => stream.write(": keepalive\n\n"))
-            .then(() => {})
-            .catch(() => {});
+          enqueue(() => stream.write(": keepalive\n\n"));
         }
       } finally {
         unsubscribe();
