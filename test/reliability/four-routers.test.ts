@@ -2,12 +2,15 @@
  * Four router processes (`node router/src/main.ts` each, not ROUTER_WORKERS) sharing
  * one real Redis, as several stateless replicas behind a load balancer run: a change
  * reaches every one of them within a second, a tenant's rate limit is one limit for
- * all four, and their decisions land in one audit trail.
+ * all four (sparse traffic, admitted ahead of the store's count, passes it by at most
+ * one request per router), and their decisions land in one audit trail.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+import { PREFETCH_GAP_MS } from "@portcullis/router";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RouterProcess, spawnRouter } from "../helpers/router-process.ts";
-import { propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
+import { eventually, propagatesWithin, startTestStack, type TestStack } from "../helpers/stack.ts";
 
 async function get(port: number, host: string): Promise<{ status: number; requestId: string }> {
   const res = await request(`http://127.0.0.1:${port}/`, { headers: { host } });
@@ -68,6 +71,55 @@ describe("four router processes sharing one Redis", () => {
     expect(passed).toBeLessThanOrEqual(8 + Math.ceil(seconds * 0.5) + 1);
     expect(passed).toBeGreaterThan(0);
     // Refused requests reached no upstream.
+    expect(stack.upstreamContacts - before).toBe(passed);
+  });
+
+  it("sparse traffic admitted ahead passes a drained bucket by at most one request per router", async () => {
+    const t = await stack.tenant("sparse-four");
+    // Burst 40: leases of 4, admitted ahead while the store's last answer left 20.
+    expect(
+      (await stack.admin("PATCH", "/v1/tenants/sparse-four", { limits: { requestsPerSecond: 0.01, burst: 40 } })).status,
+    ).toBe(200);
+    await stack.cp.publisher.flush();
+    const sum = async (series: string) =>
+      (await Promise.all(routers.map((r) => r.metric(series)))).reduce<number>((n, v) => n + (v ?? 0), 0);
+    const aheadBefore = await sum("portcullis_limiter_admitted_ahead_total");
+    const overBefore = await sum("portcullis_limiter_over_admitted_total");
+    const before = stack.upstreamContacts;
+    const started = performance.now();
+    let passed = 0;
+
+    // Each router learns from the store that the bucket is nearly full (39 … 36 left).
+    for (const r of routers) {
+      expect((await get(r.port, t.host)).status).toBe(200);
+      passed++;
+    }
+    // The fourth drains it, steadily (through leases, never ahead).
+    for (let i = 0; i < 60; i++) {
+      const { status } = await get(routers[3]!.port, t.host);
+      if (status === 429) break;
+      expect(status).toBe(200);
+      passed++;
+    }
+    // The other three, sparse now, still believe the bucket is full: each admits one ahead.
+    await sleep(PREFETCH_GAP_MS + 100);
+    const sparse = await Promise.all(routers.slice(0, 3).map((r) => get(r.port, t.host)));
+    expect(sparse.map((a) => a.status)).toEqual([200, 200, 200]);
+    passed += 3;
+    // Their charges come back refused: over the limit by three, one per router, counted.
+    await eventually(async () => (await sum("portcullis_limiter_over_admitted_total")) - overBefore >= 3, 5_000);
+    expect((await sum("portcullis_limiter_admitted_ahead_total")) - aheadBefore).toBe(3);
+    // Then every router refuses: none admits ahead again on an empty bucket.
+    await sleep(PREFETCH_GAP_MS + 100);
+    const after = await Promise.all(routers.map((r) => get(r.port, t.host)));
+    expect(after.map((a) => a.status)).toEqual([429, 429, 429, 429]);
+
+    const seconds = (performance.now() - started) / 1000;
+    const refill = Math.ceil(seconds * 0.01);
+    // The bound of docs/limits.md: the burst, what refilled, and one per router.
+    expect(passed).toBeLessThanOrEqual(40 + refill + routers.length);
+    expect(passed).toBeGreaterThanOrEqual(40 + 3);
+    expect((await sum("portcullis_limiter_over_admitted_total")) - overBefore).toBe(3);
     expect(stack.upstreamContacts - before).toBe(passed);
   });
 

@@ -29,9 +29,11 @@
  * Refusals are remembered too: after a rate refusal the set is refused locally until
  * the store's retry time (no request fits earlier, except one refunded by another
  * router meanwhile: this errs only towards refusing), after a quota refusal for
- * `QUOTA_DENIAL_MS`. See docs/limits.md "Leases".
+ * `QUOTA_DENIAL_MS`. Sparse traffic, which never reuses a lease, is admitted ahead of
+ * the store's count instead (`ahead.ts`). See docs/limits.md "Leases".
  */
 import type { Admission } from "@portcullis/shared";
+import { admitAhead, noteHeadroom } from "./ahead.ts";
 import type { Bucket } from "./compile.ts";
 import { localAdmit, storeAnswered, storeFailed } from "./local.ts";
 import { allowed, type LimitOutcome, refusal, seconds } from "./outcome.ts";
@@ -89,6 +91,9 @@ export function admit(s: LimiterState, set: BucketSet, now: number): LimitOutcom
     return allowed(set.bucket, remaining, set.reset);
   }
   if (now < set.deniedUntil) return refusal(set, now, s.quotaPeriod);
+  // Sparse traffic with room to spare: admitted now, charged to the store shortly.
+  const ahead = admitAhead(s, set, gap, PREFETCH_GAP_MS, now);
+  if (ahead !== null) return ahead;
   return new Promise<LimitOutcome>((resolve) => enqueue(s, set, resolve, now));
 }
 
@@ -184,6 +189,7 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
     for (const w of fetch.waiters) void localAdmit(s, set, at).then(w);
     return;
   }
+  noteHeadroom(set, answer, at);
   if (!set.dead) {
     set.touched = at;
     s.sets.delete(set.id);

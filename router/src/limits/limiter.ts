@@ -21,6 +21,7 @@
  */
 import type { KeyLimits, TenantRecord } from "@portcullis/shared";
 import { compile, keyBucket } from "./compile.ts";
+import { chargeOwed } from "./ahead.ts";
 import { admit, LEASE_MS, promote } from "./lease.ts";
 import { CONCURRENCY_LIMITED, type LimitOutcome, UNLIMITED } from "./outcome.ts";
 import { forget, setFor } from "./sets.ts";
@@ -124,19 +125,26 @@ export class Limiter {
     for (const set of s.sets.values()) {
       if (set.touched > now - LEASE_MS) break;
       if (now >= set.expiresAt) promote(s, set, now);
-      if (set.touched <= now - IDLE_MS && set.fetching === 0) forget(s, set);
+      if (set.touched <= now - IDLE_MS && set.fetching === 0 && set.owed === 0) forget(s, set);
     }
   }
 
-  /** Resolves when the store calls under way (fetches, refunds) have finished. */
+  /** Requests admitted ahead of the store's count and not yet charged to it (tests). */
+  owed(id: string): number {
+    return this.#s.sets.get(id)?.owed ?? 0;
+  }
+
+  /** Sends the charges due now, and resolves when the store calls under way (fetches, charges, refunds) have finished. */
   async settled(): Promise<void> {
+    chargeOwed(this.#s);
     const pending = this.#s.pending;
     while (pending.size > 0) await Promise.allSettled([...pending]);
   }
 
-  /** Refunds every lease (after the fetches in flight settle) and stops the sweep. */
+  /** Charges what was admitted ahead, refunds every lease (after the fetches in flight settle), and stops the sweep. */
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    chargeOwed(this.#s);
     await this.settled();
     for (const set of [...this.#s.sets.values()]) forget(this.#s, set);
     await this.settled();

@@ -84,6 +84,18 @@ export interface BucketSet {
   since: number;
   lastWant: number;
 
+  /**
+   * What the store had left for the set after its last answer (the tightest bucket's
+   * room and the quota's, 0 after a refusal), and when: sparse traffic is admitted
+   * ahead of the store's count only while this is far above what one request takes
+   * (`ahead.ts`).
+   */
+  headroom: number;
+  headroomAt: number;
+  /** Requests admitted ahead and not yet counted by the store, and how many of them a charge in flight carries. */
+  owed: number;
+  charging: number;
+
   /** The fetch in flight that requests may still join. */
   open: Fetch | null;
   fetching: number;
@@ -111,6 +123,9 @@ export interface LimiterState {
    * answer, so the sweep's walk in answer order would reach its expiry late.
    */
   readonly ahead: Set<BucketSet>;
+  /** Sets with requests admitted ahead, to be charged to the store together (`ahead.ts`). */
+  readonly owing: Set<BucketSet>;
+  chargeTimer: NodeJS.Timeout | null;
   /** Store calls (fetches with their settling, refunds) not yet finished: `close` waits for them. */
   readonly pending: Set<Promise<void>>;
   readonly quotaPeriod: QuotaPeriod;
@@ -132,6 +147,8 @@ export function createState(options: LimiterOptions): LimiterState {
     log: options.log,
     sets: new Map(),
     ahead: new Set(),
+    owing: new Set(),
+    chargeTimer: null,
     pending: new Set(),
     quotaPeriod: new QuotaPeriod(),
     degradedUntil: 0,

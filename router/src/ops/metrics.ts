@@ -244,6 +244,16 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     help: "Refunds the shared store could not take: those requests stay consumed until their buckets refill.",
     registers: [registry],
   });
+  const limiterAhead = new Counter({
+    name: "portcullis_limiter_admitted_ahead_total",
+    help: "Requests of sparse traffic admitted before the shared store counted them (charged to it within 50 ms; docs/limits.md, sparse traffic).",
+    registers: [registry],
+  });
+  const limiterOverAdmitted = new Counter({
+    name: "portcullis_limiter_over_admitted_total",
+    help: "Requests admitted ahead whose charge the shared store refused: passed beyond the limit (at most one per bucket-set and router each time its bucket runs dry).",
+    registers: [registry],
+  });
   const usageFlushErrors = new Counter({
     name: "portcullis_usage_flush_errors_total",
     help: "Usage batches that could not be written to the shared store (kept and retried).",
@@ -318,6 +328,8 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     limiterStoreCalls,
     limiterRefunded,
     limiterRefundErrors,
+    limiterAhead,
+    limiterOverAdmitted,
     usageFlushErrors,
     usageDropped,
     usagePending,

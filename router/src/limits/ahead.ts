@@ -1,0 +1,137 @@
+/**
+ * Sparse traffic admitted ahead of the store's count. A set seen once every few
+ * seconds (with 100,000 tenants, each sees a request every ~20 s) never reuses a
+ * lease, so each of its requests would wait for its own store round trip. Instead,
+ * when all of these hold, the request is admitted at once and charged to the store
+ * afterwards, with every other charge due, in one batched call within `CHARGE_MS`:
+ *   - the set's previous request on this router came at least `PREFETCH_GAP_MS`
+ *     before (sparse: steady traffic keeps using leases, and waits for them);
+ *   - its leases hold more than one request (`maxLease` ≥ 2: a burst of 20 or more
+ *     and a quota of 2,000 or more; smaller buckets stay exact, a round trip each);
+ *   - the store's last answer for the set, within `HEADROOM_MS`, left at least
+ *     `HEADROOM_LEASES` × `maxLease` requests (half the smallest burst, a two-hundredth
+ *     of the quota) in every bucket and the quota;
+ *   - no other request of the set is owed on this router (one at a time).
+ * The charge is an ordinary admit. When the store grants it, the request was within
+ * the limit after all; when it refuses, the request passed beyond the limit
+ * (`portcullis_limiter_over_admitted_total`), the refusal is remembered as any other,
+ * and the set's headroom is 0, so it is not admitted ahead again until a store answer
+ * shows the bucket at least half full again. Hence the bound: across N routers, at
+ * most N requests per bucket-set beyond its buckets each time they run dry from half
+ * full, and beyond the monthly quota at most N per bucket-set in a month. See
+ * docs/limits.md "Sparse traffic".
+ */
+import type { Admission } from "@portcullis/shared";
+import type { Bucket } from "./compile.ts";
+import { storeAnswered, storeFailed } from "./local.ts";
+import { allowed, type LimitOutcome, seconds } from "./outcome.ts";
+import { QUOTA_DENIAL_MS } from "./quota.ts";
+import type { BucketSet, LimiterState } from "./state.ts";
+
+/** Requests admitted ahead are charged to the store together, at most this long after. */
+export const CHARGE_MS = 50;
+
+/** "Far above": the store's last answer left at least this many leases' worth. */
+export const HEADROOM_LEASES = 5;
+
+/** A store answer older than this says nothing about the set's headroom. */
+export const HEADROOM_MS = 25_000;
+
+/**
+ * The request of a sparse set admitted now, to be charged later; null when the set
+ * must ask the store first (the caller then fetches as usual).
+ */
+export function admitAhead(s: LimiterState, set: BucketSet, gap: number, gapMin: number, now: number): LimitOutcome | null {
+  if (
+    set.owed > 0 ||
+    set.maxLease < 2 ||
+    gap < gapMin ||
+    now - set.headroomAt > HEADROOM_MS ||
+    set.headroom < HEADROOM_LEASES * set.maxLease
+  )
+    return null;
+  set.owed = 1;
+  s.metrics?.limiterAhead.inc();
+  s.owing.add(set);
+  if (s.chargeTimer === null) {
+    s.chargeTimer = setTimeout(() => chargeOwed(s), CHARGE_MS);
+    s.chargeTimer.unref();
+  }
+  return allowed(set.bucket, set.headroom - 1, set.reset);
+}
+
+/** A store answer for the set: what it had left, for the next `admitAhead`. */
+export function noteHeadroom(set: BucketSet, answer: Admission, now: number): void {
+  if (!answer.ok) {
+    set.headroom = 0;
+  } else {
+    let room = set.rates.length === 0 ? Number.POSITIVE_INFINITY : answer.remaining;
+    if (set.monthly !== null) room = Math.min(room, set.monthly - answer.used);
+    set.headroom = room;
+  }
+  set.headroomAt = now;
+}
+
+/** Sends every charge due, each as one admit of the batch (`AdmitBatcher`). */
+export function chargeOwed(s: LimiterState): void {
+  if (s.chargeTimer !== null) clearTimeout(s.chargeTimer);
+  s.chargeTimer = null;
+  const now = s.now();
+  for (const set of s.owing) {
+    const n = set.owed - set.charging;
+    if (n > 0) charge(s, set, n, now);
+  }
+  s.owing.clear();
+}
+
+function charge(s: LimiterState, set: BucketSet, n: number, now: number): void {
+  set.charging += n;
+  const quota = set.monthly === null ? null : s.quotaPeriod.check(set.tenantId, set.monthly, now);
+  s.admitCalls?.inc();
+  const done = s.admits.admit(set.rates, quota, n).then(
+    (answer) => {
+      storeAnswered(s);
+      settle(s, set, n, answer);
+    },
+    (error: unknown) => {
+      // Not counted by the store: the limits are local now (`local.ts`).
+      storeFailed(s, error);
+      set.owed -= n;
+      set.charging -= n;
+      set.headroom = 0;
+    },
+  );
+  s.pending.add(done);
+  void done.finally(() => s.pending.delete(done));
+}
+
+function settle(s: LimiterState, set: BucketSet, n: number, answer: Admission): void {
+  set.owed -= n;
+  set.charging -= n;
+  const at = s.now();
+  noteHeadroom(set, answer, at);
+  if (!set.dead) {
+    set.touched = at;
+    s.sets.delete(set.id);
+    s.sets.set(set.id, set);
+  }
+  const granted = answer.ok ? Math.min(answer.granted ?? 1, n) : 0;
+  if (granted < n) {
+    s.metrics?.limiterOverAdmitted.inc(n - granted);
+    set.headroom = 0;
+  }
+  if (answer.ok) {
+    set.bucket = set.buckets[answer.bucket ?? 0];
+    set.reset = `;t=${seconds(answer.resetMs)}`;
+    return;
+  }
+  // Refused: remembered as a fetch's refusal is, so the next requests are refused here.
+  if (answer.code === "rate") {
+    set.deniedUntil = at + answer.retryAfterMs;
+    set.deniedBy = set.buckets[answer.bucket ?? 0] ?? (set.buckets[0] as Bucket);
+  } else {
+    set.deniedUntil = at + QUOTA_DENIAL_MS;
+    set.deniedBy = null;
+  }
+  set.denied = null;
+}
