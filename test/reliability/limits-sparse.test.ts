@@ -163,6 +163,23 @@ for (const [kind, make] of Object.entries(factories)) {
       await a.close();
     });
 
+    it("keeps what it knows of a quiet set until IDLE_MS, then forgets it (the next request waits)", async () => {
+      const { store } = counting(await make());
+      let now = 1_000_000;
+      const a = new Limiter({ store, now: () => now });
+      const t = tenant(100);
+      expect(await decide(a.check(t, undefined))).toBe(true);
+      now += HEADROOM_MS - 1_000;
+      a.sweep();
+      const kept = a.check(t, undefined);
+      expect(isSync(kept) && kept.ok).toBe(true);
+      await a.settled();
+      now += HEADROOM_MS + 1;
+      a.sweep();
+      expect(isSync(a.check(t, undefined))).toBe(false);
+      await a.close();
+    });
+
     it("one owed request per set at a time: concurrent sparse requests wait for the store", async () => {
       const { store } = counting(await make());
       let now = 1_000_000;

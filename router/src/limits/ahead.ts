@@ -34,8 +34,12 @@ export const CHARGE_MS = 50;
 /** "Far above": the store's last answer left at least this many leases' worth. */
 export const HEADROOM_LEASES = 5;
 
-/** A store answer older than this says nothing about the set's headroom. */
-export const HEADROOM_MS = 25_000;
+/**
+ * A store answer older than this says nothing about the set's headroom (the bound
+ * does not depend on it: it keeps a set forgotten and met again from using an answer
+ * of another hour). The limiter keeps a set this long without traffic (`IDLE_MS`).
+ */
+export const HEADROOM_MS = 120_000;
 
 /**
  * The request of a sparse set admitted now, to be charged later; null when the set

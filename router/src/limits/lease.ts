@@ -131,7 +131,6 @@ export function promote(s: LimiterState, set: BucketSet, now: number): void {
   const next = set.next;
   if (set.tokens > 0 || next === null) return;
   set.next = null;
-  s.ahead.delete(set);
   if (now >= next.expiresAt) {
     refund(s, set.rates, next.quota, next.tokens);
     return;
@@ -224,6 +223,7 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
       promote(s, set, at);
       if (set.tokens === 0) {
         set.tokens = left;
+        s.leased.add(set);
         set.expiresAt = at + LEASE_MS;
         set.leaseQuota = quota;
         set.bucket = bucket;
@@ -232,7 +232,7 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
       } else if (set.next === null) {
         // The current lease still has requests: this one waits behind it.
         set.next = { tokens: left, expiresAt: at + LEASE_MS, quota, bucket, remaining: answer.remaining, reset };
-        s.ahead.add(set);
+        s.leased.add(set);
       } else if (set.next.quota?.key !== quota?.key) {
         // Concurrent fetches across a month's end: not merged, so each refund goes
         // back to the counter it was taken from.

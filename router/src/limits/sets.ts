@@ -107,6 +107,6 @@ export function forget(s: LimiterState, set: BucketSet): void {
   refundLease(s, set);
   if (set.next !== null) refund(s, set.rates, set.next.quota, set.next.tokens);
   set.next = null;
-  s.ahead.delete(set);
+  s.leased.delete(set);
   if (s.sets.get(set.id) === set) s.sets.delete(set.id);
 }

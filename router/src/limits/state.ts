@@ -119,10 +119,11 @@ export interface LimiterState {
   /** Bucket-sets by key id, or tenant id for traffic without a key; oldest answer first. */
   readonly sets: Map<string, BucketSet>;
   /**
-   * Sets holding a lease fetched ahead: their current lease is older than their last
-   * answer, so the sweep's walk in answer order would reach its expiry late.
+   * Sets holding leased requests (a current lease, or one fetched ahead): the sweep
+   * visits these, and gives each lease back at its expiry, instead of walking every
+   * set the router knows.
    */
-  readonly ahead: Set<BucketSet>;
+  readonly leased: Set<BucketSet>;
   /** Sets with requests admitted ahead, to be charged to the store together (`ahead.ts`). */
   readonly owing: Set<BucketSet>;
   chargeTimer: NodeJS.Timeout | null;
@@ -146,7 +147,7 @@ export function createState(options: LimiterOptions): LimiterState {
     now: options.now ?? Date.now,
     log: options.log,
     sets: new Map(),
-    ahead: new Set(),
+    leased: new Set(),
     owing: new Set(),
     chargeTimer: null,
     pending: new Set(),
