@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, isAbsolute, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
 import type { HostSet, RateResult } from "./load.ts";
 
 const procs = join(dirname(fileURLToPath(import.meta.url)), "procs");
@@ -95,4 +96,16 @@ export function cpuSeconds(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Deletes every key under `prefix` on that Redis: what a benchmark run wrote there. */
+export async function dropRedisPrefix(url: string, prefix: string): Promise<void> {
+  const r = new Redis(url);
+  let cursor = "0";
+  do {
+    const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    if (keys.length > 0) await r.unlink(...keys);
+    cursor = next;
+  } while (cursor !== "0");
+  r.disconnect();
 }

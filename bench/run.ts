@@ -44,7 +44,7 @@ import postgres from "postgres";
 import { request } from "undici";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase, type Database } from "@portcullis/control-plane";
 import { AUDIT_STREAM, hashApiKey, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
-import { cpuSeconds, fixedRate, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
+import { cpuSeconds, dropRedisPrefix, fixedRate, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
 import { allocatedBytes, type CpuProfile, type HeapProfile, formatStageCosts, stageCosts, stageTable } from "./stage-costs.ts";
 import { has, type HostSet, type LoadResult, runAutocannon, runWrk, summarize } from "./load.ts";
 
@@ -1038,16 +1038,7 @@ async function main() {
   await cp.close();
   await store.close();
   await db.drop();
-  if (useRedis) {
-    const r = new Redis(redisUrl);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (keys.length > 0) await r.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
-    r.disconnect();
-  }
+  if (useRedis) await dropRedisPrefix(redisUrl, prefix);
 }
 
 interface NoisyFigures {
