@@ -1,11 +1,13 @@
 /**
  * The admin API's description (`GET /v1/openapi.json`, `/docs`) against the app that
  * serves it: every route Hono serves is an operation of the document and every
- * operation is served; the document is structurally OpenAPI 3.1 (no validator library
- * is installed: the checks below are the ones that matter to a client generator); and
+ * operation is served; the document is valid OpenAPI 3.1 by the specification's own
+ * JSON Schema (@seriousme/openapi-schema-validator), and holds what a client generator
+ * needs beyond it (unique operation ids, path parameters, resolvable $refs); and
  * the typed client's answers, on a live control plane, are exactly what the response
  * schemas say (parsing strips nothing and misses nothing).
  */
+import { Validator } from "@seriousme/openapi-schema-validator";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminClient, createAdminClient } from "../../control-plane/src/admin/client.ts";
 import { openApiPath } from "../../control-plane/src/admin/openapi.ts";
@@ -53,6 +55,20 @@ describe("the admin API's OpenAPI document", () => {
   });
   afterAll(async () => {
     await stack?.close();
+  });
+
+  it("is valid OpenAPI 3.1 by the specification's JSON Schema, and a broken copy is not", async () => {
+    const validator = new Validator();
+    const result = await validator.validate(structuredClone(doc));
+    expect(result.errors, JSON.stringify(result.errors, null, 2)).toBeUndefined();
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe("3.1");
+    // The check can fail: an operation without its required responses object is refused.
+    const broken = structuredClone(doc);
+    const [first] = Object.values(broken.paths as Json) as Json[];
+    const [op] = Object.values(first as Json) as Json[];
+    (op as Json).responses = "none";
+    expect((await new Validator().validate(broken)).valid).toBe(false);
   });
 
   it("is structurally OpenAPI 3.1: info, paths, operations with responses, parameters, resolvable $refs", () => {
