@@ -1,6 +1,6 @@
 /**
- * `verify` (Hono), `verifyNode` (Node http) and the Express-style `(req, res, next)`
- * chain, each on a real server on port 0, sent requests as an attacker would: no
+ * `verify` (Hono), `verifyNode` (Node http) and `verifyNode` as Express middleware
+ * (Express itself, at the root and under a mount path), each on a real server on port 0, sent requests as an attacker would: no
  * signature, a forged one, a tampered context, a stale or future timestamp, a captured
  * signature replayed on another host, path or method, another tenant's key, a key
  * version the app does not hold, a repeated context header on a raw socket. Every
@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { getRequestListener } from "@hono/node-server";
 import { contextKeyToken, contextSigner } from "@portcullis/shared";
+import express from "express";
 import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REFUSAL_MESSAGE, type TenantEnv, tenantOf, verify, verifyNode } from "@portcullis/sdk";
@@ -36,22 +37,6 @@ const close = (s: Server) =>
     s.close(() => r());
   });
 
-/** A connect/Express-style chain: what `app.use(fn)` does with `(req, res, next)`. */
-function chain(...fns: ((req: IncomingMessage, res: ServerResponse, next: (e?: unknown) => void) => unknown)[]) {
-  return (req: IncomingMessage, res: ServerResponse) => {
-    let i = 0;
-    const next = (error?: unknown) => {
-      if (error) {
-        res.writeHead(500).end();
-        return;
-      }
-      const fn = fns[i++];
-      if (fn) fn(req, res, next);
-    };
-    next();
-  };
-}
-
 const servers: Record<string, Server> = {};
 const accepted = (tenant: unknown) => JSON.stringify({ tenant });
 
@@ -69,13 +54,26 @@ beforeAll(async () => {
     res.writeHead(200, { "content-type": "application/json" }).end(accepted(tenant));
   });
 
-  servers.express = await listen(
-    chain(verifyNode({ keys: [KEY_V2, KEY_V1] }), (req, res) => {
-      res
-        .writeHead(200, { "content-type": "application/json" })
-        .end(accepted((req as IncomingMessage & { tenant?: unknown }).tenant === tenantOf(req) ? tenantOf(req) : null));
-    }),
-  );
+  // Express itself (5.x): the guard as middleware, the tenant on `req.tenant`.
+  const app = express();
+  app.use(verifyNode({ keys: [KEY_V2, KEY_V1] }));
+  app.use((req, res) => {
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(accepted((req as IncomingMessage & { tenant?: unknown }).tenant === tenantOf(req) ? tenantOf(req) : null));
+  });
+  servers.express = await listen(app);
+
+  // Under a mount path Express rewrites `req.url` ("/orders?page=2" becomes "/?page=2");
+  // the router signed what the client sent.
+  const mounted = express();
+  const orders = express.Router();
+  orders.use(verifyNode({ keys: [KEY_V2, KEY_V1] }));
+  orders.use((req, res) => {
+    res.writeHead(200, { "content-type": "application/json" }).end(accepted({ seen: req.url, tenant: tenantOf(req)?.id }));
+  });
+  mounted.use("/orders", orders);
+  servers.mounted = await listen(mounted);
 });
 afterAll(async () => {
   for (const s of Object.values(servers)) await close(s);
@@ -202,6 +200,20 @@ describe.each(["hono", "node", "express"])("verify on a %s server", (kind) => {
     const answer = await raw(port(), bytes);
     expect(answer).toMatch(/^HTTP\/1\.1 401 /);
     expect(answer).toContain('"code":"bad_signature"');
+  });
+});
+
+describe("verify under an Express mount path", () => {
+  const get = (headers: Record<string, string>, path: string) =>
+    send(portOf(servers.mounted as Server), HOST, path, { method: "GET", headers });
+
+  it("verifies the target the client sent, not the one Express rewrote", async () => {
+    const res = await get(signed(), "/orders?page=2");
+    expect(res.status).toBe(200);
+    expect(res.json().tenant).toEqual({ seen: "/?page=2", tenant: "ten_acme" });
+    const replayed = await get(signed(), "/orders?page=3");
+    expect(replayed.status).toBe(401);
+    expect(replayed.json().error.code).toBe("bad_signature");
   });
 });
 

@@ -25,7 +25,12 @@ export type NodeVerify = (req: IncomingMessage, res: ServerResponse, next?: (err
 export function verifyNode(options: VerifyOptions): NodeVerify {
   const verifyRequest = createVerifier(options);
   return function verifyTenant(req, res, next) {
-    const outcome = verifyRequest(req);
+    // Express (and connect) rewrite `url` under a mount path; the router signed the
+    // target the client sent, which they keep as `originalUrl`.
+    const original = (req as IncomingMessage & { originalUrl?: unknown }).originalUrl;
+    const outcome = verifyRequest(
+      typeof original === "string" && original !== req.url ? { method: req.method, url: original, headers: req.headers } : req,
+    );
     if (!outcome.ok) {
       const id = req.headers["x-request-id"];
       const body = refusalBody(outcome.code, typeof id === "string" ? id : undefined);
