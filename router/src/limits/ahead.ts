@@ -64,7 +64,10 @@ export function admitAhead(s: LimiterState, set: BucketSet, gap: number, gapMin:
   return allowed(set.bucket, set.headroom - 1, set.reset);
 }
 
-/** A store answer for the set: what it had left, for the next `admitAhead`. */
+/**
+ * A store answer for the set: what it had left, for the next `admitAhead`, and (while
+ * no lease holds them) the bucket and reset its headers name.
+ */
 export function noteHeadroom(set: BucketSet, answer: Admission, now: number): void {
   if (!answer.ok) {
     set.headroom = 0;
@@ -72,6 +75,10 @@ export function noteHeadroom(set: BucketSet, answer: Admission, now: number): vo
     let room = set.rates.length === 0 ? Number.POSITIVE_INFINITY : answer.remaining;
     if (set.monthly !== null) room = Math.min(room, set.monthly - answer.used);
     set.headroom = room;
+    if (set.tokens === 0) {
+      set.bucket = set.buckets[answer.bucket ?? 0];
+      set.reset = `;t=${seconds(answer.resetMs)}`;
+    }
   }
   set.headroomAt = now;
 }
@@ -124,11 +131,7 @@ function settle(s: LimiterState, set: BucketSet, n: number, answer: Admission): 
     s.metrics?.limiterOverAdmitted.inc(n - granted);
     set.headroom = 0;
   }
-  if (answer.ok) {
-    set.bucket = set.buckets[answer.bucket ?? 0];
-    set.reset = `;t=${seconds(answer.resetMs)}`;
-    return;
-  }
+  if (answer.ok) return;
   // Refused: remembered as a fetch's refusal is, so the next requests are refused here.
   if (answer.code === "rate") {
     set.deniedUntil = at + answer.retryAfterMs;
