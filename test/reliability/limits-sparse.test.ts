@@ -79,7 +79,9 @@ for (const [kind, make] of Object.entries(factories)) {
         const r = a.check(t, undefined);
         expect(isSync(r) && r.ok, `request ${i}`).toBe(true);
         // Its headers name the tenant's bucket, as a leased request's do.
-        expect((r as LimitOutcome & { headers: Record<string, string> }).headers["ratelimit-policy"]).toBe('"tenant";q=100;w=60000');
+        expect((r as LimitOutcome & { headers: Record<string, string> }).headers["ratelimit-policy"]).toBe(
+          '"tenant";q=100;w=60000',
+        );
         expect(a.owed(t.id)).toBe(1);
         await a.settled(); // the charge goes to the store
         expect(a.owed(t.id)).toBe(0);
