@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type TenantEnv, verify, withTenant } from "@portcullis/sdk";
 import {
   assertRouteIsolation,
+  honoRoutes,
   checkRouteIsolation,
   type GuardTenant,
   randomContextKey,
@@ -72,8 +73,8 @@ function fixture(bug: Bug) {
         : await withTenant(app.db, c.var.tenant, (tx) => tx.execute("select id, item from orders order by id"));
     return c.json({ orders: rows });
   });
-  hono.get("/orders/:id", async (c) => {
-    const id = c.req.param("id");
+  hono.get("/orders/:orderId", async (c) => {
+    const id = c.req.param("orderId");
     if (bug === "item-always-404") return c.json({ error: { code: "not_found", message: "No such order." } }, 404);
     const rows = await withTenant(app.db, c.var.tenant, (tx) =>
       tx.execute(`select id, item from orders where id = '${id.replaceAll("'", "''")}'`),
@@ -92,7 +93,7 @@ function fixture(bug: Bug) {
   return hono;
 }
 
-const ROUTES = ["/orders", "/orders/:id"];
+const ROUTES = ["/orders", "/orders/:orderId"];
 
 describe("the route guard (real Postgres)", () => {
   it("passes the correct app, both ways, and every request it made was checked", async () => {
@@ -105,6 +106,24 @@ describe("the route guard (real Postgres)", () => {
     expect(report).toEqual({ ok: true, requests: 2 * 2 + (2 + 1) * 2, violations: [] });
   });
 
+  it("takes a Hono app's own routes (honoRoutes), and refuses a route it cannot fill", async () => {
+    const app = fixture("none");
+    expect(honoRoutes(app)).toEqual(ROUTES);
+    const report = await assertRouteIsolation({
+      app: app.fetch,
+      tenants: [tenants.acme as GuardTenant, tenants.globex as GuardTenant],
+      routes: honoRoutes(app),
+    });
+    expect(report.ok).toBe(true);
+    await expect(
+      checkRouteIsolation({
+        app: app.fetch,
+        tenants: [tenants.acme as GuardTenant, tenants.globex as GuardTenant],
+        routes: ["/customers/:customerId/orders/:orderId"],
+      }),
+    ).rejects.toThrow(/one :param per route/);
+  });
+
   it("passes the correct app over HTTP (a base URL), item routes tried with several methods", async () => {
     const server: Server = createServer(getRequestListener(fixture("none").fetch));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -112,7 +131,7 @@ describe("the route guard (real Postgres)", () => {
       const report = await checkRouteIsolation({
         app: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
         tenants: [tenants.acme as GuardTenant, tenants.globex as GuardTenant],
-        routes: ["/orders", { path: "/orders/:id", methods: ["GET", "HEAD"] }],
+        routes: ["/orders", { path: "/orders/:orderId", methods: ["GET", "HEAD"] }],
       });
       expect(report.violations).toEqual([]);
     } finally {

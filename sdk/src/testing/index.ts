@@ -5,6 +5,7 @@ export {
   checkRouteIsolation,
   defaultIds,
   type FetchLike,
+  honoRoutes,
   type GuardReport,
   type GuardRoute,
   type GuardTenant,

@@ -1,7 +1,8 @@
 /**
  * The route guard: walks an app's routes as two tenants and reports every way tenant
  * B can see tenant A's rows. For each listing route, A's rows are listed as A, then
- * the same route as B must list none of them; for each item route (`/orders/:id`),
+ * the same route as B must list none of them; for each item route (one `:param`, as
+ * `/orders/:id` or `/orders/:orderId/lines`; `honoRoutes(app)` lists a Hono app's),
  * every id of A must answer B with 404 — not 403, which confirms the row exists — and
  * A itself with 200 (so a route broken for everyone does not pass as isolated). A
  * guard that found no row of A fails too: it would have proved nothing.
@@ -26,7 +27,7 @@ export interface GuardTenant {
 }
 
 export interface GuardRoute {
-  /** A listing (`/orders`), or an item route with `:id` (`/orders/:id`). */
+  /** A listing (`/orders`), or an item route with one parameter (`/orders/:id`, `/orders/:orderId/lines`). */
   path: string;
   /** Item routes: the methods B tries on A's ids (default GET). */
   methods?: string[];
@@ -120,12 +121,35 @@ function call(app: FetchLike | string, tenant: GuardTenant, method: string, targ
   });
 }
 
-const ITEM = ":id";
+/** A path parameter segment (`/:id`, `/:orderId`). */
+const PARAM = /\/:[A-Za-z_][A-Za-z0-9_]*(?=\/|$)/g;
+
+/** An item route's parameter: its one `:param` segment (null for a listing). */
+function itemParam(path: string): string | null {
+  const found = path.match(PARAM) ?? [];
+  if (found.length > 1)
+    throw new TypeError(`route guard: ${path} has ${found.length} parameters; give the guard one :param per route`);
+  return found[0]?.slice(1) ?? null;
+}
+
+/**
+ * The routes a Hono app serves to GET, for `routes`: every path registered with a GET
+ * (or `all`) handler, less middleware patterns (`*`, `/*`) and paths with more than
+ * one parameter, which the guard cannot fill.
+ */
+export function honoRoutes(app: { routes: readonly { method: string; path: string }[] }): string[] {
+  const paths = app.routes
+    .filter((r) => (r.method === "GET" || r.method === "ALL") && !r.path.includes("*"))
+    .map((r) => r.path)
+    .filter((p) => (p.match(PARAM) ?? []).length <= 1);
+  return [...new Set(paths)];
+}
 
 export async function checkRouteIsolation(options: RouteGuardOptions): Promise<GuardReport> {
   const routes = options.routes.map((r): GuardRoute => (typeof r === "string" ? { path: r } : r));
-  const lists = routes.filter((r) => !r.path.includes(ITEM));
-  const items = routes.filter((r) => r.path.includes(ITEM));
+  const params = new Map(routes.map((r) => [r, itemParam(r.path)]));
+  const lists = routes.filter((r) => params.get(r) === null);
+  const items = routes.filter((r) => params.get(r) !== null);
   const maxIds = options.maxIds ?? 25;
   const violations: Violation[] = [];
   let requests = 0;
@@ -155,10 +179,12 @@ export async function checkRouteIsolation(options: RouteGuardOptions): Promise<G
     }
     const all = [...new Set([...owned.values()].flat())];
     for (const item of items) {
-      const from = item.idsFrom ?? item.path.slice(0, item.path.indexOf(`/${ITEM}`));
+      const param = `/${params.get(item)}`;
+      const from = item.idsFrom ?? item.path.slice(0, item.path.indexOf(param));
       const ids = (owned.get(from) ?? all).slice(0, maxIds);
       for (const id of ids) {
-        const path = item.path.replace(ITEM, encodeURIComponent(id));
+        const at = item.path.indexOf(param);
+        const path = `${item.path.slice(0, at)}/${encodeURIComponent(id)}${item.path.slice(at + param.length)}`;
         const mine = await send(owner, "GET", path);
         if (mine.status !== 200) v("own_row_unreadable", owner, "GET", path, mine.status, "the owner cannot read its own row");
         for (const method of item.methods ?? ["GET"]) {
