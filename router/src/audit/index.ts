@@ -63,6 +63,11 @@ export interface BatchingOptions {
   maxQueue?: number;
   refusalQueueMax?: number;
   aggregateMax?: number;
+  /**
+   * Events per store write (default 250). Building and sending a batch holds the event
+   * loop about 0.35 ms per 100 events, and a flush awaits each write before the next,
+   * so 250 keeps every slice near 1 ms whatever the rate (1,000 held it 3–4 ms).
+   */
   batchSize?: number;
   intervalMs?: number;
   failMode?: AuditFailMode;
@@ -90,7 +95,7 @@ export class BatchingAuditSink implements AuditSink {
       maxQueue: 100_000,
       refusalQueueMax: 10_000,
       aggregateMax: 10_000,
-      batchSize: 1_000,
+      batchSize: 250,
       intervalMs: 100,
       failMode: "open",
       ...options,
