@@ -5,52 +5,12 @@
  * leased and did not use.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import type { Store, TenantRecord } from "@portcullis/shared";
 import { type LimitOutcome, LEASE_MS, Limiter } from "@portcullis/router";
+import { countingStore, slowTenant } from "../helpers/limits.ts";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
 afterAll(closeAll);
-
-let seq = 0;
-/** A tenant whose bucket refills one request every 10 minutes: the test's own duration adds none. */
-function tenant(burst: number, monthlyRequests: number | null = null): TenantRecord {
-  return {
-    id: `ten_lease${seq++}`,
-    slug: "lease",
-    status: "active",
-    plan: "free",
-    binding: null,
-    upstreams: ["http://127.0.0.1:1"],
-    limits: { requestsPerSecond: 1 / 600, burst, monthlyRequests, concurrency: null, maxBodyBytes: null },
-    features: {},
-    settings: { allowedIps: [], branding: {} },
-  };
-}
-
-/** The store, counting the limiter's calls (and what each admit asked for). */
-function counting(inner: Store) {
-  const s = Object.create(inner) as Store;
-  const calls = { admit: 0, refund: 0, wants: [] as number[] };
-  s.admit = (rates, quota, want) => {
-    calls.admit++;
-    calls.wants.push(want ?? 1);
-    return inner.admit(rates, quota, want);
-  };
-  // Admits sent together (one round trip) count one each, as alone.
-  s.admitMany = (batch) => {
-    for (const call of batch) {
-      calls.admit++;
-      calls.wants.push(call.want ?? 1);
-    }
-    return (inner.admitMany as NonNullable<Store["admitMany"]>).call(inner, batch);
-  };
-  s.refund = (rates, quota, n) => {
-    calls.refund++;
-    return inner.refund(rates, quota, n);
-  };
-  return { store: s, calls };
-}
 
 async function decide(r: LimitOutcome | Promise<LimitOutcome>): Promise<boolean> {
   return (r instanceof Promise ? await r : r).ok;
@@ -59,11 +19,11 @@ async function decide(r: LimitOutcome | Promise<LimitOutcome>): Promise<boolean>
 for (const [kind, make] of Object.entries(factories)) {
   describe(`${kind} store: leased limits`, () => {
     it("two limiters sharing the store admit a burst exactly, most of it without a store call", async () => {
-      const { store, calls } = counting(await make());
+      const { store, calls } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
       const b = new Limiter({ store, now: () => now });
-      const t = tenant(200);
+      const t = slowTenant(200);
       let admitted = 0;
       let checks = 0;
       // Sequential requests on both, then concurrent waves on both: 600 in all, 3 × the burst,
@@ -98,11 +58,11 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("a small bucket stays exact: one store call per admitted request, each for one", async () => {
-      const { store, calls } = counting(await make());
+      const { store, calls } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
       const b = new Limiter({ store, now: () => now });
-      const t = tenant(19);
+      const t = slowTenant(19);
       let admitted = 0;
       for (let i = 0; i < 19; i++) {
         now += 1;
@@ -113,7 +73,7 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(calls.wants.every((w) => w === 1)).toBe(true);
       expect(a.leased(t.id) + b.leased(t.id)).toBe(0);
       // Concurrent requests are not serialised behind one another: each asks for itself.
-      const t2 = tenant(10);
+      const t2 = slowTenant(10);
       const before = calls.admit;
       const wave = await Promise.all(Array.from({ length: 15 }, () => decide(a.check(t2, undefined))));
       expect(wave.filter(Boolean).length).toBe(10);
@@ -125,11 +85,11 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("an expired lease is refunded by the sweep, and another limiter can then use it", async () => {
-      const { store, calls } = counting(await make());
+      const { store, calls } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
       const b = new Limiter({ store, now: () => now });
-      const t = tenant(100);
+      const t = slowTenant(100);
       // Grow a's lease: the clock does not move, so the observed rate is high.
       let admitted = 0;
       for (let i = 0; i < 20; i++) if (await decide(a.check(t, undefined))) admitted++;
@@ -157,12 +117,12 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("leases count against the monthly quota exactly, and unused ones are given back", async () => {
-      const { store } = counting(await make());
+      const { store } = countingStore(await make());
       const now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
       const b = new Limiter({ store, now: () => now });
       // Quota 20,000 allows leases of 20; the bucket (burst 10,000) is not what binds.
-      const t = tenant(10_000, 20_000);
+      const t = slowTenant(10_000, 20_000);
       let admitted = 0;
       for (let i = 0; i < 200; i++) if (await decide((i % 2 ? a : b).check(t, undefined))) admitted++;
       expect(admitted).toBe(200);

@@ -9,45 +9,11 @@
 import { afterAll, describe, expect, it } from "vitest";
 import type { Store, TenantRecord } from "@portcullis/shared";
 import { HEADROOM_MS, type LimitOutcome, Limiter, PREFETCH_GAP_MS } from "@portcullis/router";
+import { countingStore, slowTenant } from "../helpers/limits.ts";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
 afterAll(closeAll);
-
-let seq = 0;
-/** A tenant whose bucket refills one request every 10 minutes: the test's own duration adds none. */
-function tenant(burst: number, monthlyRequests: number | null = null): TenantRecord {
-  return {
-    id: `ten_sparse${seq++}`,
-    slug: "sparse",
-    status: "active",
-    plan: "free",
-    binding: null,
-    upstreams: ["http://127.0.0.1:1"],
-    limits: { requestsPerSecond: 1 / 600, burst, monthlyRequests, concurrency: null, maxBodyBytes: null },
-    features: {},
-    settings: { allowedIps: [], branding: {} },
-  };
-}
-
-/** The store, counting admits (each of a batch counts one) and what each asked for. */
-function counting(inner: Store) {
-  const s = Object.create(inner) as Store;
-  const calls = { admit: 0, wants: [] as number[] };
-  s.admit = (rates, quota, want) => {
-    calls.admit++;
-    calls.wants.push(want ?? 1);
-    return inner.admit(rates, quota, want);
-  };
-  s.admitMany = (batch) => {
-    for (const call of batch) {
-      calls.admit++;
-      calls.wants.push(call.want ?? 1);
-    }
-    return (inner.admitMany as NonNullable<Store["admitMany"]>).call(inner, batch);
-  };
-  return { store: s, calls };
-}
 
 const isSync = (r: LimitOutcome | Promise<LimitOutcome>): r is LimitOutcome => !(r instanceof Promise);
 const decide = async (r: LimitOutcome | Promise<LimitOutcome>) => (r instanceof Promise ? await r : r).ok;
@@ -67,10 +33,10 @@ async function drain(store: Store, t: TenantRecord, now: () => number, max = 1_0
 for (const [kind, make] of Object.entries(factories)) {
   describe(`${kind} store: sparse traffic admitted ahead`, () => {
     it("admits a sparse set's request without waiting, and charges it to the store once", async () => {
-      const { store, calls } = counting(await make());
+      const { store, calls } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
-      const t = tenant(100);
+      const t = slowTenant(100);
       const first = a.check(t, undefined);
       expect(isSync(first)).toBe(false); // nothing known yet: the store decides
       expect(await decide(first)).toBe(true);
@@ -94,10 +60,10 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("a refused charge passed one request beyond the limit; the set is then refused locally, not admitted ahead", async () => {
-      const { store, calls } = counting(await make());
+      const { store, calls } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
-      const t = tenant(40);
+      const t = slowTenant(40);
       expect(await decide(a.check(t, undefined))).toBe(true); // a's view: 39 left
       // Another router takes the rest meanwhile.
       expect(await drain(store, t, () => now)).toBe(39);
@@ -117,12 +83,12 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("waits for the store for steady traffic, small buckets, little room left, or an old answer", async () => {
-      const { store } = counting(await make());
+      const { store } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
 
       // Steady: requests closer than PREFETCH_GAP_MS never go ahead.
-      const steady = tenant(100);
+      const steady = slowTenant(100);
       for (let i = 0; i < 30; i++) {
         now += 10;
         const r = a.check(steady, undefined);
@@ -131,26 +97,26 @@ for (const [kind, make] of Object.entries(factories)) {
       }
 
       // Small bucket (burst under 20: leases of one): exact, a round trip each.
-      const small = tenant(19);
+      const small = slowTenant(19);
       expect(await decide(a.check(small, undefined))).toBe(true);
       now += PREFETCH_GAP_MS;
       expect(isSync(a.check(small, undefined))).toBe(false);
 
       // Little room: the store's last answer left under half the burst.
-      const low = tenant(40);
+      const low = slowTenant(40);
       expect(await drain(store, low, () => now, 25)).toBe(25);
       expect(await decide(a.check(low, undefined))).toBe(true); // 14 left < 20
       now += PREFETCH_GAP_MS;
       expect(isSync(a.check(low, undefined))).toBe(false);
 
       // An answer older than HEADROOM_MS says nothing.
-      const old = tenant(100);
+      const old = slowTenant(100);
       expect(await decide(a.check(old, undefined))).toBe(true);
       now += HEADROOM_MS + 1;
       expect(isSync(a.check(old, undefined))).toBe(false);
 
       // The quota binds too: a two-hundredth of it must be left.
-      const quota = tenant(1, 4_000); // maxLease 4: 20 must be left
+      const quota = slowTenant(1, 4_000); // maxLease 4: 20 must be left
       quota.limits = { ...quota.limits, requestsPerSecond: null, burst: null };
       const q = new Limiter({ store, now: () => now });
       let used = 0;
@@ -168,10 +134,10 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("keeps what it knows of a quiet set until IDLE_MS, then forgets it (the next request waits)", async () => {
-      const { store } = counting(await make());
+      const { store } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
-      const t = tenant(100);
+      const t = slowTenant(100);
       expect(await decide(a.check(t, undefined))).toBe(true);
       now += HEADROOM_MS - 1_000;
       a.sweep();
@@ -185,10 +151,10 @@ for (const [kind, make] of Object.entries(factories)) {
     });
 
     it("one owed request per set at a time: concurrent sparse requests wait for the store", async () => {
-      const { store } = counting(await make());
+      const { store } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });
-      const t = tenant(100);
+      const t = slowTenant(100);
       expect(await decide(a.check(t, undefined))).toBe(true);
       now += PREFETCH_GAP_MS;
       const answers = Array.from({ length: 5 }, () => a.check(t, undefined));

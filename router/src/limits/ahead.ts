@@ -22,11 +22,9 @@
  * docs/limits.md "Sparse traffic".
  */
 import type { Admission } from "@portcullis/shared";
-import type { Bucket } from "./compile.ts";
 import { storeAnswered, storeFailed } from "./local.ts";
-import { allowed, type LimitOutcome, seconds } from "./outcome.ts";
-import { QUOTA_DENIAL_MS } from "./quota.ts";
-import type { BucketSet, LimiterState } from "./state.ts";
+import { allowed, type LimitOutcome, rememberRefusal, seconds } from "./outcome.ts";
+import { type BucketSet, type LimiterState, markAnswered } from "./state.ts";
 
 /** Requests admitted ahead are charged to the store together, at most this long after. */
 export const CHARGE_MS = 50;
@@ -121,11 +119,7 @@ function settle(s: LimiterState, set: BucketSet, n: number, answer: Admission): 
   set.charging -= n;
   const at = s.now();
   noteHeadroom(set, answer, at);
-  if (!set.dead) {
-    set.touched = at;
-    s.sets.delete(set.id);
-    s.sets.set(set.id, set);
-  }
+  markAnswered(s, set, at);
   const granted = answer.ok ? Math.min(answer.granted ?? 1, n) : 0;
   if (granted < n) {
     s.metrics?.limiterOverAdmitted.inc(n - granted);
@@ -133,12 +127,5 @@ function settle(s: LimiterState, set: BucketSet, n: number, answer: Admission): 
   }
   if (answer.ok) return;
   // Refused: remembered as a fetch's refusal is, so the next requests are refused here.
-  if (answer.code === "rate") {
-    set.deniedUntil = at + answer.retryAfterMs;
-    set.deniedBy = set.buckets[answer.bucket ?? 0] ?? (set.buckets[0] as Bucket);
-  } else {
-    set.deniedUntil = at + QUOTA_DENIAL_MS;
-    set.deniedBy = null;
-  }
-  set.denied = null;
+  rememberRefusal(set, answer, at);
 }

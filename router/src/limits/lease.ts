@@ -34,12 +34,10 @@
  */
 import type { Admission } from "@portcullis/shared";
 import { admitAhead, noteHeadroom } from "./ahead.ts";
-import type { Bucket } from "./compile.ts";
 import { localAdmit, storeAnswered, storeFailed } from "./local.ts";
-import { allowed, type LimitOutcome, refusal, seconds } from "./outcome.ts";
-import { QUOTA_DENIAL_MS } from "./quota.ts";
+import { allowed, type LimitOutcome, refusal, rememberRefusal, seconds } from "./outcome.ts";
 import { refund, refundLease } from "./refund.ts";
-import type { BucketSet, Fetch, LimiterState, Waiter } from "./state.ts";
+import { type BucketSet, type Fetch, type LimiterState, markAnswered, type Waiter } from "./state.ts";
 
 /**
  * How long a lease may be used after the store granted it. A lease is sized for half
@@ -189,20 +187,9 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
     return;
   }
   noteHeadroom(set, answer, at);
-  if (!set.dead) {
-    set.touched = at;
-    s.sets.delete(set.id);
-    s.sets.set(set.id, set);
-  }
+  markAnswered(s, set, at);
   if (!answer.ok) {
-    if (answer.code === "rate") {
-      set.deniedUntil = at + answer.retryAfterMs;
-      set.deniedBy = set.buckets[answer.bucket ?? 0] ?? (set.buckets[0] as Bucket);
-    } else {
-      set.deniedUntil = at + QUOTA_DENIAL_MS;
-      set.deniedBy = null;
-    }
-    set.denied = null;
+    rememberRefusal(set, answer, at);
     for (const w of fetch.waiters) w(refusal(set, at, s.quotaPeriod));
     return;
   }

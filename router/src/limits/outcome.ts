@@ -4,8 +4,9 @@
  * RFC 9110 §10.2.3 (Retry-After, delay-seconds). Outcomes that do not vary are built
  * once; a bucket-set's refusal is remembered and rebuilt only when its delay changes.
  */
+import type { Admission } from "@portcullis/shared";
 import type { Bucket } from "./compile.ts";
-import type { QuotaPeriod } from "./quota.ts";
+import { QUOTA_DENIAL_MS, type QuotaPeriod } from "./quota.ts";
 import type { BucketSet } from "./state.ts";
 
 export type LimitOutcome =
@@ -52,6 +53,21 @@ export function quotaRefusal(monthly: number | null, wait: number): LimitOutcome
       ratelimit: `"monthly";r=0;t=${wait}`,
     },
   };
+}
+
+/**
+ * The store refused the set: refused locally from now on, until the store's retry time
+ * (rate) or for `QUOTA_DENIAL_MS` (quota).
+ */
+export function rememberRefusal(set: BucketSet, answer: Admission & { ok: false }, now: number): void {
+  if (answer.code === "rate") {
+    set.deniedUntil = now + answer.retryAfterMs;
+    set.deniedBy = set.buckets[answer.bucket ?? 0] ?? (set.buckets[0] as Bucket);
+  } else {
+    set.deniedUntil = now + QUOTA_DENIAL_MS;
+    set.deniedBy = null;
+  }
+  set.denied = null;
 }
 
 /** The remembered refusal, rebuilt only when its delay-seconds change. */

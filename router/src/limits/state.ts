@@ -156,3 +156,11 @@ export function createState(options: LimiterOptions): LimiterState {
     outage: false,
   };
 }
+
+/** A store answer for the set: the table (kept in order of last answer) moves it to the end. */
+export function markAnswered(s: LimiterState, set: BucketSet, now: number): void {
+  if (set.dead) return;
+  set.touched = now;
+  s.sets.delete(set.id);
+  s.sets.set(set.id, set);
+}
