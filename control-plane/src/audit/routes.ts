@@ -71,6 +71,27 @@ export interface AuditEventView {
   count?: number;
 }
 
+/** A stored audit event as the API shows it (the live console view adds its id). */
+export function auditEventView(r: typeof auditEvents.$inferSelect): AuditEventView {
+  const e: AuditEventView = {
+    time: r.time.toISOString(),
+    requestId: r.requestId,
+    decision: r.decision,
+    reason: r.reason,
+    tenantId: r.tenantId,
+    host: r.host,
+    method: r.method,
+    path: r.path,
+    credential: r.credential,
+    clientIp: r.clientIp,
+    status: r.status,
+  };
+  if (r.keyId) e.keyId = r.keyId;
+  if (r.userId) e.userId = r.userId;
+  if (r.count !== 1) e.count = r.count;
+  return e;
+}
+
 export async function listAuditEvents(
   db: Db,
   q: Query,
@@ -94,25 +115,7 @@ export async function listAuditEvents(
     .orderBy(desc(auditEvents.time), desc(auditEvents.id))
     .limit(q.limit + 1);
   const page = rows.slice(0, q.limit);
-  const events = page.map((r) => {
-    const e: AuditEventView = {
-      time: r.time.toISOString(),
-      requestId: r.requestId,
-      decision: r.decision,
-      reason: r.reason,
-      tenantId: r.tenantId,
-      host: r.host,
-      method: r.method,
-      path: r.path,
-      credential: r.credential,
-      clientIp: r.clientIp,
-      status: r.status,
-    };
-    if (r.keyId) e.keyId = r.keyId;
-    if (r.userId) e.userId = r.userId;
-    if (r.count !== 1) e.count = r.count;
-    return e;
-  });
+  const events = page.map(auditEventView);
   const last = page.at(-1);
   return rows.length > q.limit && last ? { events, next: encodeCursor(last.time, last.id) } : { events };
 }

@@ -12,23 +12,11 @@
 import { asc, gt, sql } from "drizzle-orm";
 import type { Logger } from "pino";
 import type { Db } from "../db/client.ts";
+import { type AuditEventView, auditEventView } from "../audit/routes.ts";
 import { auditEvents } from "../db/schema/index.ts";
 
-export interface LiveEvent {
-  id: number;
-  time: string;
-  requestId: string;
-  decision: string;
-  reason: string;
-  tenantId: string | null;
-  host: string;
-  method: string;
-  path: string;
-  status: number;
-  clientIp: string;
-  credential: string;
-  count: number;
-}
+/** A decision as the live view sends it: the API's view of the event, and its row id. */
+export type LiveEvent = AuditEventView & { id: number };
 
 type Listener = (events: LiveEvent[]) => void;
 
@@ -111,21 +99,7 @@ export class LiveFeed {
         .limit(500);
       if (rows.length === 0) return;
       this.#last = rows.at(-1)?.id ?? this.#last;
-      const events = rows.map((r) => ({
-        id: r.id,
-        time: r.time.toISOString(),
-        requestId: r.requestId,
-        decision: r.decision,
-        reason: r.reason,
-        tenantId: r.tenantId,
-        host: r.host,
-        method: r.method,
-        path: r.path,
-        status: r.status,
-        clientIp: r.clientIp,
-        credential: r.credential,
-        count: r.count,
-      }));
+      const events = rows.map((r) => ({ id: r.id, ...auditEventView(r) }));
       for (const listener of this.#listeners) listener(events);
     } catch (error) {
       this.#log.warn({ err: error }, "console live feed: reading the audit trail failed; retrying");
