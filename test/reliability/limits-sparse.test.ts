@@ -133,6 +133,33 @@ for (const [kind, make] of Object.entries(factories)) {
       await a.close();
     });
 
+    it("a tenant's keys share one owed request per router, and a refusal for any stops the others going ahead", async () => {
+      const { store } = countingStore(await make());
+      let now = 1_000_000;
+      const a = new Limiter({ store, now: () => now });
+      const t = slowTenant(100);
+      const keys = ["key_1", "key_2", "key_3", "key_4", "key_5"];
+      // Each key learns, on router a, that the tenant's bucket is nearly full.
+      for (const k of keys) expect(await decide(a.check(t, k))).toBe(true);
+      // The rest of the bucket goes through another router.
+      expect(await drain(store, t, () => now)).toBe(95);
+      now += PREFETCH_GAP_MS;
+      // Five keys at once, each with a view of plenty: one goes ahead, the others ask.
+      const first = keys.map((k) => a.check(t, k));
+      expect(first.filter(isSync)).toHaveLength(1);
+      const answers = await Promise.all(first.map(decide));
+      expect(answers.filter(Boolean)).toHaveLength(1); // the one ahead: over by one
+      await a.settled();
+      // Every key's view predates the refusal now: none goes ahead again.
+      now += PREFETCH_GAP_MS;
+      for (const k of keys) {
+        const r = a.check(t, k);
+        expect(isSync(r) && r.ok, k).toBe(false);
+        expect(await decide(r)).toBe(false);
+      }
+      await a.close();
+    });
+
     it("keeps what it knows of a quiet set until IDLE_MS, then forgets it (the next request waits)", async () => {
       const { store } = countingStore(await make());
       let now = 1_000_000;

@@ -11,14 +11,16 @@
  *   - the store's last answer for the set, within `HEADROOM_MS`, left at least
  *     `HEADROOM_LEASES` × `maxLease` requests (half the smallest burst, a two-hundredth
  *     of the quota) in every bucket and the quota;
- *   - no other request of the set is owed on this router (one at a time).
+ *   - no request of the tenant (of any of its sets: its traffic without a key, each
+ *     key's, which share its bucket and quota) is owed on this router, and the set's
+ *     last answer is newer than the last refusal this router saw for the tenant.
  * The charge is an ordinary admit. When the store grants it, the request was within
  * the limit after all; when it refuses, the request passed beyond the limit
  * (`portcullis_limiter_over_admitted_total`), the refusal is remembered as any other,
- * and the set's headroom is 0, so it is not admitted ahead again until a store answer
- * shows the bucket at least half full again. Hence the bound: across N routers, at
- * most N requests per bucket-set beyond its buckets each time they run dry from half
- * full, and beyond the monthly quota at most N per bucket-set in a month. See
+ * and none of the tenant's sets is admitted ahead on this router again until a store
+ * answer newer than that refusal shows its buckets at least half full. Hence the
+ * bound: across N routers, at most N requests per tenant beyond its buckets each time
+ * they run dry from half full, and beyond its monthly quota at most N in a month. See
  * docs/limits.md "Sparse traffic".
  */
 import type { Admission } from "@portcullis/shared";
@@ -49,10 +51,16 @@ export function admitAhead(s: LimiterState, set: BucketSet, gap: number, gapMin:
     set.maxLease < 2 ||
     gap < gapMin ||
     now - set.headroomAt > HEADROOM_MS ||
-    set.headroom < HEADROOM_LEASES * set.maxLease
+    set.headroom < HEADROOM_LEASES * set.maxLease ||
+    // A tenant's sets (its traffic without a key, each key's) share its bucket and
+    // quota: one of them at a time owes, and none goes ahead on a view older than the
+    // last refusal this router saw for the tenant.
+    s.aheadTenants.has(set.tenantId) ||
+    set.headroomAt <= (s.tenantRefusedAt.get(set.tenantId) ?? Number.NEGATIVE_INFINITY)
   )
     return null;
   set.owed = 1;
+  s.aheadTenants.add(set.tenantId);
   s.metrics?.limiterAhead.inc();
   s.owing.add(set);
   if (s.chargeTimer === null) {
@@ -66,9 +74,10 @@ export function admitAhead(s: LimiterState, set: BucketSet, gap: number, gapMin:
  * A store answer for the set: what it had left, for the next `admitAhead`, and (while
  * no lease holds them) the bucket and reset its headers name.
  */
-export function noteHeadroom(set: BucketSet, answer: Admission, now: number): void {
+export function noteHeadroom(s: LimiterState, set: BucketSet, answer: Admission, now: number): void {
   if (!answer.ok) {
     set.headroom = 0;
+    refusedFor(s, set.tenantId, now);
   } else {
     let room = set.rates.length === 0 ? Number.POSITIVE_INFINITY : answer.remaining;
     if (set.monthly !== null) room = Math.min(room, set.monthly - answer.used);
@@ -79,6 +88,12 @@ export function noteHeadroom(set: BucketSet, answer: Admission, now: number): vo
     }
   }
   set.headroomAt = now;
+}
+
+/** A store refusal for one of the tenant's sets: kept in time order, oldest first (the sweep drops the old). */
+function refusedFor(s: LimiterState, tenantId: string, now: number): void {
+  s.tenantRefusedAt.delete(tenantId);
+  s.tenantRefusedAt.set(tenantId, now);
 }
 
 /** Sends every charge due, each as one admit of the batch (`AdmitBatcher`). */
@@ -108,6 +123,7 @@ function charge(s: LimiterState, set: BucketSet, n: number, now: number): void {
       set.owed -= n;
       set.charging -= n;
       set.headroom = 0;
+      s.aheadTenants.delete(set.tenantId);
     },
   );
   s.pending.add(done);
@@ -118,12 +134,14 @@ function settle(s: LimiterState, set: BucketSet, n: number, answer: Admission): 
   set.owed -= n;
   set.charging -= n;
   const at = s.now();
-  noteHeadroom(set, answer, at);
+  noteHeadroom(s, set, answer, at);
   markAnswered(s, set, at);
+  s.aheadTenants.delete(set.tenantId);
   const granted = answer.ok ? Math.min(answer.granted ?? 1, n) : 0;
   if (granted < n) {
     s.metrics?.limiterOverAdmitted.inc(n - granted);
     set.headroom = 0;
+    refusedFor(s, set.tenantId, at);
   }
   if (answer.ok) return;
   // Refused: remembered as a fetch's refusal is, so the next requests are refused here.

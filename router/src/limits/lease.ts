@@ -186,7 +186,7 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
     for (const w of fetch.waiters) void localAdmit(s, set, at).then(w);
     return;
   }
-  noteHeadroom(set, answer, at);
+  noteHeadroom(s, set, answer, at);
   markAnswered(s, set, at);
   if (!answer.ok) {
     rememberRefusal(set, answer, at);

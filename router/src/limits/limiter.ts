@@ -21,7 +21,7 @@
  */
 import type { KeyLimits, TenantRecord } from "@portcullis/shared";
 import { compile, keyBucket } from "./compile.ts";
-import { chargeOwed } from "./ahead.ts";
+import { chargeOwed, HEADROOM_MS } from "./ahead.ts";
 import { admit, LEASE_MS, promote } from "./lease.ts";
 import { CONCURRENCY_LIMITED, type LimitOutcome, UNLIMITED } from "./outcome.ts";
 import { forget, setFor } from "./sets.ts";
@@ -132,6 +132,11 @@ export class Limiter {
     for (const set of s.leased) {
       if (now >= set.expiresAt) promote(s, set, now);
       if (set.tokens === 0 && set.next === null) s.leased.delete(set);
+    }
+    // A refusal older than any usable answer no longer matters (`ahead.ts`).
+    for (const [tenant, at] of s.tenantRefusedAt) {
+      if (at > now - HEADROOM_MS) break;
+      s.tenantRefusedAt.delete(tenant);
     }
     let forgotten = 0;
     for (const set of s.sets.values()) {

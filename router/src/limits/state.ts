@@ -126,6 +126,10 @@ export interface LimiterState {
   readonly leased: Set<BucketSet>;
   /** Sets with requests admitted ahead, to be charged to the store together (`ahead.ts`). */
   readonly owing: Set<BucketSet>;
+  /** Tenants with a request admitted ahead and not yet charged (one at a time each). */
+  readonly aheadTenants: Set<string>;
+  /** The last store refusal this router saw per tenant (any of its sets); kept `HEADROOM_MS`. */
+  readonly tenantRefusedAt: Map<string, number>;
   chargeTimer: NodeJS.Timeout | null;
   /** Store calls (fetches with their settling, refunds) not yet finished: `close` waits for them. */
   readonly pending: Set<Promise<void>>;
@@ -149,6 +153,8 @@ export function createState(options: LimiterOptions): LimiterState {
     sets: new Map(),
     leased: new Set(),
     owing: new Set(),
+    aheadTenants: new Set(),
+    tenantRefusedAt: new Map(),
     chargeTimer: null,
     pending: new Set(),
     quotaPeriod: new QuotaPeriod(),

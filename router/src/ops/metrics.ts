@@ -251,7 +251,7 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
   });
   const limiterOverAdmitted = new Counter({
     name: "portcullis_limiter_over_admitted_total",
-    help: "Requests admitted ahead whose charge the shared store refused: passed beyond the limit (at most one per bucket-set and router each time its bucket runs dry).",
+    help: "Requests admitted ahead whose charge the shared store refused: passed beyond the limit (at most one per tenant and router each time its buckets run dry).",
     registers: [registry],
   });
   const usageFlushErrors = new Counter({
