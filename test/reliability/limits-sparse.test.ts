@@ -13,6 +13,7 @@ import { countingStore, slowTenant } from "../helpers/limits.ts";
 import { storeFactories } from "../helpers/redis.ts";
 
 const { factories, closeAll } = storeFactories();
+let seq = 0;
 afterAll(closeAll);
 
 const isSync = (r: LimitOutcome | Promise<LimitOutcome>): r is LimitOutcome => !(r instanceof Promise);
@@ -158,6 +159,21 @@ for (const [kind, make] of Object.entries(factories)) {
         expect(await decide(r)).toBe(false);
       }
       await a.close();
+    });
+
+    it("a forced charge is counted where it does not fit: the quota past its limit, the bucket into its future", async () => {
+      const store = await make();
+      const id = `forced${seq++}`;
+      const quota = { key: `q:${id}`, limit: 2, ttlMs: 60_000 };
+      const rate = { key: `r:${id}`, emissionIntervalMs: 600_000, burst: 2 };
+      expect(await store.admit([rate], quota, 2)).toMatchObject({ ok: true, granted: 2 });
+      // Two already admitted; a third passed ahead and is charged: refused, yet counted.
+      expect(await store.admit([rate], quota, 1, true)).toMatchObject({ ok: false, code: "rate" });
+      expect(await store.admit([], quota, 1)).toMatchObject({ ok: false, code: "quota", used: 3 });
+      // The bucket owes it too: the next request waits two intervals, not one.
+      const next = await store.admit([rate], null, 1);
+      expect(next.ok).toBe(false);
+      expect(!next.ok && next.code === "rate" && next.retryAfterMs).toBeGreaterThan(1.5 * 600_000);
     });
 
     it("keeps what it knows of a quiet set until IDLE_MS, then forgets it (the next request waits)", async () => {

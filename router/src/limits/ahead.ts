@@ -9,18 +9,19 @@
  *   - its leases hold more than one request (`maxLease` ≥ 2: a burst of 20 or more
  *     and a quota of 2,000 or more; smaller buckets stay exact, a round trip each);
  *   - the store's last answer for the set, within `HEADROOM_MS`, left at least
- *     `HEADROOM_LEASES` × `maxLease` requests (half the smallest burst, a two-hundredth
- *     of the quota) in every bucket and the quota;
+ *     `HEADROOM_LEASES` × `maxLease` requests (the least of half the smallest burst, a
+ *     two-hundredth of the quota and 5,000) in every bucket and the quota;
  *   - no request of the tenant (of any of its sets: its traffic without a key, each
  *     key's, which share its bucket and quota) is owed on this router, and the set's
  *     last answer is newer than the last refusal this router saw for the tenant.
- * The charge is an ordinary admit. When the store grants it, the request was within
- * the limit after all; when it refuses, the request passed beyond the limit
+ * The charge is a forced admit (`Store.admit` with `force`): counted whatever room is
+ * left, so a bucket repays it and the quota's count includes it. When it fits, the
+ * request was within the limit after all; when it refuses, the request passed beyond the limit
  * (`portcullis_limiter_over_admitted_total`), the refusal is remembered as any other,
  * and none of the tenant's sets is admitted ahead on this router again until a store
- * answer newer than that refusal shows its buckets at least half full. Hence the
+ * answer newer than that refusal shows that much room again. Hence the
  * bound: across N routers, at most N requests per tenant beyond its buckets each time
- * they run dry from half full, and beyond its monthly quota at most N in a month. See
+ * they run dry from that threshold, and at most N beyond its monthly quota at any time. See
  * docs/limits.md "Sparse traffic".
  */
 import type { Admission } from "@portcullis/shared";
@@ -112,7 +113,8 @@ function charge(s: LimiterState, set: BucketSet, n: number, now: number): void {
   set.charging += n;
   const quota = set.monthly === null ? null : s.quotaPeriod.check(set.tenantId, set.monthly, now);
   s.admitCalls?.inc();
-  const done = s.admits.admit(set.rates, quota, n).then(
+  // Forced: the requests passed already, so the store counts them even where they did not fit.
+  const done = s.admits.admit(set.rates, quota, n, true).then(
     (answer) => {
       storeAnswered(s);
       settle(s, set, n, answer);

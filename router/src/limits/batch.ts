@@ -24,10 +24,10 @@ export class AdmitBatcher {
   }
 
   /** One admit, answered as if sent alone. */
-  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want: number): Promise<Admission> {
-    if (this.#store.admitMany === undefined) return this.#store.admit(rates, quota, want);
+  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want: number, force = false): Promise<Admission> {
+    if (this.#store.admitMany === undefined) return this.#store.admit(rates, quota, want, force);
     return new Promise((resolve, reject) => {
-      this.#batch.push({ call: { rates, quota, want }, resolve, reject });
+      this.#batch.push({ call: force ? { rates, quota, want, force } : { rates, quota, want }, resolve, reject });
       if (this.#batch.length === 1) setImmediate(() => this.#send());
       else if (this.#batch.length >= MAX_BATCH) this.#send();
     });

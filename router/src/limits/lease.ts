@@ -67,9 +67,11 @@ export const PREFETCH_GAP_MS = LEASE_MS / 2;
  * fetch from the store; while the store is out, the local fallback decides.
  */
 export function admit(s: LimiterState, set: BucketSet, now: number): LimitOutcome | Promise<LimitOutcome> {
-  if (now < s.degradedUntil) return localAdmit(s, set, now);
+  // Seen even while limits are local, so steady traffic through an outage is not taken
+  // for sparse traffic after it (`ahead.ts`).
   const gap = now - set.lastSeen;
   set.lastSeen = now;
+  if (now < s.degradedUntil) return localAdmit(s, set, now);
   if (set.tokens === 0 || now >= set.expiresAt) promote(s, set, now);
   if (set.tokens > 0) {
     set.tokens--;

@@ -118,7 +118,7 @@ export class MemoryStore implements Store, StreamStore {
     return n;
   }
 
-  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1, force = false): Promise<Admission> {
     // Same algorithm as the Redis script (redis-scripts.ts), on this process' clock.
     const now = this.#now();
     const tats: number[] = [];
@@ -144,15 +144,19 @@ export class MemoryStore implements Store, StreamStore {
         tightest = i;
       }
     }
-    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
-    if (least >= 0 && least < grant) grant = least;
+    if (retryAfterMs > 0 && !force) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
+    if (least >= 0 && least < grant && !force) grant = least;
     let used = 0;
+    let overQuota = false;
     if (quota !== null) {
       const cur = this.#counters.get(quota.key);
       const live = cur && cur.expiresAt > now ? cur : null;
       used = live ? live.n : 0;
-      if (used >= quota.limit) return { ok: false, code: "quota", used };
-      grant = Math.min(grant, quota.limit - used);
+      if (used >= quota.limit) {
+        if (!force) return { ok: false, code: "quota", used };
+        overQuota = true;
+      }
+      if (!force) grant = Math.min(grant, quota.limit - used);
       used += grant;
       this.#counters.set(quota.key, { n: used, expiresAt: live ? live.expiresAt : now + quota.ttlMs });
     }
@@ -162,6 +166,9 @@ export class MemoryStore implements Store, StreamStore {
       if (i === tightest) resetMs = newTat - now;
       this.#counters.set(r.key, { n: newTat, expiresAt: newTat + 1 });
     });
+    // A forced charge that did not fit: consumed all the same, answered as refused.
+    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
+    if (overQuota) return { ok: false, code: "quota", used };
     return {
       ok: true,
       remaining: Math.max(0, least - grant),
@@ -174,7 +181,7 @@ export class MemoryStore implements Store, StreamStore {
 
   async admitMany(calls: readonly AdmitCall[]): Promise<Admission[]> {
     const out: Admission[] = [];
-    for (const call of calls) out.push(await this.admit(call.rates, call.quota, call.want));
+    for (const call of calls) out.push(await this.admit(call.rates, call.quota, call.want, call.force));
     return out;
   }
 

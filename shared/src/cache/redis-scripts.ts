@@ -61,6 +61,9 @@ const ADMIT_FUNCTION = `
 local function admit(now, K, A, has_quota)
   local n = tonumber(A[1])
   local grant = tonumber(A[2])
+  -- A negative count is a forced charge: consumed whatever the room, answered as it fits.
+  local force = grant < 0
+  if force then grant = -grant end
   local retry = 0
   local least = -1
   local tightest = 0
@@ -84,8 +87,9 @@ local function admit(now, K, A, has_quota)
       tightest = i - 1
     end
   end
-  if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
-  if least >= 0 and least < grant then grant = least end
+  if retry > 0 and not force then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
+  if least >= 0 and least < grant and not force then grant = least end
+  local over_quota = false
   local used = 0
   if has_quota then
     local limit = tonumber(A[2 * n + 3])
@@ -102,8 +106,11 @@ local function admit(now, K, A, has_quota)
         end
       end
     end
-    if used >= limit then return {2, 0, used, 0, 0, 0} end
-    if limit - used < grant then grant = limit - used end
+    if used >= limit then
+      if not force then return {2, 0, used, 0, 0, 0} end
+      over_quota = true
+    end
+    if limit - used < grant and not force then grant = limit - used end
     used = redis.call('INCRBY', K[n + 1], grant)
     if used == grant then redis.call('PEXPIRE', K[n + 1], A[2 * n + 4]) end
   end
@@ -113,6 +120,8 @@ local function admit(now, K, A, has_quota)
     if i - 1 == tightest then reset = new_tat - now end
     redis.call('SET', K[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
   end
+  if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
+  if over_quota then return {2, 0, used, 0, 0, 0} end
   local remaining = 0
   if least > grant then remaining = least - grant end
   return {0, remaining, math.ceil(reset / 1000), used, tightest, grant}
@@ -284,7 +293,8 @@ export function admitArgs(
 ): void {
   const { rates, quota } = call;
   const legacy = quota?.legacyKey !== undefined && !sharded;
-  args.push(rates.length, Math.max(1, Math.floor(call.want ?? 1)));
+  const want = Math.max(1, Math.floor(call.want ?? 1));
+  args.push(rates.length, call.force === true ? -want : want);
   if (flagQuota) args.push(quota === null ? 0 : legacy ? 2 : 1);
   for (const r of rates) {
     keys.push(prefix + r.key);

@@ -170,10 +170,10 @@ export class RedisStore implements Store, StreamStore {
     return this.#call(() => this.#redis.incrTtl(this.#prefix + key, by, Math.ceil(ttlMs)));
   }
 
-  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1): Promise<Admission> {
+  async admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want = 1, force = false): Promise<Admission> {
     const keys: string[] = [];
     const args: (string | number)[] = [];
-    admitArgs(keys, args, { rates, quota, want }, false, this.#prefix, this.sharded);
+    admitArgs(keys, args, { rates, quota, want, force }, false, this.#prefix, this.sharded);
     // ioredis: a command defined without numberOfKeys takes the key count first.
     const answer = admission(await this.#call(() => this.#redis.admit(keys.length, ...keys, ...args)), 0);
     this.#countAdmits([answer]);

@@ -16,6 +16,8 @@ export interface AdmitCall {
   rates: readonly RateCheck[];
   quota: QuotaCheck | null;
   want?: number;
+  /** Consume `want` whatever the answer (see `Store.admit`). */
+  force?: boolean;
 }
 
 /** A monthly request counter and its limit. */
@@ -99,8 +101,13 @@ export interface Store {
    * burst`), and consumes exactly n from each bucket and the quota. When n would be 0
    * nothing is consumed and the answer is the refusal a single request gets.
    * Redis decides on its own clock, so routers' clocks do not matter.
+   *
+   * With `force` (a charge for requests already admitted), exactly `want` is consumed
+   * from every bucket and the quota whatever their room — a bucket borrows from its
+   * future, the quota counts past its limit — and the answer is still the refusal
+   * that many requests would have got, or the grant.
    */
-  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want?: number): Promise<Admission>;
+  admit(rates: readonly RateCheck[], quota: QuotaCheck | null, want?: number, force?: boolean): Promise<Admission>;
   /**
    * Several `admit`s in one round trip, decided in order, each exactly as `admit`
    * would (each atomic; together one atomic step in Redis, on one clock). Optional so
