@@ -16,16 +16,18 @@ export function slowTenant(burst: number, monthlyRequests: number | null = null,
 /** The store, counting the limiter's admits (each of a batch counts one; what each asked for) and refunds. */
 export function countingStore(inner: Store) {
   const s = Object.create(inner) as Store;
-  const calls = { admit: 0, refund: 0, wants: [] as number[] };
-  s.admit = (rates, quota, want) => {
+  const calls = { admit: 0, refund: 0, forced: 0, wants: [] as number[] };
+  s.admit = (rates, quota, want, force) => {
     calls.admit++;
+    if (force) calls.forced++;
     calls.wants.push(want ?? 1);
-    return inner.admit(rates, quota, want);
+    return inner.admit(rates, quota, want, force);
   };
   // Admits sent together (one round trip) count one each, as alone.
   s.admitMany = (batch) => {
     for (const call of batch) {
       calls.admit++;
+      if (call.force) calls.forced++;
       calls.wants.push(call.want ?? 1);
     }
     return (inner.admitMany as NonNullable<Store["admitMany"]>).call(inner, batch);

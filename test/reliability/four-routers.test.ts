@@ -107,8 +107,11 @@ describe("four router processes sharing one Redis", () => {
     expect(sparse.map((a) => a.status)).toEqual([200, 200, 200]);
     passed += 3;
     // Their charges come back refused: over the limit by three, one per router, counted.
+    // (Four if the fourth stalled 2.5 s within its drain, and went ahead too: the bound.)
     await eventually(async () => (await sum("portcullis_limiter_over_admitted_total")) - overBefore >= 3, 5_000);
-    expect((await sum("portcullis_limiter_admitted_ahead_total")) - aheadBefore).toBe(3);
+    const ahead = (await sum("portcullis_limiter_admitted_ahead_total")) - aheadBefore;
+    expect(ahead).toBeGreaterThanOrEqual(3);
+    expect(ahead).toBeLessThanOrEqual(routers.length);
     // Then every router refuses: none admits ahead again on an empty bucket.
     await sleep(PREFETCH_GAP_MS + 100);
     const after = await Promise.all(routers.map((r) => get(r.port, t.host)));
@@ -119,7 +122,9 @@ describe("four router processes sharing one Redis", () => {
     // The bound of docs/limits.md: the burst, what refilled, and one per router.
     expect(passed).toBeLessThanOrEqual(40 + refill + routers.length);
     expect(passed).toBeGreaterThanOrEqual(40 + 3);
-    expect((await sum("portcullis_limiter_over_admitted_total")) - overBefore).toBe(3);
+    const over = (await sum("portcullis_limiter_over_admitted_total")) - overBefore;
+    expect(over).toBeGreaterThanOrEqual(3);
+    expect(over).toBeLessThanOrEqual(routers.length);
     expect(stack.upstreamContacts - before).toBe(passed);
   });
 

@@ -7,7 +7,7 @@
  * buckets and sets with little room left wait for the store as before.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import type { Store, TenantRecord } from "@portcullis/shared";
+import { LIMIT_KEYS, type Store, type TenantRecord } from "@portcullis/shared";
 import { HEADROOM_MS, type LimitOutcome, Limiter, PREFETCH_GAP_MS } from "@portcullis/router";
 import { countingStore, slowTenant } from "../helpers/limits.ts";
 import { storeFactories } from "../helpers/redis.ts";
@@ -80,6 +80,11 @@ for (const [kind, make] of Object.entries(factories)) {
         expect(a.owed(t.id)).toBe(0);
       }
       expect(calls.admit).toBe(before);
+      // The charge went to the store forced, through the batch: the bucket counted the
+      // request that passed and owes it (the next one waits two intervals, not one).
+      expect(calls.forced).toBe(1);
+      const next = await store.admit([{ key: LIMIT_KEYS.tenantRate(t.id), emissionIntervalMs: 600_000, burst: 40 }], null, 1);
+      expect(!next.ok && next.code === "rate" && next.retryAfterMs).toBeGreaterThan(1.5 * 600_000);
       await a.close();
     });
 
@@ -168,7 +173,10 @@ for (const [kind, make] of Object.entries(factories)) {
       const rate = { key: `r:${id}`, emissionIntervalMs: 600_000, burst: 2 };
       expect(await store.admit([rate], quota, 2)).toMatchObject({ ok: true, granted: 2 });
       // Two already admitted; a third passed ahead and is charged: refused, yet counted.
-      expect(await store.admit([rate], quota, 1, true)).toMatchObject({ ok: false, code: "rate" });
+      const forced = await store.admit([rate], quota, 1, true);
+      expect(forced).toMatchObject({ ok: false, code: "rate" });
+      // Its wait counts what it consumed: two intervals.
+      expect(!forced.ok && forced.code === "rate" && forced.retryAfterMs).toBeGreaterThan(1.5 * 600_000);
       expect(await store.admit([], quota, 1)).toMatchObject({ ok: false, code: "quota", used: 3 });
       // The bucket owes it too: the next request waits two intervals, not one.
       const next = await store.admit([rate], null, 1);
@@ -176,7 +184,7 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(!next.ok && next.code === "rate" && next.retryAfterMs).toBeGreaterThan(1.5 * 600_000);
     });
 
-    it("keeps what it knows of a quiet set until IDLE_MS, then forgets it (the next request waits)", async () => {
+    it("goes ahead on what it knows of a quiet set for HEADROOM_MS, and not on an older answer", async () => {
       const { store } = countingStore(await make());
       let now = 1_000_000;
       const a = new Limiter({ store, now: () => now });

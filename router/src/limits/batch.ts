@@ -18,6 +18,12 @@ interface Queued {
 export class AdmitBatcher {
   readonly #store: Store;
   #batch: Queued[] = [];
+  /**
+   * The answers of the batch sent last, handed out: each batch's are handed out after
+   * the one before, so answers reach the limiter in the order Redis decided them even
+   * when a later batch's round trip ends first (on a cluster, one call per slot).
+   */
+  #handedOut: Promise<void> = Promise.resolve();
 
   constructor(store: Store) {
     this.#store = store;
@@ -38,13 +44,16 @@ export class AdmitBatcher {
     if (batch.length === 0) return;
     this.#batch = [];
     const store = this.#store as Required<Pick<Store, "admitMany">>;
-    store.admitMany(batch.map((b) => b.call)).then(
-      (answers) => {
-        for (let i = 0; i < batch.length; i++) (batch[i] as Queued).resolve(answers[i] as Admission);
-      },
-      (error: unknown) => {
-        for (const b of batch) b.reject(error);
-      },
-    );
+    const answered = store.admitMany(batch.map((b) => b.call));
+    this.#handedOut = this.#handedOut
+      .then(() => answered)
+      .then(
+        (answers) => {
+          for (let i = 0; i < batch.length; i++) (batch[i] as Queued).resolve(answers[i] as Admission);
+        },
+        (error: unknown) => {
+          for (const b of batch) b.reject(error);
+        },
+      );
   }
 }

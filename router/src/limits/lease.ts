@@ -195,7 +195,7 @@ async function fetchLease(s: LimiterState, set: BucketSet, fetch: Fetch, now: nu
     for (const w of fetch.waiters) w(refusal(set, at, s.quotaPeriod));
     return;
   }
-  // A grant answered after a refusal (answers come in order): room came back.
+  // A grant answered after a refusal (answers are handed out in the order Redis decided them, batch.ts): room came back.
   set.deniedUntil = 0;
   let left = Math.max(1, Math.min(answer.granted ?? 1, fetch.want));
   const bucket = set.buckets[answer.bucket ?? 0];

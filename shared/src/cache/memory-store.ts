@@ -167,7 +167,11 @@ export class MemoryStore implements Store, StreamStore {
       this.#counters.set(r.key, { n: newTat, expiresAt: newTat + 1 });
     });
     // A forced charge that did not fit: consumed all the same, answered as refused.
-    if (retryAfterMs > 0) return { ok: false, code: "rate", retryAfterMs: Math.ceil(retryAfterMs), bucket: slowest };
+    if (retryAfterMs > 0) {
+      // Forced past a bucket: its wait grows by what was just consumed from it.
+      const wait = retryAfterMs + grant * (rates[slowest] as RateCheck).emissionIntervalMs;
+      return { ok: false, code: "rate", retryAfterMs: Math.ceil(wait), bucket: slowest };
+    }
     if (overQuota) return { ok: false, code: "quota", used };
     return {
       ok: true,

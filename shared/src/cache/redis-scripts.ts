@@ -120,7 +120,8 @@ local function admit(now, K, A, has_quota)
     if i - 1 == tightest then reset = new_tat - now end
     redis.call('SET', K[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
   end
-  if retry > 0 then return {1, math.ceil(retry / 1000), 0, 0, slowest, 0} end
+  -- Forced past a bucket: its wait grows by what was just consumed from it.
+  if retry > 0 then return {1, math.ceil((retry + grant * tonumber(A[2 * slowest + 3])) / 1000), 0, 0, slowest, 0} end
   if over_quota then return {2, 0, used, 0, 0, 0} end
   local remaining = 0
   if least > grant then remaining = least - grant end
