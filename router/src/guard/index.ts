@@ -6,7 +6,7 @@
  * anything ambiguous rather than guessing.
  */
 import type { IncomingMessage } from "node:http";
-import { normalizeHostname, type RefusalReason } from "@portcullis/shared";
+import { L1_MAX_ENTRIES, normalizeHostname, type RefusalReason } from "@portcullis/shared";
 
 export type GuardResult = { ok: true; hostname: string; path: string } | { ok: false; reason: RefusalReason; host?: string };
 
@@ -34,13 +34,14 @@ function hasDotSegment(path: string): boolean {
 }
 
 /**
- * Host values already normalized, with their hostname: requests repeat the same few
- * thousand values, and the one string kept per hostname also spares the cache lookups
- * after the guard from hashing a new string each time. Only valid values are kept
- * (`normalizeHostname` is a pure function of the value), at most `HOST_MEMO`; a full
- * memo starts over, so values that never repeat cost one insertion each and no more.
+ * Host values already normalized, with their hostname: requests repeat the same
+ * values, and the one string kept per hostname also spares the cache lookups after the
+ * guard from hashing a new string each time. Only valid values are kept
+ * (`normalizeHostname` is a pure function of the value), at most `HOST_MEMO` (as many
+ * as the host cache holds, so a router's whole rotation of tenants fits); a full memo
+ * starts over, so values that never repeat cost one insertion each and no more.
  */
-export const HOST_MEMO = 10_000;
+export const HOST_MEMO = L1_MAX_ENTRIES;
 const hostMemo = new Map<string, string>();
 
 function hostnameOf(value: string): string | null {

@@ -3,14 +3,19 @@
  * (its store keys and `maxLease`) and rebuilt when its tenant's or key's limits change;
  * a set replaced, idle or evicted is forgotten, its leases refunded.
  */
-import { LIMIT_KEYS, type RateCheck } from "@portcullis/shared";
+import { L1_MAX_ENTRIES, LIMIT_KEYS, type RateCheck } from "@portcullis/shared";
 import { type Bucket, sameBucket } from "./compile.ts";
 import { MAX_LEASE } from "./lease.ts";
 import { refund, refundLease } from "./refund.ts";
 import type { BucketSet, LimiterState } from "./state.ts";
 
-/** Bucket-sets remembered at most; past it, the one answered longest ago is forgotten. */
-const MAX_SETS = 100_000;
+/**
+ * Bucket-sets remembered at most: as many as the router's tenant cache holds tenants,
+ * so every tenant it routes keeps its set. Past it, the one answered longest ago is
+ * forgotten (its lease refunded). A bound below the tenants in rotation would forget
+ * a set on nearly every request, each one rebuilt and its lease refunded to the store.
+ */
+export const MAX_SETS = L1_MAX_ENTRIES;
 
 /** The request's bucket-set, rebuilt (and its lease refunded) when its parameters changed. */
 export function setFor(

@@ -32,12 +32,19 @@ const MAX_PENDING = 100_000;
  */
 export const FLUSH_SLICE = 100;
 
+/** Tenant-months waiting for a flush: period → tenant → counts. */
+type Pending = Map<string, Map<string, Counts>>;
+
 export class UsageMeter {
   readonly #store: Store;
   readonly #metrics: RouterMetrics | undefined;
   readonly #now: () => number;
   readonly #timer: NodeJS.Timeout;
-  #pending = new Map<string, Counts>();
+  #pending: Pending = new Map();
+  /** Tenant-months in `#pending`. */
+  #size = 0;
+  /** The current period's table in `#pending`: a request finds its counts by tenant id alone. */
+  #current = new Map<string, Counts>();
   #flushing: Promise<void> | null = null;
   #period = "";
   #periodEnds = 0;
@@ -56,16 +63,17 @@ export class UsageMeter {
     if (now >= this.#periodEnds) {
       this.#period = periodOf(now);
       this.#periodEnds = now + msToNextPeriod(now);
+      this.#current = this.#table(this.#pending, this.#period);
     }
-    const key = `${this.#period}|${tenantId}`;
-    let c = this.#pending.get(key);
+    let c = this.#current.get(tenantId);
     if (c === undefined) {
-      if (this.#pending.size >= MAX_PENDING) {
+      if (this.#size >= MAX_PENDING) {
         this.#metrics?.usageDropped.inc();
         return;
       }
       c = { r: 0, x: 0, i: 0, o: 0 };
-      this.#pending.set(key, c);
+      this.#current.set(tenantId, c);
+      this.#size++;
     }
     if (allowed) c.r++;
     else c.x++;
@@ -73,21 +81,32 @@ export class UsageMeter {
     c.o += bytesOut;
   }
 
+  #table(pending: Pending, period: string): Map<string, Counts> {
+    let table = pending.get(period);
+    if (table === undefined) {
+      table = new Map();
+      pending.set(period, table);
+    }
+    return table;
+  }
+
   /** Tenant-months waiting for the next flush. */
   get depth(): number {
-    return this.#pending.size;
+    return this.#size;
   }
 
   flush(): Promise<void> {
     if (this.#flushing) return this.#flushing.then(() => this.flush());
-    if (this.#pending.size === 0) return Promise.resolve();
+    if (this.#size === 0) return Promise.resolve();
     const batch = this.#pending;
     this.#pending = new Map();
+    this.#size = 0;
+    this.#current = this.#table(this.#pending, this.#period);
     this.#flushing = (async () => {
-      const entries = batch.entries();
+      const entries = pendingEntries(batch);
       try {
         for (;;) {
-          const slice: [string, Counts][] = [];
+          const slice: [string, string, Counts][] = [];
           for (let next = entries.next(); !next.done; next = entries.next()) {
             slice.push(next.value);
             if (slice.length === FLUSH_SLICE) break;
@@ -95,7 +114,8 @@ export class UsageMeter {
           if (slice.length === 0) return;
           const increments: Record<string, number> = {};
           let requests = 0;
-          for (const [key, c] of slice) {
+          for (const [period, tenantId, c] of slice) {
+            const key = `${period}|${tenantId}`;
             requests += c.r + c.x;
             if (c.r) increments[`${key}|r`] = c.r;
             if (c.x) increments[`${key}|x`] = c.x;
@@ -107,8 +127,8 @@ export class UsageMeter {
           } catch {
             // A slice is all or nothing: it and the unsent rest wait for the next flush.
             this.#metrics?.usageFlushErrors.inc();
-            for (const [key, c] of slice) this.#restore(key, c);
-            for (const [key, c] of entries) this.#restore(key, c);
+            for (const [period, tenantId, c] of slice) this.#restore(period, tenantId, c);
+            for (const [period, tenantId, c] of entries) this.#restore(period, tenantId, c);
             return;
           }
         }
@@ -120,10 +140,13 @@ export class UsageMeter {
   }
 
   /** Counts that could not be flushed, back into the pending table (merged with newer ones). */
-  #restore(key: string, c: Counts): void {
-    const cur = this.#pending.get(key);
-    if (cur === undefined) this.#pending.set(key, c);
-    else {
+  #restore(period: string, tenantId: string, c: Counts): void {
+    const table = this.#table(this.#pending, period);
+    const cur = table.get(tenantId);
+    if (cur === undefined) {
+      table.set(tenantId, c);
+      this.#size++;
+    } else {
       cur.r += c.r;
       cur.x += c.x;
       cur.i += c.i;
@@ -135,4 +158,8 @@ export class UsageMeter {
     clearInterval(this.#timer);
     await this.flush();
   }
+}
+
+function* pendingEntries(pending: Pending): Generator<[string, string, Counts]> {
+  for (const [period, table] of pending) for (const [tenantId, c] of table) yield [period, tenantId, c];
 }

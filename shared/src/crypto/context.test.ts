@@ -168,6 +168,18 @@ describe("the prepared HMAC key", () => {
     );
   });
 
+  it("a full signer lets go of its longest-held tenant only, and still signs for each", () => {
+    const sign = contextSigner(MASTER, 2);
+    const keys = contextKeysFrom(MASTER);
+    for (const tenant of ["ten_1", "ten_2", "ten_3", "ten_1"]) {
+      const signature = sign(tenant, V1, { ...values, "x-tenant-id": tenant }, request, at);
+      expect(verifyTenantContext(received(signature, {}, { "x-tenant-id": tenant }), keys, { now: at }).ok).toBe(true);
+      expect(sign.held).toBeGreaterThan(0);
+    }
+    // Emptied when full, it would hold one tenant now: it holds the bound.
+    expect(sign.held).toBe(2);
+  });
+
   it("refuses a key longer than a block (HMAC would hash it first)", () => {
     expect(() => new PreparedHmacKey(Buffer.alloc(65))).toThrow();
   });

@@ -13,6 +13,7 @@
  * key, so an app still holding the previous one keeps verifying.
  */
 import { createSecretKey, hash, hkdfSync, type KeyObject } from "node:crypto";
+import { L1_MAX_ENTRIES } from "../cache/keys.ts";
 import { canonicalContext, contextMac, formatContextKey, type SignedRequest, type TenantContext } from "@portcullis/sdk/context";
 
 export {
@@ -53,21 +54,25 @@ export function contextKeyToken(master: string, tenantId: string, version: numbe
  * `crypto.hash` calls instead of an Hmac object (≈ 2.2 against 3.1 µs per signature
  * measured here). Equal to `createHmac` for every key of up to 64 bytes (the context
  * keys are 32) and every text; a property test holds them equal.
+ *
+ * A router holds one per cached tenant, so it is small: the two padded blocks and room
+ * for the inner digest in one pooled buffer, and no key object unless a text too long
+ * for the scratch block needs one (a key shorter than a block is zero-padded by HMAC
+ * itself, so the padded key recovered from the inner block signs the same).
  */
 export class PreparedHmacKey {
-  readonly #inner: Buffer;
-  /** The outer block and, after it, room for the inner digest. */
-  readonly #outer = Buffer.alloc(64 + 32);
-  readonly #key: KeyObject;
+  /** Inner block [0, 64), outer block [64, 128), inner digest [128, 160). */
+  readonly #pads = Buffer.allocUnsafe(64 + 64 + 32);
+  #key: KeyObject | undefined;
 
   constructor(key: Buffer) {
     if (key.length > 64) throw new Error("a prepared HMAC key is at most one block");
-    this.#key = createSecretKey(key);
-    this.#inner = Buffer.alloc(64, 0x36);
-    this.#outer.fill(0x5c, 0, 64);
+    const pads = this.#pads;
+    pads.fill(0x36, 0, 64);
+    pads.fill(0x5c, 64, 128);
     for (let i = 0; i < key.length; i++) {
-      this.#inner[i] = 0x36 ^ (key[i] as number);
-      this.#outer[i] = 0x5c ^ (key[i] as number);
+      pads[i] = 0x36 ^ (key[i] as number);
+      pads[64 + i] = 0x5c ^ (key[i] as number);
     }
   }
 
@@ -75,16 +80,28 @@ export class PreparedHmacKey {
   mac(text: string): string {
     // UTF-8 takes at most 3 bytes per UTF-16 unit: a text that might not fit the
     // scratch block goes the general way.
-    if (text.length * 3 > SCRATCH.length - 64) return contextMac(this.#key, text);
-    this.#inner.copy(SCRATCH, 0);
+    if (text.length * 3 > SCRATCH.length - 64) return contextMac(this.#keyObject(), text);
+    const pads = this.#pads;
+    pads.copy(SCRATCH, 0, 0, 64);
     const n = SCRATCH.write(text, 64, "utf8");
-    hash("sha256", SCRATCH.subarray(0, 64 + n), "buffer").copy(this.#outer, 64);
-    return hash("sha256", this.#outer, "hex");
+    hash("sha256", SCRATCH.subarray(0, 64 + n), "buffer").copy(pads, 128);
+    pads.copy(OUTER, 0, 64, 160);
+    return hash("sha256", OUTER, "hex");
+  }
+
+  #keyObject(): KeyObject {
+    if (this.#key === undefined) {
+      const padded = Buffer.alloc(64);
+      for (let i = 0; i < 64; i++) padded[i] = (this.#pads[i] as number) ^ 0x36;
+      this.#key = createSecretKey(padded);
+    }
+    return this.#key;
   }
 }
 
-/** One scratch block for the inner hash's input (signing is synchronous). */
+/** Scratch blocks for the inner and the outer hash's input (signing is synchronous). */
 const SCRATCH = Buffer.alloc(64 + 16 * 1024);
+const OUTER = Buffer.alloc(64 + 32);
 
 interface TenantKeys {
   version: number;
@@ -92,15 +109,21 @@ interface TenantKeys {
   previous: { version: number; key: PreparedHmacKey; until: number } | null;
 }
 
-/** Bound of the signer's key table (tenants × versions); it starts over when full. */
-const MAX_SIGNER_KEYS = 100_000;
+/**
+ * Bound of the signer's key table: as many tenants as the router's tenant cache holds,
+ * so every tenant it routes keeps its keys. Past it, the longest-held tenant is let go
+ * (one derivation when it comes back), never the whole table: a table emptied at once
+ * would make every tenant pay a derivation again (≈ 7 µs each), which with more
+ * tenants than the bound in rotation is every request.
+ */
+export const MAX_SIGNER_KEYS = L1_MAX_ENTRIES;
 
 /**
- * The router's signer: derives each tenant's keys once (an HKDF and a key import cost
- * tens of microseconds; the HMAC per request a few) and keeps them in a bounded table,
- * so a request pays one HMAC, or two during a rotation's overlap.
+ * The router's signer: derives each tenant's keys once (an HKDF and the padded blocks,
+ * ≈ 7 µs; the HMAC per request ≈ 2) and keeps them in a bounded table, so a request
+ * pays one HMAC, or two during a rotation's overlap. `held` is the table's size.
  */
-export function contextSigner(master: string) {
+export function contextSigner(master: string, maxKeys = MAX_SIGNER_KEYS) {
   const table = new Map<string, TenantKeys>();
   const keyOf = (tenantId: string, version: number) => new PreparedHmacKey(deriveContextKey(master, tenantId, version));
   function keysOf(tenantId: string, state: ContextKeyState): TenantKeys {
@@ -111,7 +134,7 @@ export function contextSigner(master: string) {
       keys.version !== state.version ||
       (prev === null ? keys.previous !== null : keys.previous?.version !== prev.version || keys.previous.until !== prev.until)
     ) {
-      if (table.size >= MAX_SIGNER_KEYS) table.clear();
+      if (keys === undefined && table.size >= maxKeys) table.delete(table.keys().next().value as string);
       keys = {
         version: state.version,
         current: keyOf(tenantId, state.version),
@@ -121,7 +144,7 @@ export function contextSigner(master: string) {
     }
     return keys;
   }
-  return (tenantId: string, state: ContextKeyState, values: TenantContext, request: SignedRequest, timestamp: number) => {
+  const sign = (tenantId: string, state: ContextKeyState, values: TenantContext, request: SignedRequest, timestamp: number) => {
     const keys = keysOf(tenantId, state);
     const text = canonicalContext(values, request, timestamp);
     let header = `t=${timestamp},k=${keys.version},s=${keys.current.mac(text)}`;
@@ -129,6 +152,7 @@ export function contextSigner(master: string) {
       header += `,k=${keys.previous.version},s=${keys.previous.key.mac(text)}`;
     return header;
   };
+  return Object.defineProperty(sign, "held", { get: () => table.size }) as typeof sign & { readonly held: number };
 }
 
 /** Every tenant's keys, from the master secret: for tools of the platform itself, never for a tenant's app. */
