@@ -9,79 +9,9 @@
  * its label object each time, which is avoidable work on the request path.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { BatchedCounter, BatchedGauge, BatchedHistogram, PolledGauge } from "./batched.ts";
 
-/** A labelled counter whose increments are summed locally and added to prom-client on scrape. */
-export class BatchedCounter<L extends string> {
-  readonly #pending = new Map<string, { labels: Record<L, string>; n: number }>();
-  readonly counter: Counter<L>;
-
-  constructor(options: { name: string; help: string; labelNames: readonly L[]; registry: Registry }) {
-    const pending = this.#pending;
-    this.counter = new Counter<L>({
-      name: options.name,
-      help: options.help,
-      labelNames: options.labelNames,
-      registers: [options.registry],
-      collect() {
-        for (const entry of pending.values()) {
-          if (entry.n > 0) this.inc(entry.labels, entry.n);
-          entry.n = 0;
-        }
-      },
-    });
-  }
-
-  inc(labels: Record<L, string>, by = 1): void {
-    let key = "";
-    for (const name in labels) key += `${labels[name]}\u0000`;
-    const entry = this.#pending.get(key);
-    if (entry !== undefined) entry.n += by;
-    // Label values come from bounded sets, so this table stays small.
-    else this.#pending.set(key, { labels: { ...labels }, n: by });
-  }
-}
-
-/** A gauge moved on every request, read by prom-client only when scraped. */
-export class BatchedGauge {
-  value = 0;
-
-  constructor(options: { name: string; help: string; registry: Registry }) {
-    const self = this;
-    new Gauge({
-      name: options.name,
-      help: options.help,
-      registers: [options.registry],
-      collect() {
-        this.set(self.value);
-      },
-    });
-  }
-
-  inc(): void {
-    this.value++;
-  }
-
-  dec(): void {
-    this.value--;
-  }
-}
-
-/** A gauge whose value is read from its owner when scraped (`source`, set by whoever owns the state). */
-export class PolledGauge {
-  source: (() => number) | null = null;
-
-  constructor(options: { name: string; help: string; registry: Registry }) {
-    const self = this;
-    new Gauge({
-      name: options.name,
-      help: options.help,
-      registers: [options.registry],
-      collect() {
-        this.set(self.source === null ? 0 : self.source());
-      },
-    });
-  }
-}
+export { BatchedCounter, BatchedGauge, BatchedHistogram, PolledGauge };
 
 export const OTHER_TENANT = "other";
 
@@ -96,11 +26,11 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     labelNames: ["decision", "reason"] as const,
     registry,
   });
-  const tenantDecisions = new Counter({
+  const tenantDecisions = new BatchedCounter({
     name: "portcullis_tenant_decisions_total",
     help: "Routing decisions by tenant (bounded: the first tenants seen get a label, the rest are `other`).",
     labelNames: ["tenant", "decision"] as const,
-    registers: [registry],
+    registry,
   });
   const crossTenant = new Counter({
     name: "portcullis_cross_tenant_attempts_total",
@@ -108,17 +38,17 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     labelNames: ["reason", "tenant", "side"] as const,
     registers: [registry],
   });
-  const added = new Histogram({
+  const added = new BatchedHistogram({
     name: "portcullis_router_added_seconds",
     help: "Time the router adds to a request (decision and forwarding overhead).",
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
-    registers: [registry],
+    registry,
   });
-  const upstream = new Histogram({
+  const upstream = new BatchedHistogram({
     name: "portcullis_upstream_seconds",
     help: "Upstream response time, from dispatch to the end of the response.",
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-    registers: [registry],
+    registry,
   });
   const keyService = new Histogram({
     name: "portcullis_key_service_client_seconds",
@@ -282,18 +212,25 @@ export function createRouterMetrics(options: { tenantLabels?: number } = {}) {
     return OTHER_TENANT;
   }
 
-  // Cached children, per decision: no label hashing or string building per request.
-  // Keys are bounded sets (reasons; tenant labels).
-  const tenantChildren = { allow: new Map<string, Counter.Internal>(), refuse: new Map<string, Counter.Internal>() };
+  // The running counts of each decision's label sets, kept: no label object, string or
+  // hash per request. Keys are bounded sets (reasons; tenant labels).
+  type Children = { allow: Map<string, { n: number }>; refuse: Map<string, { n: number }> };
+  const reasonChildren: Children = { allow: new Map(), refuse: new Map() };
+  const tenantChildren: Children = { allow: new Map(), refuse: new Map() };
   function decided(decision: "allow" | "refuse", reason: string, tenantId: string | null) {
-    decisions.inc({ decision, reason });
+    let rchild = reasonChildren[decision].get(reason);
+    if (rchild === undefined) {
+      rchild = decisions.child({ decision, reason });
+      reasonChildren[decision].set(reason, rchild);
+    }
+    rchild.n++;
     const tenant = tenantLabel(tenantId);
     let tchild = tenantChildren[decision].get(tenant);
-    if (!tchild) {
-      tchild = tenantDecisions.labels({ tenant, decision });
+    if (tchild === undefined) {
+      tchild = tenantDecisions.child({ tenant, decision });
       tenantChildren[decision].set(tenant, tchild);
     }
-    tchild.inc();
+    tchild.n++;
   }
 
   return {
