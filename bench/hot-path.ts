@@ -27,6 +27,9 @@
  *   npm run bench:hot -- --no-stages           without the per-stage CPU and allocation table
  *   npm run bench:hot -- --baseline DIR        adds the router of another checkout (made by
  *                                              `sh scripts/baseline.sh REV`), same seed and rounds
+ *   npm run bench:hot -- --rate 1000 --preload 100000   before the fixed-rate runs, the router
+ *                                              serves 100,000 other tenants once (as the full
+ *                                              benchmark's router has before its own)
  *   npm run bench:hot -- --rate 1000           then open-loop latency at 1,000 req/s: a direct
  *                                              upstream alone on its core, the bare forwarder and
  *                                              the router (--rate-warmup S uncounted first, 15)
@@ -77,6 +80,9 @@ const HOSTS = Number(option("--hosts", "1000"));
 const BASELINE = option("--baseline", "");
 // A/Bs of the design floor itself: the adapter's options and Hono's router.
 const FLOOR_VARIANTS = argv.includes("--floor-variants");
+// Tenants the router serves (then forgets from its cache) before the fixed-rate runs, as
+// the full benchmark's router has served its 100,000-tenant rows before its latency runs.
+const PRELOAD = Number(option("--preload", "0"));
 // The per-stage table at the end (two more runs of the router, profiled).
 const NO_STAGES = argv.includes("--no-stages");
 const DESIGN_FLOOR = "Hono + signed context floor";
@@ -268,6 +274,17 @@ async function routerBuckets(): Promise<Map<string, number>> {
     if (m) out.set(line.slice(0, line.lastIndexOf(" ")), Number(m[2]));
   }
   return out;
+}
+
+if (RATE > 0 && PRELOAD > 0) {
+  const others: HostSet = { prefix: "p", count: PRELOAD, domain: DOMAIN };
+  await router.ask({ type: "seed", count: PRELOAD, prefix: "p", domain: DOMAIN, template: JSON.stringify(template) });
+  let requests = 0;
+  for (let pass = 0; pass < 3; pass++)
+    requests += (await runWrk({ port: router.port, connections: 64, hosts: others, cpu: LOAD_CPU, tmp, seconds: 10 })).requests;
+  await router.ask({ type: "unseed" });
+  await router.ask({ type: "heap" });
+  console.log(`preload: ${requests} requests over ${PRELOAD.toLocaleString("en")} other tenants, then unseeded`);
 }
 
 if (RATE > 0) {

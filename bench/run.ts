@@ -328,6 +328,22 @@ async function lookups(p: NodeProc): Promise<Record<string, number>> {
   return out;
 }
 
+/** The router's own time and upstream exchange histograms: how many requests and how many under 1 ms. */
+async function underOneMs(p: NodeProc): Promise<Record<string, number>> {
+  const text = await (await request(`http://127.0.0.1:${p.opsPort}/metrics`)).body.text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^portcullis_(router_added|upstream)_seconds_(bucket\{le="0.001"\}|count) (\d+)/gm))
+    out[`${m[1]}/${m[2]?.startsWith("bucket") ? "under" : "all"}`] = Number(m[3]);
+  return out;
+}
+
+/** What moved between two snapshots of counters. */
+function moved(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) out[k] = v - (before[k] ?? 0);
+  return out;
+}
+
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -664,6 +680,7 @@ async function main() {
       ["Portcullis", router.port, routerRate],
     ] as const) {
       if (port === router.port) await warm(port);
+      const at = port === router.port ? { lookups: await lookups(router), times: await underOneMs(router) } : null;
       const r = await fixedRate(children, LOAD_CPU, {
         port,
         hosts: all,
@@ -671,6 +688,14 @@ async function main() {
         seconds: P.rateSeconds,
         warmup: P.rateWarmup,
       });
+      if (at !== null) {
+        // Where the router's time went during the run (its warm-up seconds included).
+        const t = moved(at.times, await underOneMs(router));
+        const share = (n: string) => `${((100 * (t[`${n}/under`] ?? 0)) / (t[`${n}/all`] ?? 1)).toFixed(2)} %`;
+        log(
+          `  fixed ${P.rate}/s Portcullis: under 1 ms, its own time ${share("router_added")}, the upstream exchange ${share("upstream")}; cache lookups by tier ${JSON.stringify(moved(at.lookups, await lookups(router)))}`,
+        );
+      }
       bucket.push(r.p99ms);
       rateRuns.push({ target: name, p50ms: r.p50ms, p99ms: r.p99ms, errors: r.errors });
       log(

@@ -5,7 +5,14 @@ import { TieredCache, type Ttl } from "./tiered.ts";
 type Entry = { v: number; name: string | null };
 const TTL = { freshMs: 1_000, negativeMs: 500, maxStaleMs: 3_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 };
 
-function cache(options: { refreshAhead: boolean; origin: Map<string, Entry>; down?: () => boolean; ttl?: Ttl }) {
+function cache(options: {
+  refreshAhead: boolean;
+  origin: Map<string, Entry>;
+  down?: () => boolean;
+  ttl?: Ttl;
+  /** Holds each origin load until it resolves. */
+  hold?: () => Promise<void>;
+}) {
   let clock = 1_000_000;
   const store = new MemoryStore({ now: () => clock });
   let loads = 0;
@@ -21,6 +28,7 @@ function cache(options: { refreshAhead: boolean; origin: Map<string, Entry>; dow
     },
     load: async (id) => {
       loads++;
+      await options.hold?.();
       if (options.down?.()) throw new Error("origin down");
       return options.origin.get(id) ?? { v: 0, name: null };
     },
@@ -200,5 +208,59 @@ describe("TieredCache stale-if-error in the store", () => {
     t.advance(STALE_TTL.redisNegativeTtlMs + 1);
     expect(await t.store.get("t:gone")).toBeNull();
     expect(await t.c.get("gone")).toEqual({ ok: false, code: "unavailable" });
+  });
+});
+
+describe("TieredCache loads and invalidations", () => {
+  /** A refresh of "a" held at the origin, begun near the end of its freshness; `release` lets it finish. */
+  async function heldRefresh() {
+    const origin = new Map([["a", { v: 1, name: "one" }]]);
+    let release = () => {};
+    let holding = false;
+    const t = cache({
+      refreshAhead: true,
+      origin,
+      hold: () => (holding ? new Promise<void>((r) => (release = r)) : Promise.resolve()),
+    });
+    await t.c.get("a");
+    origin.set("a", { v: 2, name: "two" });
+    await t.store.del("t:a");
+    holding = true;
+    t.advance(TTL.freshMs * 0.95 + 1);
+    expect(t.c.peek("a")?.name).toBe("one");
+    await settle();
+    expect(t.loads).toBe(2);
+    return { t, release: async () => (release(), await settle()) };
+  }
+
+  it("a refresh keeps what it read when other entries are invalidated meanwhile", async () => {
+    const { t, release } = await heldRefresh();
+    t.c.invalidate("b");
+    t.c.invalidate("c");
+    await release();
+    // Past the first read's freshness: the refreshed value, from memory, with no new load.
+    t.advance(TTL.freshMs * 0.1);
+    expect(t.c.peek("a")?.name).toBe("two");
+    expect(t.loads).toBe(2);
+  });
+
+  it("a refresh keeps nothing when its own entry is invalidated meanwhile, or everything cleared", async () => {
+    for (const change of ["own", "clear"] as const) {
+      const { t, release } = await heldRefresh();
+      if (change === "own") t.c.invalidate("a");
+      else t.c.clear();
+      await release();
+      expect(t.c.peek("a")).toBeUndefined();
+    }
+  });
+
+  it("a refresh older than the invalidations it can still tell apart keeps nothing", async () => {
+    const { t, release } = await heldRefresh();
+    // More invalidations than are remembered: the first ones are forgotten, which raises
+    // the floor past this load's start.
+    for (let i = 0; i <= 10_000; i++) t.c.invalidate(`other${i}`);
+    await release();
+    t.advance(TTL.freshMs * 0.1);
+    expect(t.c.peek("a")).toBeUndefined();
   });
 });

@@ -36,6 +36,13 @@ interface Slot<T> {
 const REFRESH_AT = 0.8;
 const REFRESH_SPREAD = 0.15;
 
+/**
+ * Invalidated ids are remembered this long (longer than any load runs: the store's and
+ * the key service's timeouts are seconds) and at most this many; see `invalidate`.
+ */
+const INVALIDATED_MS = 60_000;
+const INVALIDATED_MAX = 10_000;
+
 /** `{"v":<digits>,` at the start of a stored entry: its version, read without parsing. */
 const VERSION_PREFIX = /^\{"v":(\d{1,16}),/;
 
@@ -83,7 +90,17 @@ export class TieredCache<T extends { v: number }> {
   readonly #o: TieredOptions<T>;
   readonly #slots = new Map<string, Slot<T>>();
   readonly #loading = new Map<string, Promise<Lookup<T>>>();
+  /** Counts invalidations and clears: a load notes it when it starts. */
   #epoch = 0;
+  /**
+   * Ids invalidated lately, with the epoch their invalidation made (insertion order is
+   * time order): a load that started before its id's invalidation does not keep what it
+   * read. An id of another entry does not concern it, so a busy control plane's
+   * changes to other tenants never throw away a refresh.
+   */
+  readonly #invalidated = new Map<string, { epoch: number; at: number }>();
+  /** A load that started before this epoch keeps nothing (a clear, or invalidations forgotten). */
+  #floor = 0;
 
   constructor(options: TieredOptions<T>) {
     this.#o = options;
@@ -133,7 +150,7 @@ export class TieredCache<T extends { v: number }> {
 
   /** Put a value learned elsewhere (a host lookup answers with its tenant too). */
   prime(id: string, value: T, epoch = this.#epoch): void {
-    if (epoch !== this.#epoch) return;
+    if (this.#changedSince(id, epoch)) return;
     this.#remember(id, value);
     this.#fill(id, value);
   }
@@ -157,15 +174,32 @@ export class TieredCache<T extends { v: number }> {
    * their own; the callers that joined it before the event keep its answer.
    */
   invalidate(id: string): void {
-    this.#epoch++;
+    const epoch = ++this.#epoch;
     this.#slots.delete(id);
     this.#loading.delete(id);
+    const now = this.#o.now();
+    this.#invalidated.delete(id);
+    this.#invalidated.set(id, { epoch, at: now });
+    // Forgotten in time order once no load can still be running from before them (or
+    // past a bound): forgetting one raises the floor, so a load older than it keeps
+    // nothing, however long it took. Never a guess in a load's favour.
+    for (const [old, mark] of this.#invalidated) {
+      if (mark.at > now - INVALIDATED_MS && this.#invalidated.size <= INVALIDATED_MAX) break;
+      this.#invalidated.delete(old);
+      if (mark.epoch > this.#floor) this.#floor = mark.epoch;
+    }
   }
 
   clear(): void {
-    this.#epoch++;
+    this.#floor = ++this.#epoch;
+    this.#invalidated.clear();
     this.#slots.clear();
     this.#loading.clear();
+  }
+
+  /** Whether `id` was invalidated, or everything cleared, after a load that began at `epoch`. */
+  #changedSince(id: string, epoch: number): boolean {
+    return epoch < this.#floor || (this.#invalidated.get(id)?.epoch ?? 0) > epoch;
   }
 
   async #load(id: string): Promise<Lookup<T>> {
@@ -204,7 +238,7 @@ export class TieredCache<T extends { v: number }> {
     }
     // An invalidation that arrived while loading may concern this value: use it for
     // this request, but do not keep it.
-    if (epoch === this.#epoch) this.#remember(id, value);
+    if (!this.#changedSince(id, epoch)) this.#remember(id, value);
     return { ok: true, value, tier };
   }
 
@@ -230,7 +264,7 @@ export class TieredCache<T extends { v: number }> {
     if (slot && this.#o.now() < slot.staleUntil) return { ok: true, value: slot.value, tier: "stale" };
     if (stored !== null && !this.#o.isNegative(stored)) {
       // Kept like a store read, so warm traffic is answered from memory again.
-      if (epoch === this.#epoch) this.#remember(id, stored);
+      if (!this.#changedSince(id, epoch)) this.#remember(id, stored);
       return { ok: true, value: stored, tier: "stale" };
     }
     return UNAVAILABLE;
