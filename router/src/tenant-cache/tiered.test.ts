@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MemoryStore } from "@portcullis/shared";
-import { TieredCache, type Ttl } from "./tiered.ts";
+import { REFRESH_AT, REFRESH_SPREAD, TieredCache, type Ttl } from "./tiered.ts";
 
 type Entry = { v: number; name: string | null };
 const TTL = { freshMs: 1_000, negativeMs: 500, maxStaleMs: 3_000, redisTtlMs: 60_000, redisNegativeTtlMs: 5_000 };
@@ -58,14 +58,30 @@ describe("TieredCache refresh-ahead", () => {
 
     origin.set("a", { v: 2, name: "two" });
     await t.store.del("t:a");
-    // Past the latest refresh point (80 % of freshness plus up to 15 %, spread per entry).
-    t.advance(TTL.freshMs * 0.95 + 1);
+    // Past the latest refresh point (REFRESH_AT of freshness plus up to REFRESH_SPREAD, spread per entry).
+    t.advance(TTL.freshMs * (REFRESH_AT + REFRESH_SPREAD) + 1);
     // Near the end of its freshness: the old value, synchronously, and exactly one re-read started.
     expect(t.c.peek("a")?.name).toBe("one");
     expect(t.c.peek("a")?.name).toBe("one");
     await settle();
     expect(t.loads).toBe(2);
     expect(t.c.peek("a")?.name).toBe("two");
+  });
+
+  it("an entry asked for once a second (a tenth of its freshness) is always re-read in time, never answered late", async () => {
+    const origin = new Map(Array.from({ length: 50 }, (_, i) => [`e${i}`, { v: 1, name: `n${i}` }] as const));
+    const t = cache({ refreshAhead: true, origin });
+    for (const id of origin.keys()) await t.c.get(id);
+    // Within the window after the latest refresh point, whatever its phase.
+    const every = TTL.freshMs / 10;
+    expect(every).toBeLessThan(TTL.freshMs * (1 - REFRESH_AT - REFRESH_SPREAD));
+    for (let step = 0; step < 120; step++) {
+      t.advance(every);
+      for (const id of origin.keys()) expect(t.c.peek(id)).toBeDefined();
+      await settle();
+    }
+    // The steps span twelve freshness periods: every entry was re-read in the background.
+    expect(120 * every).toBeGreaterThan(10 * TTL.freshMs);
   });
 
   it("spreads the re-reads of entries filled together over the refresh window", async () => {
@@ -75,14 +91,14 @@ describe("TieredCache refresh-ahead", () => {
     await Promise.all([...origin.keys()].map((id) => t.store.del(`t:${id}`)));
     const filled = t.loads;
     // Halfway through the window: some entries have started their re-read, not all.
-    t.advance(TTL.freshMs * 0.875);
+    t.advance(TTL.freshMs * (REFRESH_AT + REFRESH_SPREAD / 2));
     for (const id of origin.keys()) t.c.peek(id);
     await settle();
     const started = t.loads - filled;
     expect(started).toBeGreaterThan(0);
     expect(started).toBeLessThan(60);
     // Past the window every busy entry has been re-read, once.
-    t.advance(TTL.freshMs * 0.075 + 1);
+    t.advance(TTL.freshMs * (REFRESH_SPREAD / 2) + 1);
     for (const id of origin.keys()) t.c.peek(id);
     await settle();
     expect(t.loads - filled).toBe(60);
@@ -226,7 +242,7 @@ describe("TieredCache loads and invalidations", () => {
     origin.set("a", { v: 2, name: "two" });
     await t.store.del("t:a");
     holding = true;
-    t.advance(TTL.freshMs * 0.95 + 1);
+    t.advance(TTL.freshMs * (REFRESH_AT + REFRESH_SPREAD) + 1);
     expect(t.c.peek("a")?.name).toBe("one");
     await settle();
     expect(t.loads).toBe(2);
@@ -239,7 +255,7 @@ describe("TieredCache loads and invalidations", () => {
     t.c.invalidate("c");
     await release();
     // Past the first read's freshness: the refreshed value, from memory, with no new load.
-    t.advance(TTL.freshMs * 0.1);
+    t.advance(TTL.freshMs * (1 - REFRESH_AT - REFRESH_SPREAD) + 1);
     expect(t.c.peek("a")?.name).toBe("two");
     expect(t.loads).toBe(2);
   });
@@ -260,7 +276,38 @@ describe("TieredCache loads and invalidations", () => {
     // the floor past this load's start.
     for (let i = 0; i <= 10_000; i++) t.c.invalidate(`other${i}`);
     await release();
-    t.advance(TTL.freshMs * 0.1);
+    t.advance(TTL.freshMs * (1 - REFRESH_AT - REFRESH_SPREAD) + 1);
+    expect(t.c.peek("a")).toBeUndefined();
+  });
+
+  it("an id invalidated again while its load runs: the later invalidation counts", async () => {
+    const { t, release } = await heldRefresh();
+    t.c.invalidate("b");
+    t.c.invalidate("a");
+    t.c.invalidate("b");
+    await release();
+    expect(t.c.peek("a")).toBeUndefined();
+  });
+
+  it("forgetting an invalidation by age also keeps a load older than it from keeping its value", async () => {
+    const { t, release } = await heldRefresh();
+    t.c.invalidate("b");
+    // A minute on, the next invalidation forgets the first; the load began before it.
+    t.advance(61_000);
+    t.c.invalidate("c");
+    await release();
+    expect(t.c.peek("a")).toBeUndefined();
+  });
+
+  it("primes a record brought back by another lookup unless its id was invalidated since that lookup began", () => {
+    const t = cache({ refreshAhead: false, origin: new Map() });
+    const before = t.c.epoch;
+    t.c.invalidate("other");
+    t.c.prime("a", { v: 1, name: "one" }, before);
+    expect(t.c.peek("a")?.name).toBe("one");
+    const again = t.c.epoch;
+    t.c.invalidate("a");
+    t.c.prime("a", { v: 2, name: "two" }, again);
     expect(t.c.peek("a")).toBeUndefined();
   });
 });
