@@ -85,6 +85,8 @@ const option = (name: string) => {
 // Development only: fewer hostnames, a subset of targets, a CPU profile of the router.
 const HOSTS = Number(option("--hosts") ?? 1_000);
 const ONLY = option("--only")?.split(",");
+// Extra Node flags for the main router process, e.g. --router-flags "--trace-gc".
+const ROUTER_FLAGS = (option("--router-flags") ?? "").split(" ").filter((f) => f !== "");
 const PROFILE = option("--profile");
 const DOMAIN = "bench.test";
 const API_HOST = `api.${DOMAIN}`;
@@ -437,6 +439,7 @@ async function main() {
   const router = await startNode("router.ts", TARGET_CPU, { env: routerEnv() }, [
     "--expose-gc",
     ...(PROFILE ? ["--cpu-prof", "--cpu-prof-interval=200", `--cpu-prof-dir=${PROFILE}`] : []),
+    ...ROUTER_FLAGS,
   ]);
   const routerNoAudit = await startNode("router.ts", TARGET_CPU, { env: routerEnv({ ROUTER_AUDIT: "off" }) });
 
