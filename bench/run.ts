@@ -499,7 +499,9 @@ async function main() {
       if (!rateLimits) tenant.limits = { ...tenant.limits, requestsPerSecond: null, burst: null, monthlyRequests: null };
       await router.ask({ type: "clear-audit" });
       await router.ask({ type: "unseed" });
-      await router.ask({ type: "seed", count, prefix: "s", domain: DOMAIN, template: JSON.stringify(tenant) });
+      // In the store too, as the control plane would have written them: a refresh-ahead
+      // re-read (from 5 s into an entry's freshness) finds them.
+      await router.ask({ type: "seed", count, prefix: "s", domain: DOMAIN, template: JSON.stringify(tenant), persist: true });
     };
 
   // Before each run of the router: an empty audit stream (its bound is never reached
@@ -946,7 +948,7 @@ async function main() {
 
   const result = {
     date: new Date().toISOString(),
-    mode: QUICK ? "quick" : "full",
+    mode: QUICK ? "quick" : ONLY ? "only" : "full",
     machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", node: process.version, pinned: TASKSET },
     method: {
       hostnames: HOSTS,
