@@ -45,31 +45,6 @@ export class BatchedCounter<L extends string> {
   }
 }
 
-/** A gauge moved on every request, read by prom-client only when scraped. */
-export class BatchedGauge {
-  value = 0;
-
-  constructor(options: { name: string; help: string; registry: Registry }) {
-    const self = this;
-    new Gauge({
-      name: options.name,
-      help: options.help,
-      registers: [options.registry],
-      collect() {
-        this.set(self.value);
-      },
-    });
-  }
-
-  inc(): void {
-    this.value++;
-  }
-
-  dec(): void {
-    this.value--;
-  }
-}
-
 /** A gauge whose value is read from its owner when scraped (`source`, set by whoever owns the state). */
 export class PolledGauge {
   source: (() => number) | null = null;
@@ -84,6 +59,24 @@ export class PolledGauge {
         this.set(self.source === null ? 0 : self.source());
       },
     });
+  }
+}
+
+/** A gauge moved on every request, read by prom-client only when scraped. */
+export class BatchedGauge extends PolledGauge {
+  value = 0;
+
+  constructor(options: { name: string; help: string; registry: Registry }) {
+    super(options);
+    this.source = () => this.value;
+  }
+
+  inc(): void {
+    this.value++;
+  }
+
+  dec(): void {
+    this.value--;
   }
 }
 

@@ -246,7 +246,13 @@ describe("TieredCache loads and invalidations", () => {
     expect(t.c.peek("a")?.name).toBe("one");
     await settle();
     expect(t.loads).toBe(2);
-    return { t, release: async () => (release(), await settle()) };
+    return {
+      t,
+      release: async () => {
+        release();
+        await settle();
+      },
+    };
   }
 
   it("a refresh keeps what it read when other entries are invalidated meanwhile", async () => {
