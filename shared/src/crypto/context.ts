@@ -56,13 +56,14 @@ export function contextKeyToken(master: string, tenantId: string, version: numbe
  * keys are 32) and every text; a property test holds them equal.
  *
  * A router holds one per cached tenant, so it is small: the two padded blocks and room
- * for the inner digest in one pooled buffer, and no key object unless a text too long
+ * for the inner digest in one buffer of its own (never a slice of Node's shared pool,
+ * whose other slices any code could reach through `.buffer`), and no key object unless a text too long
  * for the scratch block needs one (a key shorter than a block is zero-padded by HMAC
  * itself, so the padded key recovered from the inner block signs the same).
  */
 export class PreparedHmacKey {
   /** Inner block [0, 64), outer block [64, 128), inner digest [128, 160). */
-  readonly #pads = Buffer.allocUnsafe(64 + 64 + 32);
+  readonly #pads = Buffer.alloc(64 + 64 + 32);
   #key: KeyObject | undefined;
 
   constructor(key: Buffer) {
