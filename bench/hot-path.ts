@@ -42,7 +42,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cpuSeconds, dropRedisPrefix, fixedRate, startNode } from "./processes.ts";
+import { cpuSeconds, dropRedisPrefix, fixedRate, routerTimes, shareUnderOneMs, startNode } from "./processes.ts";
 import { allocatedBytes, type CpuProfile, formatStageCosts, type HeapProfile, stageCosts } from "./stage-costs.ts";
 import { has, type HostSet, runWrk } from "./load.ts";
 import { benchTenant } from "./tenant.ts";
@@ -265,17 +265,6 @@ if (ROUNDS > 0 && !NO_STAGES) {
     console.log(`  ${line}`);
 }
 
-/** The router's own histograms, for the share of its requests under 1 ms. */
-async function routerBuckets(): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${router.opsPort}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const m = /^portcullis_(router_added|upstream)_seconds_(?:bucket\{le="0.001"\}|count) (\d+)/.exec(line);
-    if (m) out.set(line.slice(0, line.lastIndexOf(" ")), Number(m[2]));
-  }
-  return out;
-}
-
 if (RATE > 0 && PRELOAD > 0) {
   const others: HostSet = { prefix: "p", count: PRELOAD, domain: DOMAIN };
   await router.ask({ type: "seed", count: PRELOAD, prefix: "p", domain: DOMAIN, template: JSON.stringify(template) });
@@ -306,7 +295,7 @@ if (RATE > 0) {
     const cpuProfiling = RATE_PROFILE !== "" && port === router.port;
     if (profiling) await router.ask({ type: "alloc-start", survivors: ALLOC_SURVIVORS });
     if (cpuProfiling) await router.ask({ type: "cpu-start" });
-    const m0 = port === router.port ? await routerBuckets() : null;
+    const m0 = port === router.port ? await routerTimes(router.opsPort) : null;
     const r = await fixedRate(children, LOAD_CPU, { port, hosts, rate: RATE, seconds: SECONDS, warmup: RATE_WARMUP });
     if (profiling) await router.ask({ type: "alloc-stop", file: ALLOC_PROFILE });
     if (cpuProfiling) await router.ask({ type: "cpu-stop", file: RATE_PROFILE });
@@ -315,14 +304,8 @@ if (RATE > 0) {
     );
     if (m0 !== null) {
       // Where the time goes, as the router measured it (warm-up included).
-      const m1 = await routerBuckets();
-      const share = (name: string) => {
-        const under =
-          (m1.get(`portcullis_${name}_seconds_bucket{le="0.001"}`) ?? 0) -
-          (m0.get(`portcullis_${name}_seconds_bucket{le="0.001"}`) ?? 0);
-        const all = (m1.get(`portcullis_${name}_seconds_count`) ?? 0) - (m0.get(`portcullis_${name}_seconds_count`) ?? 0);
-        return `${((100 * under) / all).toFixed(2)} %`;
-      };
+      const m1 = await routerTimes(router.opsPort);
+      const share = (name: string) => shareUnderOneMs(m0, m1, name);
       console.log(
         `  under 1 ms, as the router measured: its own time ${share("router_added")}, the upstream exchange ${share("upstream")}`,
       );

@@ -109,3 +109,19 @@ export async function dropRedisPrefix(url: string, prefix: string): Promise<void
   } while (cursor !== "0");
   r.disconnect();
 }
+
+/** The router's own time and upstream exchange histograms (`<name>/all`, `<name>/under` 1 ms). */
+export async function routerTimes(opsPort: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^portcullis_(router_added|upstream)_seconds_(bucket\{le="0.001"\}|count) (\d+)/gm))
+    out[`${m[1]}/${m[2]?.startsWith("bucket") ? "under" : "all"}`] = Number(m[3]);
+  return out;
+}
+
+/** The share of requests under 1 ms between two readings of `routerTimes`, for one histogram. */
+export function shareUnderOneMs(before: Record<string, number>, after: Record<string, number>, name: string): string {
+  const under = (after[`${name}/under`] ?? 0) - (before[`${name}/under`] ?? 0);
+  const all = (after[`${name}/all`] ?? 0) - (before[`${name}/all`] ?? 0);
+  return `${((100 * under) / all).toFixed(2)} %`;
+}

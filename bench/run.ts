@@ -44,7 +44,16 @@ import postgres from "postgres";
 import { request } from "undici";
 import { createControlPlane, loadControlPlaneConfig, migrate, openDatabase, type Database } from "@portcullis/control-plane";
 import { AUDIT_STREAM, hashApiKey, hasStreams, MemoryStore, RedisStore, type Store } from "@portcullis/shared";
-import { cpuSeconds, dropRedisPrefix, fixedRate, type NodeProc, pinned, startNode as startNodeProc } from "./processes.ts";
+import {
+  cpuSeconds,
+  dropRedisPrefix,
+  fixedRate,
+  type NodeProc,
+  pinned,
+  routerTimes,
+  shareUnderOneMs,
+  startNode as startNodeProc,
+} from "./processes.ts";
 import { allocatedBytes, type CpuProfile, type HeapProfile, formatStageCosts, stageCosts, stageTable } from "./stage-costs.ts";
 import { has, type HostSet, type LoadResult, runAutocannon, runWrk, summarize } from "./load.ts";
 
@@ -327,15 +336,6 @@ async function lookups(p: NodeProc): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^portcullis_cache_lookups_total\{cache="(\w+)",tier="(\w+)"\} (\d+)/gm))
     out[`${m[1]}/${m[2]}`] = Number(m[3]);
-  return out;
-}
-
-/** The router's own time and upstream exchange histograms: how many requests and how many under 1 ms. */
-async function underOneMs(p: NodeProc): Promise<Record<string, number>> {
-  const text = await (await request(`http://127.0.0.1:${p.opsPort}/metrics`)).body.text();
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^portcullis_(router_added|upstream)_seconds_(bucket\{le="0.001"\}|count) (\d+)/gm))
-    out[`${m[1]}/${m[2]?.startsWith("bucket") ? "under" : "all"}`] = Number(m[3]);
   return out;
 }
 
@@ -685,7 +685,7 @@ async function main() {
       ["Portcullis", router.port, routerRate],
     ] as const) {
       if (port === router.port) await warm(port);
-      const at = port === router.port ? { lookups: await lookups(router), times: await underOneMs(router) } : null;
+      const at = port === router.port ? { lookups: await lookups(router), times: await routerTimes(router.opsPort) } : null;
       const r = await fixedRate(children, LOAD_CPU, {
         port,
         hosts: all,
@@ -695,8 +695,8 @@ async function main() {
       });
       if (at !== null) {
         // Where the router's time went during the run (its warm-up seconds included).
-        const t = moved(at.times, await underOneMs(router));
-        const share = (n: string) => `${((100 * (t[`${n}/under`] ?? 0)) / (t[`${n}/all`] ?? 1)).toFixed(2)} %`;
+        const times = await routerTimes(router.opsPort);
+        const share = (n: string) => shareUnderOneMs(at.times, times, n);
         log(
           `  fixed ${P.rate}/s Portcullis: under 1 ms, its own time ${share("router_added")}, the upstream exchange ${share("upstream")}; cache lookups by tier ${JSON.stringify(moved(at.lookups, await lookups(router)))}`,
         );
