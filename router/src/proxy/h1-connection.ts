@@ -335,8 +335,8 @@ export class Conn implements ResponseSink {
       // Before the response head only: after it the status was reported. The
       // keep-alive race (a reused connection closed before any byte) is not the
       // origin failing.
-      const health = ex.f.health;
-      if (health !== undefined && !ex.ended && !ex.res.headersSent && !(kind === "reset" && this.reused && !this.gotBytes)) {
+      const health = ex.ended ? undefined : ex.f.health;
+      if (health !== undefined && !ex.res.headersSent && !(kind === "reset" && this.reused && !this.gotBytes)) {
         const counted = healthKind(kind);
         if (counted !== null) health.failure(ex.upstream, counted);
       }

@@ -75,16 +75,22 @@ export class Pool {
   }
 }
 
+/**
+ * A finished exchange's references to its request (see `Exchange.finish`): nothing reads
+ * them once `ended` is set, and every path that could checks `ended` first.
+ */
+const RELEASED = null as never;
+
 export class Exchange {
-  readonly res: ServerResponse;
-  readonly f: ForwardRequest;
-  readonly refuse: RefuseWriter;
-  readonly done: (result: ForwardResult) => void;
-  readonly head: string;
+  res: ServerResponse;
+  f: ForwardRequest;
+  refuse: RefuseWriter;
+  done: (result: ForwardResult) => void;
+  head: string;
   readonly started: number;
-  readonly onClose: () => void;
+  onClose: () => void;
   /** The client's body, or null. */
-  readonly body: IncomingMessage | null;
+  body: IncomingMessage | null;
   /** The body's length upstream: declared bytes, -1 chunked, null no body (h1-request.ts `bodyLength`). */
   readonly length: number | null;
   /** Sent chunked (the client declared no length). */
@@ -132,7 +138,24 @@ export class Exchange {
     if (this.ended) return;
     this.ended = true;
     this.res.off("close", this.onClose);
-    this.done({
+    const done = this.done;
+    // Lets go of the request at once. An exchange can outlive its request in the old
+    // generation (one in flight during a young collection is moved there, and V8 may
+    // then allocate them there from the start): what it still referenced (the
+    // response, the request, the socket's buffers, the pipeline's callbacks) then
+    // survived every young collection until the next full one. With these references
+    // kept, about a fifth of all the router allocated per request was promoted (a
+    // scavenge every 2 s moving 2-5 MB, 10-20 ms each, the old generation growing
+    // ~2 MB/s until a mark-compact); without them, a few KB.
+    this.res = RELEASED;
+    this.f = RELEASED;
+    this.refuse = RELEASED;
+    this.done = RELEASED;
+    this.onClose = RELEASED;
+    this.body = null;
+    this.head = "";
+    this.onDrain = null;
+    done({
       status,
       failure,
       bytesIn: this.bytesIn,
