@@ -83,6 +83,9 @@ const FLOOR_VARIANTS = argv.includes("--floor-variants");
 // Tenants the router serves (then forgets from its cache) before the fixed-rate runs, as
 // the full benchmark's router has served its 100,000-tenant rows before its latency runs.
 const PRELOAD = Number(option("--preload", "0"));
+// Heap snapshots of the router (`<prefix>.preload.heapsnapshot` right after the preload,
+// `<prefix>.rate.heapsnapshot` after its fixed-rate run): what its other tenants left.
+const HEAP_SNAPSHOT = option("--heap-snapshot", "");
 // The per-stage table at the end (two more runs of the router, profiled).
 const NO_STAGES = argv.includes("--no-stages");
 const DESIGN_FLOOR = "Hono + signed context floor";
@@ -273,6 +276,7 @@ if (RATE > 0 && PRELOAD > 0) {
     requests += (await runWrk({ port: router.port, connections: 64, hosts: others, cpu: LOAD_CPU, tmp, seconds: 10 })).requests;
   await router.ask({ type: "unseed" });
   await router.ask({ type: "heap" });
+  if (HEAP_SNAPSHOT !== "") await router.ask({ type: "heap-snapshot", file: resolve(`${HEAP_SNAPSHOT}.preload.heapsnapshot`) });
   console.log(`preload: ${requests} requests over ${PRELOAD.toLocaleString("en")} other tenants, then unseeded`);
 }
 
@@ -299,6 +303,8 @@ if (RATE > 0) {
     const r = await fixedRate(children, LOAD_CPU, { port, hosts, rate: RATE, seconds: SECONDS, warmup: RATE_WARMUP });
     if (profiling) await router.ask({ type: "alloc-stop", file: ALLOC_PROFILE });
     if (cpuProfiling) await router.ask({ type: "cpu-stop", file: RATE_PROFILE });
+    if (port === router.port && HEAP_SNAPSHOT !== "")
+      await router.ask({ type: "heap-snapshot", file: resolve(`${HEAP_SNAPSHOT}.rate.heapsnapshot`) });
     console.log(
       `fixed ${RATE}/s ${name.padEnd(16)} p50 ${r.p50ms.toFixed(3)} ms  p99 ${r.p99ms.toFixed(3)} ms${r.errors ? `  ERRORS ${r.errors}` : ""}`,
     );

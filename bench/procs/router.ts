@@ -6,6 +6,7 @@
  * force a cold lookup, and report heap use.
  */
 import { writeFileSync } from "node:fs";
+import { writeHeapSnapshot } from "node:v8";
 import { Session } from "node:inspector";
 import pino from "pino";
 import { AUDIT_STREAM, CACHE, type TenantRecord } from "@portcullis/shared";
@@ -24,6 +25,7 @@ type Command =
   | { type: "unseed" }
   | { type: "forget"; hosts: string[]; tenantIds: string[]; keyHashes: string[]; fromStore: boolean }
   | { type: "heap" }
+  | { type: "heap-snapshot"; file: string }
   | { type: "clear-audit" }
   | { type: "flush-audit" }
   | { type: "alloc-start"; survivors: boolean }
@@ -132,6 +134,8 @@ process.on("message", async (raw) => {
     answer = await stopInto("Profiler.stop", m.file);
   } else if (m.type === "heap") {
     answer = heap();
+  } else if (m.type === "heap-snapshot") {
+    answer = writeHeapSnapshot(m.file);
   }
   process.send?.({ type: "answer", id: m.id, answer });
 });
