@@ -52,6 +52,18 @@ for (const [kind, make] of Object.entries(factories)) {
       expect(await store.claimCounters("{u}", "{u}:c", "b3")).toBeNull();
     });
 
+    it("getMany: every key's value in the keys' order, null where there is none", async () => {
+      const store = await make();
+      if (store.getMany === undefined) return expect(kind).toBe("memory");
+      expect(await store.getMany([])).toEqual([]);
+      // Keys of many hash slots: on a cluster, one MGET per slot, the answers put back in order.
+      const keys = Array.from({ length: 40 }, (_, i) => `many:${i}`);
+      for (const [i, key] of keys.entries())
+        if (i % 3 !== 0) await store.setIfNewer(key, JSON.stringify({ v: i }), i, 10_000, "authoritative");
+      const values = await store.getMany([...keys, "many:2"]);
+      expect(values).toEqual([...keys.map((_, i) => (i % 3 === 0 ? null : JSON.stringify({ v: i }))), JSON.stringify({ v: 2 })]);
+    });
+
     it("entries expire", async () => {
       const store = await make();
       await store.setIfNewer("short", JSON.stringify({ v: 1 }), 1, 30, "authoritative");

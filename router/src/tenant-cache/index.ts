@@ -17,6 +17,7 @@ import {
 } from "@portcullis/shared";
 import type { z } from "zod";
 import { type KeyServiceClient, KeyServiceError } from "./key-service-client.ts";
+import { ReadBatcher } from "./read-batch.ts";
 import { type Lookup, type OriginGate, TieredCache } from "./tiered.ts";
 
 export { createKeyServiceClient, type KeyServiceClient } from "./key-service-client.ts";
@@ -96,7 +97,9 @@ export class Resolver {
     const ks = options.keyService;
     this.#store = options.store;
     const gates = originGates(options.maxOriginInFlight ?? 256);
-    const common = { store: options.store, now, maxEntries: max };
+    // Every cache's store reads of one turn go out together.
+    const reads = new ReadBatcher(options.store);
+    const common = { store: options.store, read: (key: string) => reads.get(key), now, maxEntries: max };
     this.tenants = new TieredCache<TenantE>({
       ...common,
       gate: gates.tenants,

@@ -69,6 +69,8 @@ export interface TieredOptions<T extends { v: number }> {
   name: string;
   ttl: Ttl;
   store: Store;
+  /** How an entry is read from the store (default `store.get`; the resolver batches them per turn, read-batch.ts). */
+  read?: (key: string) => Promise<string | null>;
   storeKey: (id: string) => string;
   /** Parse and validate a stored JSON value; null when it is not a valid entry. */
   parse: (json: string) => T | null;
@@ -229,7 +231,8 @@ export class TieredCache<T extends { v: number }> {
     let storedStale: T | null = null;
     let tier: "store" | "origin" = "store";
     try {
-      const json = await o.store.get(o.storeKey(id));
+      const key = o.storeKey(id);
+      const json = await (o.read === undefined ? o.store.get(key) : o.read(key));
       if (json !== null) {
         const stored = this.#unchanged(id, json) ?? o.parse(json);
         const freshUntil = storedFreshUntil(json);

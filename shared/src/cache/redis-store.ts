@@ -125,6 +125,30 @@ export class RedisStore implements Store, StreamStore {
     return this.#call(() => this.#redis.get(this.#prefix + key));
   }
 
+  /** One MGET; on a cluster one per hash slot, in parallel (a slot's keys live on one node). */
+  async getMany(keys: readonly string[]): Promise<(string | null)[]> {
+    if (keys.length === 0) return [];
+    const prefix = this.#prefix;
+    if (!this.sharded) return this.#call(() => this.#redis.mget(keys.map((k) => prefix + k)));
+    const bySlot = new Map<number, number[]>();
+    keys.forEach((key, i) => {
+      const slot = calculateSlot(prefix + key);
+      const group = bySlot.get(slot);
+      if (group) group.push(i);
+      else bySlot.set(slot, [i]);
+    });
+    const out = new Array<string | null>(keys.length);
+    await Promise.all(
+      [...bySlot.values()].map(async (indexes) => {
+        const values = await this.#call(() => this.#redis.mget(indexes.map((i) => prefix + (keys[i] as string))));
+        indexes.forEach((i, j) => {
+          out[i] = values[j] ?? null;
+        });
+      }),
+    );
+    return out;
+  }
+
   async setIfNewer(key: string, value: string, version: number, ttlMs: number, mode: SetMode): Promise<boolean> {
     const ttl = Math.max(1, Math.ceil(ttlMs));
     const written = (await this.#call(() => this.#redis.setIfNewer(this.#prefix + key, value, version, ttl, mode))) === 1;

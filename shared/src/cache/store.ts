@@ -74,6 +74,11 @@ export interface Store {
   readonly sharded?: boolean;
   get(key: string): Promise<string | null>;
   /**
+   * Several `get`s in one round trip, the values in the keys' order (null: none). Optional
+   * so that other implementations stay valid: without it, callers read one at a time.
+   */
+  getMany?(keys: readonly string[]): Promise<(string | null)[]>;
+  /**
    * Store `value` (JSON with a numeric `v`) unless the stored entry is newer.
    * `authoritative` writes (the control plane) win ties; `fill` writes (a router
    * caching what it read) only replace strictly older entries.
