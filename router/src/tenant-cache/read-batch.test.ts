@@ -1,6 +1,6 @@
 /** The cache's store reads, batched per turn of the event loop: real Redis throughout. */
 import { afterAll, describe, expect, it } from "vitest";
-import { MemoryStore, RedisStore, type Store } from "@portcullis/shared";
+import { MemoryStore, type RedisStore, type Store } from "@portcullis/shared";
 import { createTestStore, deleteKeys } from "../../../test/helpers/redis.ts";
 import { ReadBatcher } from "./read-batch.ts";
 

@@ -130,16 +130,9 @@ export class RedisStore implements Store, StreamStore {
     if (keys.length === 0) return [];
     const prefix = this.#prefix;
     if (!this.sharded) return this.#call(() => this.#redis.mget(keys.map((k) => prefix + k)));
-    const bySlot = new Map<number, number[]>();
-    keys.forEach((key, i) => {
-      const slot = calculateSlot(prefix + key);
-      const group = bySlot.get(slot);
-      if (group) group.push(i);
-      else bySlot.set(slot, [i]);
-    });
     const out = new Array<string | null>(keys.length);
     await Promise.all(
-      [...bySlot.values()].map(async (indexes) => {
+      bySlot(keys.map((key) => calculateSlot(prefix + key))).map(async (indexes) => {
         const values = await this.#call(() => this.#redis.mget(indexes.map((i) => prefix + (keys[i] as string))));
         indexes.forEach((i, j) => {
           out[i] = values[j] ?? null;
@@ -229,17 +222,13 @@ export class RedisStore implements Store, StreamStore {
    * slot together, and the answers come back in the calls' order.
    */
   async #admitBySlot(calls: readonly AdmitCall[]): Promise<Admission[]> {
-    const bySlot = new Map<number, number[]>();
-    calls.forEach((call, i) => {
+    const slots = calls.map((call) => {
       const first = call.rates[0]?.key ?? call.quota?.key;
-      const slot = first === undefined ? -1 : calculateSlot(this.#prefix + first);
-      const group = bySlot.get(slot);
-      if (group) group.push(i);
-      else bySlot.set(slot, [i]);
+      return first === undefined ? -1 : calculateSlot(this.#prefix + first);
     });
     const out = new Array<Admission>(calls.length);
     await Promise.all(
-      [...bySlot.values()].map(async (indexes) => {
+      bySlot(slots).map(async (indexes) => {
         const keys: string[] = [];
         const args: (string | number)[] = [indexes.length];
         for (const i of indexes) admitArgs(keys, args, calls[i] as AdmitCall, true, this.#prefix, this.sharded);
@@ -328,4 +317,15 @@ export class RedisStore implements Store, StreamStore {
     this.#ledger?.close();
     disconnect(this.#redis);
   }
+}
+
+/** The indexes of `slots` grouped by hash slot, each group in order: one call per slot on a cluster. */
+function bySlot(slots: readonly number[]): number[][] {
+  const groups = new Map<number, number[]>();
+  slots.forEach((slot, i) => {
+    const group = groups.get(slot);
+    if (group) group.push(i);
+    else groups.set(slot, [i]);
+  });
+  return [...groups.values()];
 }
